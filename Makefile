@@ -1,0 +1,46 @@
+# Two commands, each doing its own set-up on a fresh Debian/Ubuntu machine with Python 3.11+:
+#   make e2e   - every scenario in features/ against the simulated Harvester, plus an Allure HTML report
+#   make test  - the harness's own tests (tests/)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+RESULTS := allure-results
+REPORT  := allure-report
+
+.PHONY: all setup test e2e report bench clean
+
+all: test
+
+$(STAMP): pyproject.toml requirements.lock
+	@ci/bootstrap-system.sh
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: $(PYTHON) is " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+setup: $(STAMP) $(NODE_STAMP)
+
+test: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+e2e: $(STAMP) $(NODE_STAMP)
+	@rm -rf $(RESULTS)
+	@status=0; $(BIN)/harvester-e2e run --alluredir=$(RESULTS) $(E2E_ARGS) || status=$$?; \
+	 $(BIN)/python -m infra.report.html $(RESULTS) $(REPORT) || status=$$?; \
+	 echo "Allure report: $(CURDIR)/$(REPORT)/index.html"; exit $$status
+
+report: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m infra.report.html $(RESULTS) $(REPORT)
+
+bench: $(STAMP)
+	$(BIN)/python tests/bench/bench_apiserver.py
+
+clean:
+	rm -rf $(VENV) node_modules $(RESULTS) $(REPORT) artifacts

@@ -1,0 +1,81 @@
+"""pytest wiring: run configuration, the backend, per-scenario cleanup, and the plugins."""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from infra.backends import Backend, backend_for
+from infra.cleanup import CleanupStack
+from infra.config import ConfigError, RunConfig, load_config
+
+pytest_plugins = ["infra.report.plugin", "steps.cluster"]
+
+CONFIG_KEY = pytest.StashKey[RunConfig]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harvester-e2e")
+    group.addoption("--config", type=Path, help="YAML run configuration (see README)")
+    group.addoption("--backend", help="simulated | libvirt | existing")
+    group.addoption("--harvester-version", help="the version the cluster runs")
+    group.addoption("--keep-on-failure", action="store_true", default=None,
+                    help="keep what a failed scenario created, for inspection")
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        run_config = load_config(config.getoption("--config"), cli={
+            "backend": config.getoption("--backend"),
+            "harvester_version": config.getoption("--harvester-version"),
+            "keep_on_failure": config.getoption("--keep-on-failure"),
+        })
+    except ConfigError as exc:
+        raise pytest.UsageError(f"config error: {exc}") from None
+    config.stash[CONFIG_KEY] = run_config
+    from infra.report.plugin import ENVIRONMENT_KEY   # after pytest registered the plugin
+
+    config.stash[ENVIRONMENT_KEY] = {
+        "backend": run_config.backend, "harvester_version": run_config.harvester_version,
+        "run_id": run_config.run_id, "simulated_time_scale": str(run_config.simulated.time_scale),
+    }
+    # SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so cleanup stacks still run.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+@pytest.fixture(scope="session")
+def run_config(pytestconfig: pytest.Config) -> RunConfig:
+    return pytestconfig.stash[CONFIG_KEY]
+
+
+@pytest.fixture(scope="session")
+def backend(run_config: RunConfig) -> Iterator[Backend]:
+    chosen = backend_for(run_config)
+    try:
+        yield chosen
+    finally:
+        chosen.release_all()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def cleanup(request: pytest.FixtureRequest, run_config: RunConfig) -> Iterator[CleanupStack]:
+    stack = CleanupStack()
+    yield stack
+    failed = getattr(request.node, "report_call", None)
+    stack.keep = bool(run_config.keep_on_failure and failed is not None and failed.failed)
+    problems = stack.run()
+    if problems:
+        pytest.fail("cleanup failed: " + "; ".join(problems), pytrace=False)

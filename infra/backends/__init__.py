@@ -1,0 +1,4 @@
+"""Where clusters come from: `simulated` (default), `libvirt`, `existing`. Each hands steps a `Cluster`."""
+from .base import Backend, BackendError, Cluster, NodeHandle, backend_for
+
+__all__ = ["Backend", "BackendError", "Cluster", "NodeHandle", "backend_for"]

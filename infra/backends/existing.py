@@ -1,0 +1,28 @@
+"""A cluster someone already has: a kubeconfig and an SSH inventory. The harness creates nothing here."""
+from __future__ import annotations
+
+from infra.config import RunConfig
+
+from .base import Backend, BackendError, Cluster, NodeHandle
+
+
+class ExistingBackend(Backend):
+    name = "existing"
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        if config.existing is None:
+            raise BackendError("backend 'existing' needs an 'existing:' section with 'kubeconfig: PATH'")
+        self._cluster: Cluster | None = None
+
+    def acquire(self, harvester_version: str) -> Cluster:
+        assert self.config.existing is not None
+        if self._cluster is None:
+            self._cluster = Cluster(
+                name="existing", backend=self.name, kubeconfig=self.config.existing.kubeconfig,
+                harvester_version=self.config.harvester_version, run_id=self.config.run_id,
+                nodes=[NodeHandle(n.name, n.host, n.port) for n in self.config.existing.nodes])
+        return self._cluster
+
+    def release_all(self) -> None:
+        self._cluster = None   # never delete anything of a cluster the harness did not create

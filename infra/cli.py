@@ -1,0 +1,112 @@
+"""`harvester-e2e`: run scenarios, run a simulated Harvester, show the effective configuration.
+
+  harvester-e2e sim up [--version V] [--kubeconfig PATH] [--time-scale X] [--nodes N] [--port P]
+  harvester-e2e run [--backend B] [--config FILE] [--harvester-version V] [pytest args...]
+  harvester-e2e config show [--config FILE] [--backend B] ...
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from infra.config import SIMULATED_VERSIONS, ConfigError, describe, load_config
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML run configuration")
+    parser.add_argument("--backend", help="simulated | libvirt | existing")
+    parser.add_argument("--harvester-version", help="the version the cluster runs")
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {"backend": args.backend, "harvester_version": args.harvester_version}
+
+
+def _sim_up(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="harvester-e2e sim up",
+                                     description="Run a simulated Harvester in the foreground until Ctrl-C.")
+    parser.add_argument("--version", default="v1.4.2", help=f"one of: {', '.join(SIMULATED_VERSIONS)}")
+    parser.add_argument("--kubeconfig", type=Path, default=Path.cwd() / "twin.kubeconfig")
+    parser.add_argument("--time-scale", type=float, default=60.0)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.version not in SIMULATED_VERSIONS:
+        print(f"error: --version: {args.version!r} is not simulated; valid: {', '.join(SIMULATED_VERSIONS)}",
+              file=sys.stderr)
+        return 2
+    if args.time_scale <= 0:
+        print("error: --time-scale: must be greater than 0 (e.g. 60 runs a simulated minute per second)",
+              file=sys.stderr)
+        return 2
+    from infra.backends.simulated import run_foreground
+
+    return run_foreground(["--version", args.version, "--kubeconfig", str(args.kubeconfig.resolve()),
+                           "--time-scale", str(args.time_scale), "--nodes", str(args.nodes),
+                           "--port", str(args.port)])
+
+
+def _run(argv: list[str]) -> int:
+    """Run the scenarios with pytest; unknown options go to pytest untouched."""
+    parser = argparse.ArgumentParser(prog="harvester-e2e run", add_help=False)
+    _config_options(parser)
+    parser.add_argument("--alluredir", default="allure-results")
+    args, pytest_args = parser.parse_known_args(argv)
+    try:
+        load_config(args.config, cli=_cli_overrides(args))      # fail fast, before pytest starts
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--alluredir={args.alluredir}",
+               "--junitxml=artifacts/junit-scenarios.xml"]
+    for flag, value in (("--config", args.config), ("--backend", args.backend),
+                        ("--harvester-version", args.harvester_version)):
+        if value:
+            command += [flag, str(value)]
+    if not any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in pytest_args):
+        command.append("steps")
+    command += pytest_args
+    os.chdir(PROJECT_ROOT)
+    return _exec(command)
+
+
+def _exec(command: list[str]) -> int:
+    import subprocess
+
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config_show(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="harvester-e2e config show")
+    _config_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, cli=_cli_overrides(args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    yaml.safe_dump(describe(config), sys.stdout, sort_keys=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {("sim", "up"): _sim_up, ("run",): _run, ("config", "show"): _config_show}
+    for words, handler in commands.items():
+        if tuple(argv[:len(words)]) == words:
+            return handler(argv[len(words):])
+    print(__doc__.strip(), file=sys.stderr)
+    return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Harvester domain operations, the same on every backend."""

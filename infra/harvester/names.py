@@ -1,0 +1,10 @@
+"""API versions and names Harvester uses (facts from Harvester's source)."""
+
+HARVESTER = "harvesterhci.io/v1beta1"
+CAPI = "cluster.x-k8s.io/v1beta1"
+MANAGEMENT = "management.cattle.io/v3"
+SYSTEM_NAMESPACE = "harvester-system"
+FLEET_LOCAL = "fleet-local"
+MACHINE_ANNOTATION = "cluster.x-k8s.io/machine"
+MANAGED_LABEL = "harvesterhci.io/managed"
+RUN_ID_LABEL = "e2e.harvesterhci.io/run-id"

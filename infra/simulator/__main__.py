@@ -1,0 +1,69 @@
+"""Run the twin in the foreground: `python -m infra.simulator --version v1.4.2 --kubeconfig PATH`.
+
+Writes the kubeconfig, then a JSON ready file (for a parent process), and runs until SIGINT or
+SIGTERM, when it stops serving and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .harvester.versions import UnknownVersionError, version_names
+from .kubeconfig import write_kubeconfig
+from .twin import start_twin
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m infra.simulator", description=__doc__)
+    parser.add_argument("--version", default="v1.4.2", help=f"Harvester version: {', '.join(version_names())}")
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--time-scale", type=float, default=60.0)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ready-file", type=Path, help="written (JSON) once the twin serves")
+    parser.add_argument("--bookmark-interval", type=float, default=5.0)
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
+    twin = await start_twin(args.version, node_count=args.nodes, time_scale=args.time_scale, port=args.port,
+                            bookmark_interval=args.bookmark_interval)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        write_kubeconfig(args.kubeconfig, twin.url, twin.tls.ca_cert_pem, twin.token)
+        info = {"url": twin.url, "kubeconfig": str(args.kubeconfig), "pid": os.getpid(),
+                "harvesterVersion": twin.version.name, "timeScale": args.time_scale}
+        if args.ready_file:
+            tmp = args.ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info))
+            tmp.replace(args.ready_file)
+        announce(twin, info)
+        await stop.wait()
+    finally:
+        await twin.stop()
+
+
+def main(argv: list[str] | None = None, announce=None) -> int:  # noqa: ANN001
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(args, announce or (lambda twin, info: None)))
+    except UnknownVersionError as exc:
+        print(f"error: --version: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,548 @@
+"""The HTTPS front of the twin: Kubernetes REST over aiohttp.
+
+Serves discovery, CRUD, list/watch, patch, status/scale/log subresources and server-side tables,
+with bearer-token auth and a CA generated per run. `/twin/v1/*` are the twin's own endpoints
+(fault injection, facts about the simulation); they require the same token.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiohttp import web
+
+from infra.simulator.apimachinery import selectors
+from infra.simulator.apimachinery.selectors import SelectorError
+
+from . import discovery, errors
+from .faults import Faults
+from .objects import ObjectApi, supported_fields
+from .registry import ResourceType
+from .store import StoredEvent, TooOldResourceVersion
+from .tables import to_table
+from .tls import TlsMaterial
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.2+rke2r1", "gitCommit": "twin",
+                "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
+                "compiler": "gc", "platform": "linux/amd64"}
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_dumps(body), status=status, content_type=JSON, headers=headers)
+
+
+def _error(exc: errors.ApiError) -> web.Response:
+    return _json(exc.status(), exc.code)
+
+
+@dataclass
+class ResourcePath:
+    group: str
+    version: str
+    plural: str
+    namespace: str | None
+    name: str | None
+    subresource: str
+
+
+def parse_resource_path(segments: list[str]) -> ResourcePath | None:
+    if segments[:1] == ["api"] and len(segments) >= 3:
+        group, version, rest = "", segments[1], segments[2:]
+    elif segments[:1] == ["apis"] and len(segments) >= 4:
+        group, version, rest = segments[1], segments[2], segments[3:]
+    else:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+        namespace, rest = rest[1], rest[2:]
+    plural = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else ""
+    if len(rest) > 3:
+        return None
+    return ResourcePath(group, version, plural, namespace, name, sub)
+
+
+class ApiServer:
+    def __init__(self, api: ObjectApi, *, token: str, tls: TlsMaterial, host: str = "127.0.0.1",
+                 port: int = 0, bookmark_interval: float = 5.0, kube_version: dict[str, str] | None = None,
+                 info: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.api = api
+        self._token = token
+        self._tls = tls
+        self.host = host
+        self.port = port
+        self.bookmark_interval = bookmark_interval
+        self.kube_version = kube_version or KUBE_VERSION
+        self.faults = Faults()
+        self._info = info or (lambda: {})
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._streams: set[web.StreamResponse] = set()
+        self.requests_served = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def _ssl_context(self, directory: Any) -> ssl.SSLContext:
+        import tempfile
+        from pathlib import Path
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        with tempfile.TemporaryDirectory() as tmp:
+            _, cert, key = self._tls.write(Path(tmp))
+            context.load_cert_chain(cert, key)
+        return context
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        self._ssl = self._ssl_context(None)
+        await self._listen()
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl, reuse_address=True)
+        await self._site.start()
+        if not self.port:
+            server = self._site._server  # noqa: SLF001 - aiohttp exposes no public accessor for the bound port
+            assert server is not None and server.sockets
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def refuse_connections(self, seconds: float) -> None:
+        """Close the listener for a while: clients see connection refused, as during an RKE2 restart."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        self.api.store.close_all_watches()
+        await asyncio.sleep(seconds)
+        await self._listen()
+
+    async def stop(self) -> None:
+        self.api.store.close_all_watches()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    # --- request handling ---------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests_served += 1
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(self.kube_version)
+        if not self._authorized(request):
+            return _error(errors.unauthorized())
+        try:
+            if path.startswith("/twin/v1/"):
+                return await self._twin(request, path)
+            if self.faults.api_unavailable():
+                raise errors.unavailable("the server is currently unable to handle the request")
+            burst = self.faults.take_burst()
+            if burst is not None:
+                raise errors.ApiError(burst, "InternalError" if burst == 500 else "ServiceUnavailable",
+                                      "injected fault: the server is currently unable to handle the request")
+            return await self._route(request, path)
+        except errors.ApiError as exc:
+            return _error(exc)
+        except SelectorError as exc:
+            return _error(errors.bad_request(str(exc)))
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a server bug must still answer like an API server
+            log.exception("internal error serving %s %s", request.method, path)
+            return _error(errors.internal(f"internal error: {exc}"))
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[7:].strip().encode(), self._token.encode())
+
+    async def _route(self, request: web.Request, path: str) -> web.StreamResponse:
+        segments = [s for s in path.split("/") if s]
+        registry = self.api.registry
+        if path == "/api":
+            return _json(discovery.api_versions(f"{self.host}:{self.port}"))
+        if path == "/apis":
+            return _json(discovery.api_group_list(registry))
+        if path == "/api/v1":
+            return _json(discovery.api_resource_list(registry, "", "v1"))
+        if segments[0] == "apis" and len(segments) == 2:
+            group = discovery.api_group(registry, segments[1])
+            if group is None:
+                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _json(group)
+        if segments[0] == "apis" and len(segments) == 3:
+            doc = discovery.api_resource_list(registry, segments[1], segments[2])
+            if doc is None:
+                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _json(doc)
+        if segments[0] == "openapi":
+            return self._openapi(segments)
+        target = parse_resource_path(segments)
+        if target is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        rtype = self.api.lookup(target.group, target.version, target.plural)
+        if target.namespace is not None and not rtype.namespaced:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        return await self._resource(request, rtype, target)
+
+    def _openapi(self, segments: list[str]) -> web.Response:
+        if segments == ["openapi", "v3"]:
+            return _json(discovery.openapi_v3_index(self.api.registry))
+        if len(segments) >= 4 and segments[1] == "v3":
+            rest = segments[2:]
+            group, version = ("", rest[1]) if rest[0] == "api" else (rest[1], rest[2]) if len(rest) > 2 else ("", "")
+            schemas = {(t.group, t.plural): t.schemas.get(version) or {} for t in self.api.registry.all() if t.custom}
+            doc = discovery.openapi_v3_document(self.api.registry, group, version, schemas)
+            if doc is not None:
+                return _json(doc)
+        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    # --- resources ----------------------------------------------------------------------------
+    async def _resource(self, request: web.Request, rtype: ResourceType, target: ResourcePath) -> web.StreamResponse:
+        query = request.query
+        method = request.method
+        dry_run = _dry_run(query)
+        strict = query.get("fieldValidation", "") == "Strict"
+        version = target.version
+        sub = target.subresource
+        if sub and sub not in ("status", "scale", *rtype.extra_subresources):
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        if sub == "status" and not rtype.has_status:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        if sub == "scale" and not rtype.has_scale:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+
+        if method == "GET":
+            if target.name is None:
+                if query.get("watch") in ("true", "1"):
+                    return await self._watch(request, rtype, target)
+                return self._list(request, rtype, target)
+            if sub == "log":
+                return await self._log(request, target)
+            obj = self.api.get(rtype, target.namespace, target.name, version)
+            if sub == "scale":
+                return _json(_scale_of(obj))
+            if _wants_table(request):
+                return _json(self._table(request, rtype, version, [obj], obj["metadata"]["resourceVersion"]))
+            return _json(obj)
+
+        body = await _read_body(request) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        if method == "POST" and target.name is None:
+            obj = _decode(body)
+            created = self.api.create(rtype, obj, namespace=target.namespace, dry_run=dry_run,
+                                      strict_fields=strict, version=version)
+            return _json(created, 201)
+        if method == "PUT" and target.name:
+            obj = _decode(body)
+            if sub == "scale":
+                return _json(self._set_scale(rtype, target, obj))
+            name = (obj.get("metadata") or {}).get("name")
+            if name != target.name:
+                raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL "
+                                         f"({target.name})")
+            updated = self.api.update(rtype, obj, namespace=target.namespace, subresource=sub, dry_run=dry_run,
+                                      strict_fields=strict, version=version)
+            return _json(updated)
+        if method == "PATCH" and target.name:
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if sub == "scale":
+                current = _scale_of(self.api.get(rtype, target.namespace, target.name, version))
+                from infra.simulator.apimachinery.patch import PatchError, apply_patch
+                try:
+                    wanted = apply_patch(current, body, content_type, "Scale", custom=False)
+                except PatchError as exc:
+                    raise errors.ApiError(exc.code, "BadRequest", str(exc)) from None
+                return _json(self._set_scale(rtype, target, wanted))
+            patched = self.api.patch(rtype, target.namespace, target.name, body, content_type, subresource=sub,
+                                     dry_run=dry_run, strict_fields=strict, version=version)
+            return _json(patched)
+        if method == "DELETE":
+            options = _decode(body) if body.strip() else {}
+            propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
+            dry_run = dry_run or "All" in (options.get("dryRun") or [])
+            if target.name:
+                deleted = self.api.delete(rtype, target.namespace, target.name, dry_run=dry_run,
+                                          propagation=propagation, preconditions=options.get("preconditions"),
+                                          version=version)
+                return _json(deleted)
+            result = self.api.list(rtype, target.namespace, label_selector=query.get("labelSelector", ""),
+                                   field_selector=query.get("fieldSelector", ""), version=version)
+            for item in result.items:
+                self.api.delete(rtype, item["metadata"].get("namespace"), item["metadata"]["name"],
+                                dry_run=dry_run, propagation=propagation, version=version)
+            return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+        raise errors.method_not_allowed()
+
+    def _set_scale(self, rtype: ResourceType, target: ResourcePath, scale: dict[str, Any]) -> dict[str, Any]:
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid("Scale", target.name or "", ["spec.replicas: Invalid value: must be >= 0"])
+        assert target.name is not None
+
+        def set_replicas(obj: dict[str, Any]) -> None:
+            obj.setdefault("spec", {})["replicas"] = replicas
+
+        updated = self.api.mutate(rtype, target.namespace, target.name, set_replicas)
+        return _scale_of(updated)
+
+    def _table(self, request: web.Request, rtype: ResourceType, version: str, objects: list[dict[str, Any]],
+               resource_version: str, continue_token: str = "") -> dict[str, Any]:
+        from .registry import printer_columns_for
+
+        columns = printer_columns_for(rtype, version, self.api.crd_for(rtype))
+        return to_table(rtype, columns, objects, resource_version,
+                        request.query.get("includeObject", "Metadata"), continue_token)
+
+    def _list(self, request: web.Request, rtype: ResourceType, target: ResourcePath) -> web.Response:
+        query = request.query
+        limit = _int(query.get("limit"), "limit")
+        result = self.api.list(rtype, target.namespace, label_selector=query.get("labelSelector", ""),
+                               field_selector=query.get("fieldSelector", ""), limit=limit,
+                               continue_token=query.get("continue", ""), version=target.version)
+        if _wants_table(request):
+            return _json(self._table(request, rtype, target.version, result.items, str(result.resource_version),
+                                     result.continue_token))
+        metadata: dict[str, Any] = {"resourceVersion": str(result.resource_version)}
+        if result.continue_token:
+            metadata["continue"] = result.continue_token
+            metadata["remainingItemCount"] = result.remaining
+        return _json({"kind": rtype.list_kind, "apiVersion": rtype.api_version(target.version),
+                      "metadata": metadata, "items": result.items})
+
+    async def _watch(self, request: web.Request, rtype: ResourceType, target: ResourcePath) -> web.StreamResponse:
+        query = request.query
+        labels = selectors.parse_label_selector(query.get("labelSelector", ""))
+        fields = selectors.parse_field_selector(query.get("fieldSelector", ""), supported_fields(rtype))
+        namespace = target.namespace if rtype.namespaced else None
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        timeout = _int(query.get("timeoutSeconds"), "timeoutSeconds") or 1800
+        rv_text = query.get("resourceVersion", "")
+        send_initial = query.get("sendInitialEvents") in ("true", "1")
+        since = None if rv_text in ("", "0") or send_initial else _int(rv_text, "resourceVersion")
+
+        def matches(obj: dict[str, Any] | None) -> bool:
+            if obj is None:
+                return False
+            meta = obj["metadata"]
+            if namespace and meta.get("namespace") != namespace:
+                return False
+            return labels.matches(meta.get("labels")) and fields.matches(obj)
+
+        def accepts(event: StoredEvent) -> bool:
+            return matches(event.object) or matches(event.old_object)
+
+        response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        self._streams.add(response)
+        store = self.api.store
+        try:
+            watcher, replay = store.watch((rtype.group, rtype.plural), since, accepts)
+        except TooOldResourceVersion as exc:
+            status = errors.gone(str(exc)).status()
+            await response.write(_dumps({"type": "ERROR", "object": status}) + b"\n")
+            self._streams.discard(response)
+            return response
+        try:
+            view = lambda obj: self.api._view(rtype, obj, target.version)  # noqa: E731, SLF001
+            if since is None:
+                for obj in self.api.list(rtype, namespace, label_selector=query.get("labelSelector", ""),
+                                         field_selector=query.get("fieldSelector", ""),
+                                         version=target.version).items:
+                    await response.write(_dumps({"type": "ADDED", "object": obj}) + b"\n")
+                if send_initial:
+                    mark = {"kind": rtype.kind, "apiVersion": rtype.api_version(target.version),
+                            "metadata": {"resourceVersion": str(store.resource_version),
+                                         "annotations": {"k8s.io/initial-events-end": "true"}}}
+                    await response.write(_dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
+            for event in replay:
+                await response.write(_dumps(_translate(event, matches, view)) + b"\n")
+            deadline = time.monotonic() + timeout
+            last_rv = store.resource_version
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), wait)
+                except asyncio.TimeoutError:
+                    if bookmarks and time.monotonic() < deadline:
+                        mark = {"kind": rtype.kind, "apiVersion": rtype.api_version(target.version),
+                                "metadata": {"resourceVersion": str(max(last_rv, store.resource_version))}}
+                        await response.write(_dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
+                    continue
+                if event is None:
+                    break
+                last_rv = event.resource_version
+                await response.write(_dumps(_translate(event, matches, view)) + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            store.unwatch(watcher)
+            self._streams.discard(response)
+        return response
+
+    async def _log(self, request: web.Request, target: ResourcePath) -> web.StreamResponse:
+        query = request.query
+        pods = self.api.lookup("", "v1", "pods")
+        assert target.name is not None and target.namespace is not None
+        pod = self.api.get(pods, target.namespace, target.name)
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers", [])]
+        container = query.get("container") or (containers[0] if len(containers) == 1 else "")
+        if not container:
+            raise errors.bad_request(f"a container name must be specified for pod {target.name}, "
+                                     f"choose one of: [{' '.join(containers)}]")
+        if containers and container not in containers:
+            raise errors.bad_request(f"container {container} is not valid for pod {target.name}")
+        logs = self.api.logs
+        lines = logs.lines(target.namespace, target.name, container)
+        tail = _int(query.get("tailLines"), "tailLines") if query.get("tailLines") else None
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        follow = query.get("follow") in ("true", "1")
+        if not follow:
+            text = "".join(line + "\n" for line in lines)
+            return web.Response(text=text, content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        sent = len(logs.lines(target.namespace, target.name, container))
+        for line in lines:
+            await response.write((line + "\n").encode())
+        try:
+            while True:
+                waiter = logs.waiter(target.namespace, target.name, container)
+                current = logs.lines(target.namespace, target.name, container)
+                if len(current) == sent:
+                    live = self.api.find(pods, target.namespace, target.name)
+                    if live is None or (live.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                        break
+                    try:
+                        await asyncio.wait_for(waiter.wait(), 0.5)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                for line in current[sent:]:
+                    await response.write((line + "\n").encode())
+                sent = len(current)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    # --- the twin's own endpoints -------------------------------------------------------------
+    async def _twin(self, request: web.Request, path: str) -> web.Response:
+        if path == "/twin/v1/info" and request.method == "GET":
+            return _json({"apiserver": self.url, "requestsServed": self.requests_served, **self._info()})
+        if path == "/twin/v1/faults" and request.method == "POST":
+            spec = _decode(await request.read())
+            done: dict[str, Any] = {}
+            if spec.get("unavailableSeconds"):
+                self.faults.unavailable_until = time.monotonic() + float(spec["unavailableSeconds"])
+                done["unavailableSeconds"] = spec["unavailableSeconds"]
+            if spec.get("errorBurst"):
+                self.faults.error_burst_left = int(spec["errorBurst"].get("count", 1))
+                self.faults.error_burst_code = int(spec["errorBurst"].get("code", 503))
+                done["errorBurst"] = spec["errorBurst"]
+            if spec.get("dropWatches"):
+                done["droppedWatches"] = self.api.store.close_all_watches()
+            if spec.get("compact"):
+                self.api.store.compact()
+                done["compacted"] = True
+            if spec.get("refuseConnectionsSeconds"):
+                seconds = float(spec["refuseConnectionsSeconds"])
+                asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(
+                    self.refuse_connections(seconds)))
+                done["refuseConnectionsSeconds"] = seconds
+            return _json({"applied": done})
+        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+def _translate(event: StoredEvent, matches: Callable[[dict[str, Any] | None], bool],
+               view: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Selector-aware event types: an object leaving the selection is DELETED for this watcher."""
+    kind = event.type
+    if kind == "MODIFIED":
+        now, before = matches(event.object), matches(event.old_object)
+        if now and not before:
+            kind = "ADDED"
+        elif before and not now:
+            kind = "DELETED"
+    return {"type": kind, "object": view(dict(event.object))}
+
+
+def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
+
+
+def _wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=Table" in accept
+
+
+def _dry_run(query: Any) -> bool:
+    values = query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise errors.bad_request(f'Invalid dry run value: "{value}": supported values: "All"')
+    return bool(values)
+
+
+def _int(text: str | None, name: str) -> int:
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise errors.bad_request(f"invalid value for {name}: {text!r}") from None
+
+
+async def _read_body(request: web.Request) -> bytes:
+    content_type = request.headers.get("Content-Type", "")
+    if "protobuf" in content_type:
+        raise errors.ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                              f"accepted media types include: application/json, application/yaml")
+    return await request.read()
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body or b"{}")
+    except ValueError:
+        import yaml
+        try:
+            obj = yaml.safe_load(body)
+        except yaml.YAMLError as exc:
+            raise errors.bad_request(f"the body of the request could not be decoded: {exc}") from None
+    if not isinstance(obj, dict):
+        raise errors.bad_request("the body of the request must be an object")
+    return obj

@@ -1,0 +1,1 @@
+"""The twin's controllers: asyncio tasks that react to stored events as Harvester's would."""

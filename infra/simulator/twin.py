@@ -1,0 +1,109 @@
+"""The Harvester twin: an API server seeded as a Harvester cluster of one simulated version.
+
+Behaviour depends on the version only (its admission checks, charts, UI save); fault injection
+is separate (`ApiServer.faults`).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from .apiserver.objects import ObjectApi
+from .apiserver.server import KUBE_VERSION, ApiServer
+from .apiserver.tls import TlsMaterial, make_tls_material
+from .controllers.settings import SettingController
+from .harvester import load_crds
+from .harvester.seed import initial_objects
+from .harvester.versions import HarvesterVersion, get_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimClock:
+    """Simulated durations run `scale` times faster than wall time; budgets stay in real minutes."""
+
+    scale: float = 1.0
+
+    async def sleep(self, simulated_seconds: float) -> None:
+        await asyncio.sleep(max(simulated_seconds, 0.0) / self.scale)
+
+
+@dataclass
+class Twin:
+    version: HarvesterVersion
+    api: ObjectApi
+    server: ApiServer
+    tls: TlsMaterial
+    token: str
+    clock: SimClock
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def spawn(self, make: Callable[[], Awaitable[Any]], name: str) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(make(), name=name))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.server.stop()
+
+
+def seed(api: ObjectApi, version: HarvesterVersion, node_count: int) -> None:
+    crd_type = api.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
+    assert crd_type is not None
+    for crd in load_crds():
+        api.create(crd_type, crd)
+    objects = initial_objects(version, node_count=node_count, now=dt.datetime.now(dt.timezone.utc))
+    objects.sort(key=lambda o: 0 if o["kind"] == "Namespace" else 1)
+    for obj in objects:
+        rtype = api.resolve(obj["apiVersion"], obj["kind"])
+        if rtype.plural == "namespaces" and api.find(rtype, None, obj["metadata"]["name"]):
+            continue
+        api.create(rtype, obj, keep_status=True)
+    _point_node_refs_at_real_uids(api)
+
+
+def _point_node_refs_at_real_uids(api: ObjectApi) -> None:
+    """Machines' status.nodeRef.uid must be the uid the server gave each Node, as CAPI records it."""
+    machines = api.registry.get("cluster.x-k8s.io", "machines")
+    nodes = api.registry.get("", "nodes")
+    assert machines is not None and nodes is not None
+    for machine in api.list(machines).items:
+        ref = (machine.get("status") or {}).get("nodeRef") or {}
+        node = api.find(nodes, None, ref.get("name", ""))
+        if node is not None and ref.get("uid") != node["metadata"]["uid"]:
+            def set_uid(obj: dict[str, Any], uid: str = node["metadata"]["uid"]) -> None:
+                obj["status"]["nodeRef"]["uid"] = uid
+            api.mutate(machines, machine["metadata"]["namespace"], machine["metadata"]["name"], set_uid,
+                       subresource="status")
+
+
+async def start_twin(version_name: str, *, node_count: int = 3, time_scale: float = 1.0, port: int = 0,
+                     bookmark_interval: float = 5.0) -> Twin:
+    version = get_version(version_name)
+    api = ObjectApi()
+    seed(api, version, node_count)
+    tls = make_tls_material()
+    token = secrets.token_urlsafe(32)
+    kube_version = dict(KUBE_VERSION)
+    kube_version["gitVersion"] = version.kubernetes_version
+    minor = version.kubernetes_version.lstrip("v").split(".")
+    kube_version["major"], kube_version["minor"] = minor[0], minor[1]
+    server = ApiServer(api, token=token, tls=tls, port=port, bookmark_interval=bookmark_interval,
+                       kube_version=kube_version,
+                       info=lambda: {"harvesterVersion": version.name, "timeScale": time_scale})
+    await server.start()
+    twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale))
+    for controller in (SettingController(api),):
+        twin.spawn(controller.run, type(controller).__name__)
+    log.info("twin of Harvester %s serving on %s", version.name, server.url)
+    return twin

@@ -1,0 +1,83 @@
+"""tenacity policies, one per failure class. Only transient faults are retried, never an assertion.
+
+- api_unavailable: the API server refused, reset or answered 5xx/429 (RKE2 restarting during an upgrade);
+- conflict: 409 on a write (someone else updated the object first).
+Each attempt is logged, so a report shows what was ridden through.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any, Callable, TypeVar
+
+import tenacity
+import urllib3
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import DynamicApiError
+
+log = logging.getLogger("harvester_e2e.retry")
+T = TypeVar("T")
+
+_TRANSIENT_HTTP = {429, 500, 502, 503, 504}
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def _is_api_error(exc: BaseException) -> bool:
+    """The typed client raises ApiException; the dynamic client its own DynamicApiError subclasses."""
+    return isinstance(exc, (ApiException, DynamicApiError))
+
+
+def is_api_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, AssertionError):
+        return False
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, socket.timeout, TimeoutError)):
+        return True
+    return _is_api_error(exc) and _status_of(exc) in _TRANSIENT_HTTP
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return _is_api_error(exc) and _status_of(exc) == 409 and \
+        "AlreadyExists" not in str(getattr(exc, "body", "") or "")
+
+
+def _log_attempt(policy: str) -> Callable[[tenacity.RetryCallState], None]:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("%s: attempt %d failed (%s: %s); retrying in %.1fs", policy, state.attempt_number,
+                    type(exc).__name__, str(exc).splitlines()[0][:200] if exc else "",
+                    state.next_action.sleep if state.next_action else 0.0)
+    return before_sleep
+
+
+def retry_api_unavailable(budget_seconds: float) -> tenacity.Retrying:
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_api_unavailable),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),
+        stop=tenacity.stop_after_delay(budget_seconds),
+        before_sleep=_log_attempt("api_unavailable"),
+        reraise=True,
+    )
+
+
+def retry_conflict(attempts: int = 6) -> tenacity.Retrying:
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_conflict),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+        stop=tenacity.stop_after_attempt(attempts),
+        before_sleep=_log_attempt("conflict"),
+        reraise=True,
+    )
+
+
+RETRY_POLICIES: dict[str, Callable[..., tenacity.Retrying]] = {
+    "api_unavailable": retry_api_unavailable,
+    "conflict": retry_conflict,
+}
+
+
+def call_with(policy: tenacity.Retrying, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return policy(fn, *args, **kwargs)

@@ -1,0 +1,1 @@
+"""Step definitions: thin glue from Gherkin to infra/. Bound to features in steps/test_features.py."""

@@ -1,0 +1,64 @@
+"""Fixtures for the harness's own tests: a twin on 127.0.0.1, clients for it, kubectl."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from infra.backends.simulated import TwinProcess, start_twin_process
+from infra.kube import Kube
+from infra.waits.budget import Budget
+
+SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "crds"
+KUBECTL = shutil.which("kubectl")
+
+
+def start_twin(version: str = "v1.4.2", tmp: Path | None = None, time_scale: float = 60.0) -> TwinProcess:
+    return start_twin_process(version, time_scale=time_scale, nodes=3, workdir=tmp,
+                              budget=Budget("twin start in tests", 60))
+
+
+@pytest.fixture(scope="session")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
+    process = start_twin("v1.4.2", tmp_path_factory.mktemp("twin"))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(twin: TwinProcess) -> Kube:
+    return Kube(twin.kubeconfig, unavailable_budget=20)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.delete("v1", "Namespace", name)
+
+
+Kubectl = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture(scope="session")
+def kubectl(twin: TwinProcess) -> Kubectl:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed (see README: system packages)")
+    env = {**os.environ, "KUBECONFIG": str(twin.kubeconfig), "HOME": str(twin.workdir)}
+
+    def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        result = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True, env=env,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    return run
