@@ -11,7 +11,13 @@ from infra.backends import Backend, backend_for
 from infra.cleanup import CleanupStack
 from infra.config import ConfigError, RunConfig, load_config
 
-pytest_plugins = ["infra.report.plugin", "steps.cluster"]
+def _step_modules() -> list[str]:
+    """Every module in steps/ (but the scenario bindings): pytest-bdd finds steps only in plugins."""
+    steps = Path(__file__).parent / "steps"
+    return [f"steps.{p.stem}" for p in sorted(steps.glob("*.py")) if not p.stem.startswith(("test_", "_"))]
+
+
+pytest_plugins = ["infra.report.plugin", *_step_modules()]
 
 CONFIG_KEY = pytest.StashKey[RunConfig]()
 

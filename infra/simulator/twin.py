@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 from .apiserver.objects import ObjectApi
 from .apiserver.server import KUBE_VERSION, ApiServer
 from .apiserver.tls import TlsMaterial, make_tls_material
-from .controllers.settings import SettingController
+from .controllers import install_all
 from .harvester import load_crds
 from .harvester.seed import initial_objects
 from .harvester.versions import HarvesterVersion, get_version
@@ -103,7 +103,6 @@ async def start_twin(version_name: str, *, node_count: int = 3, time_scale: floa
                        info=lambda: {"harvesterVersion": version.name, "timeScale": time_scale})
     await server.start()
     twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale))
-    for controller in (SettingController(api),):
-        twin.spawn(controller.run, type(controller).__name__)
+    install_all(twin)
     log.info("twin of Harvester %s serving on %s", version.name, server.url)
     return twin

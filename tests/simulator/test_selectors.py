@@ -243,3 +243,9 @@ def test_field_tables() -> None:
     assert EXTRA_FIELDS_BY_KIND["Namespace"] == ("status.phase",)
     assert EXTRA_FIELDS_BY_KIND["ReplicaSet"] == ("status.replicas",)
     assert supported_field_labels("ConfigMap") == DEFAULT_FIELDS
+
+
+def test_trailing_newline_is_not_a_valid_label_value() -> None:
+    # Go's "$" means end of text; a value ending in "\n" must be rejected.
+    with pytest.raises(SelectorError):
+        label_selector_from_spec({"matchLabels": {"app": "web\n"}})

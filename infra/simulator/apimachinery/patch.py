@@ -67,6 +67,16 @@ def _json_equal(a: Any, b: Any) -> bool:
     return _json_key(a) == _json_key(b)
 
 
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else "null" if value is None else "array"
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 200 else text[:197] + "..."
@@ -97,7 +107,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 # --------------------------------------------------------------------------
 # RFC 6902 JSON patch
 
-_ARRAY_INDEX_RE = re.compile(r"^(0|[1-9][0-9]*)$")
+_ARRAY_INDEX_RE = re.compile(r"0|[1-9][0-9]*")
 
 
 def _parse_pointer(pointer: Any, op: str, field: str = "path") -> list[str]:
@@ -114,7 +124,7 @@ def _array_index(token: str, length: int, *, allow_end: bool) -> int | None:
     """Index for ``token`` in a list of ``length``; None when it is out of range or malformed."""
     if allow_end and token == "-":
         return length
-    if not _ARRAY_INDEX_RE.match(token):
+    if not _ARRAY_INDEX_RE.fullmatch(token):
         return None
     index = int(token)
     limit = length if allow_end else length - 1
@@ -151,7 +161,9 @@ def _add(doc: Any, tokens: list[str], value: Any, op: str, pointer: str) -> Any:
     if found and isinstance(parent, list):
         index = _array_index(last, len(parent), allow_end=True)
         if index is None:
-            raise PatchError(f'{op} operation does not apply: index "{last}" is out of bounds for "{pointer}"')
+            raise PatchError(
+                f'{op} operation does not apply: index "{last}" is invalid or out of bounds for "{pointer}"'
+            )
         parent.insert(index, value)
         return doc
     raise _missing(op, pointer)
@@ -173,7 +185,7 @@ def _remove(doc: Any, tokens: list[str], op: str, pointer: str) -> Any:
 
 def _operation(doc: Any, operation: Any, position: int) -> Any:
     if not isinstance(operation, dict):
-        raise PatchError(f"json patch operation {position} is not a JSON object: {_short(operation)}", 400)
+        raise PatchError(f"json: cannot unmarshal {_json_kind(operation)} into Go value of type jsonpatch.Operation", 400)
     op = operation.get("op")
     if op not in ("add", "remove", "replace", "move", "copy", "test"):
         raise PatchError(f"Unexpected kind: {op if isinstance(op, str) else _short(op)}")
@@ -229,7 +241,8 @@ def _operation(doc: Any, operation: Any, position: int) -> Any:
 def apply_json_patch(target: dict, ops: list) -> dict:
     """RFC 6902. A failed ``test`` or a missing path raises PatchError(422)."""
     if not isinstance(ops, list):
-        raise PatchError("json patch body must be a JSON array of operations", 400)
+        # kube-apiserver's wording (its JSON decoder error) for e.g. a dict sent as JSON patch.
+        raise PatchError(f"json: cannot unmarshal {_json_kind(ops)} into Go value of type jsonpatch.Patch", 400)
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise PatchError(
             f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}", 413
@@ -387,15 +400,24 @@ def _new_value(value: Any) -> tuple[Any, bool]:
     return _remove_directives(_discard_nulls(value))
 
 
+def _kind_of(item: Any) -> type:
+    # Go decodes every JSON number as float64, so ints and floats are one kind.
+    if isinstance(item, bool):
+        return bool
+    if isinstance(item, (int, float)):
+        return float
+    return type(item)
+
+
 def _element_kind(*lists: list) -> type | None:
+    """The common element type of the lists (None if all are empty); mixed types are an error."""
     kind = None
     for items in lists:
         for item in items:
-            current = dict if isinstance(item, dict) else list if isinstance(item, list) else \
-                bool if isinstance(item, bool) else float if isinstance(item, (int, float)) else type(item)
+            current = _kind_of(item)
+            if current is list:
+                raise PatchError("lists of lists are not supported")
             if kind is None:
-                if current is list:
-                    raise PatchError("lists of lists are not supported")
                 kind = current
             elif kind is not current:
                 raise PatchError(f"list element types are not identical: {_short(list(lists))}")
@@ -446,19 +468,15 @@ def _normalize_order(patch_items: list, server_only: list, patch_order: list, se
 
     left = sorted(server_only, key=by(server_order))
     right = sorted(patch_items, key=by(patch_order))
-    result, i, j = [], 0, 0
-    while i < len(left) or j < len(right):
-        if j >= len(right):
-            result.append(left[i]); i += 1
-        elif i >= len(left):
-            result.append(right[j]); j += 1
+    result: list = []
+    while left or right:
+        if left and right:
+            li = _index_of(server_order, left[0], merge_key, kind)
+            ri = _index_of(server_order, right[0], merge_key, kind)
+            take_left = li >= 0 and ri >= 0 and li < ri
         else:
-            li = _index_of(server_order, left[i], merge_key, kind)
-            ri = _index_of(server_order, right[j], merge_key, kind)
-            if li >= 0 and ri >= 0 and li < ri:
-                result.append(left[i]); i += 1
-            else:
-                result.append(right[j]); j += 1
+            take_left = bool(left)
+        result.append((left if take_left else right).pop(0))
     return result
 
 
@@ -749,6 +767,10 @@ def _decode_json(body: bytes) -> Any:
 
 def _decode_yaml(body: bytes) -> Any:
     try:
+        return json.loads(body)  # kubectl --server-side sends JSON; it is valid YAML and much faster to parse
+    except (ValueError, UnicodeDecodeError):
+        pass
+    try:
         return _stringify_keys(yaml.load(body, Loader=_ApplyYamlLoader))  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         raise PatchError(f"error decoding YAML: {exc}", 400) from None
@@ -775,9 +797,11 @@ def apply_patch(target: dict, body_bytes: bytes, content_type: str, kind: str, *
     elif media_type == MERGE_PATCH:
         result = apply_merge_patch(target, _require_object(_decode_json(body_bytes), "merge patch"))
     elif media_type == STRATEGIC_MERGE_PATCH:
-        result = apply_strategic_merge_patch(target, _require_object(_decode_json(body_bytes), "strategic merge patch"), kind)
+        patch = _require_object(_decode_json(body_bytes), "strategic merge patch")
+        result = apply_strategic_merge_patch(target, patch, kind)
     else:
-        result = apply_server_side_apply(target, _require_object(_decode_yaml(body_bytes), "apply patch"), kind, custom=custom)
+        applied = _require_object(_decode_yaml(body_bytes), "apply patch")
+        result = apply_server_side_apply(target, applied, kind, custom=custom)
     if not isinstance(result, dict):
         raise PatchError(f"the patched object is not a JSON object: {_short(result)}", 422)
     return result

@@ -235,8 +235,22 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 @lru_cache(maxsize=256)
 def _compile(pattern: str) -> re.Pattern | None:
+    """Compile a schema pattern with Go RE2's meaning of "$" (end of text, not before a final newline)."""
+    translated, escaped, in_class = [], False, False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[":
+            in_class = True
+        elif ch == "]":
+            in_class = False
+        elif ch == "$" and not in_class:
+            ch = r"\Z"
+        translated.append(ch)
     try:
-        return re.compile(pattern)
+        return re.compile("".join(translated))
     except re.error:
         return None
 

@@ -21,20 +21,20 @@ class SelectorError(ValueError):
 # Validation of label keys and values (k8s.io/apimachinery/pkg/util/validation)
 
 _QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QUALIFIED_NAME_RE = re.compile(f"^{_QUALIFIED_NAME_FMT}$")
+_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
 _QUALIFIED_NAME_MSG = (
     "must consist of alphanumeric characters, '-', '_' or '.', "
     "and must start and end with an alphanumeric character"
 )
 _LABEL_VALUE_FMT = f"({_QUALIFIED_NAME_FMT})?"
-_LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
 _LABEL_VALUE_MSG = (
     "a valid label must be an empty string or consist of alphanumeric characters, "
     "'-', '_' or '.', and must start and end with an alphanumeric character"
 )
 _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_RE = re.compile(f"^{_DNS1123_SUBDOMAIN_FMT}$")
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
 _DNS1123_SUBDOMAIN_MSG = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
     "characters, '-' or '.', and must start and end with an alphanumeric character"
@@ -72,7 +72,7 @@ def qualified_name_errors(value: str) -> list[str]:
         else:
             if len(prefix) > 253:
                 errs.append("prefix part " + _max_len_error(253))
-            if not _DNS1123_SUBDOMAIN_RE.match(prefix):
+            if not _DNS1123_SUBDOMAIN_RE.fullmatch(prefix):
                 errs.append(
                     "prefix part "
                     + _regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com")
@@ -87,7 +87,7 @@ def qualified_name_errors(value: str) -> list[str]:
         errs.append("name part must be non-empty")
     elif len(name) > _NAME_MAX:
         errs.append("name part " + _max_len_error(_NAME_MAX))
-    if not _QUALIFIED_NAME_RE.match(name):
+    if not _QUALIFIED_NAME_RE.fullmatch(name):
         errs.append(
             "name part "
             + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
@@ -100,7 +100,7 @@ def label_value_errors(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > _NAME_MAX:
         errs.append(_max_len_error(_NAME_MAX))
-    if not _LABEL_VALUE_RE.match(value):
+    if not _LABEL_VALUE_RE.fullmatch(value):
         errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
 
@@ -127,11 +127,11 @@ _EXACT_OPERATORS = (EQUALS, DOUBLE_EQUALS, NOT_EQUALS)
 _ORDER_OPERATORS = (GREATER_THAN, LESS_THAN)
 _UNARY_OPERATORS = (EXISTS, DOES_NOT_EXIST)
 _BINARY_OPERATORS = (IN, NOT_IN, EQUALS, DOUBLE_EQUALS, NOT_EQUALS, GREATER_THAN, LESS_THAN)
-_INT64_RE = re.compile(r"^[+-]?[0-9]+$")
+_INT64_RE = re.compile(r"[+-]?[0-9]+")
 
 
 def _parse_int64(text: str) -> int | None:
-    if not _INT64_RE.match(text):
+    if not _INT64_RE.fullmatch(text):
         return None
     value = int(text)
     return value if -(2**63) <= value < 2**63 else None
@@ -256,7 +256,7 @@ NOTHING = LabelSelector(nothing=True)
 
 # Lexer ----------------------------------------------------------------------
 
-_IDENT, _END, _OPEN, _CLOSE, _COMMA, _NOT, _EQ, _DEQ, _NEQ, _GT, _LT, _IN, _NOTIN, _ERROR = range(14)
+_IDENT, _END, _OPEN, _CLOSE, _COMMA, _NOT, _EQ, _DEQ, _NEQ, _GT, _LT, _IN, _NOTIN = range(13)
 _TOKENS = {
     ")": _CLOSE,
     ",": _COMMA,
@@ -269,6 +269,9 @@ _TOKENS = {
     "!=": _NEQ,
     "notin": _NOTIN,
     "(": _OPEN,
+}
+_OPERATOR_TOKENS = {
+    _IN: IN, _NOTIN: NOT_IN, _EQ: EQUALS, _DEQ: DOUBLE_EQUALS, _NEQ: NOT_EQUALS, _GT: GREATER_THAN, _LT: LESS_THAN,
 }
 _SPECIAL = set("=!(),><")
 _WHITESPACE = set(" \t\r\n")
@@ -284,19 +287,10 @@ def _lex(text: str) -> list[tuple[int, str]]:
             items.append((_END, ""))
             return items
         if text[pos] in _SPECIAL:
-            # Longest run of special characters that still forms a known token.
-            buf, best = "", None
-            while pos < n and text[pos] in _SPECIAL:
-                candidate = buf + text[pos]
-                if candidate in _TOKENS:
-                    buf, best = candidate, (_TOKENS[candidate], candidate)
-                    pos += 1
-                elif best is not None:
-                    break
-                else:
-                    buf = candidate
-                    pos += 1
-            items.append(best or (_ERROR, f"error expected: keyword found '{buf}'"))
+            # Operators are at most two characters long; prefer the longer one ("!=" over "!").
+            token = text[pos:pos + 2] if text[pos:pos + 2] in _TOKENS else text[pos]
+            items.append((_TOKENS[token], token))
+            pos += len(token)
         else:
             start = pos
             while pos < n and text[pos] not in _SPECIAL and text[pos] not in _WHITESPACE:
@@ -368,10 +362,9 @@ class _LabelParser:
 
     def _operator(self) -> str:
         tok, lit = self._next(values=False)
-        ops = {_IN: IN, _NOTIN: NOT_IN, _EQ: EQUALS, _DEQ: DOUBLE_EQUALS, _NEQ: NOT_EQUALS, _GT: GREATER_THAN, _LT: LESS_THAN}
-        if tok not in ops:
+        if tok not in _OPERATOR_TOKENS:
             raise SelectorError(f"found '{lit}', expected: {', '.join(_BINARY_OPERATORS)}")
-        return ops[tok]
+        return _OPERATOR_TOKENS[tok]
 
     def _set_values(self) -> set[str]:
         tok, lit = self._next()

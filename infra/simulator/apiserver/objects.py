@@ -362,7 +362,9 @@ class ObjectApi:
     def _validate_schema(self, rtype: ResourceType, obj: dict[str, Any], strict: bool) -> dict[str, Any]:
         if not rtype.custom:
             return obj
-        schema = rtype.schemas.get(rtype.storage_version) or {}
+        # Each served version has its own schema; the object arrives in the version the request named.
+        version = str(obj.get("apiVersion", "")).rpartition("/")[2] or rtype.storage_version
+        schema = rtype.schemas.get(version) or rtype.schemas.get(rtype.storage_version) or {}
         if not schema:
             return obj
         pruned, problems, unknown = crd_schema.validate_custom_object(obj, schema)

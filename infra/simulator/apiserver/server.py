@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -34,6 +34,9 @@ JSON = "application/json"
 KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.2+rke2r1", "gitCommit": "twin",
                 "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
                 "compiler": "gc", "platform": "linux/amd64"}
+
+
+TwinRoute = Callable[[web.Request, str], Awaitable[dict[str, Any]]]
 
 
 def _dumps(body: Any) -> bytes:
@@ -94,6 +97,11 @@ class ApiServer:
         self._ssl: ssl.SSLContext | None = None
         self._streams: set[web.StreamResponse] = set()
         self.requests_served = 0
+        self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
+
+    def add_twin_route(self, method: str, path: str, handler: "TwinRoute") -> None:
+        """A twin-only endpoint under /twin/v1/ (e.g. node power); `path` may end with `/{name}`."""
+        self._twin_routes[(method.upper(), path.rstrip("/"))] = handler
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _ssl_context(self, directory: Any) -> ssl.SSLContext:
@@ -477,6 +485,14 @@ class ApiServer:
                     self.refuse_connections(seconds)))
                 done["refuseConnectionsSeconds"] = seconds
             return _json({"applied": done})
+        for (method, route), handler in self._twin_routes.items():
+            if method != request.method:
+                continue
+            base, _, param = route.partition("/{")
+            if param and path.startswith(base + "/") and "/" not in path[len(base) + 1:]:
+                return _json(await handler(request, path[len(base) + 1:]))
+            if not param and path == route:
+                return _json(await handler(request, ""))
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
 
 

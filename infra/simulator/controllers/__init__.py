@@ -1,1 +1,22 @@
-"""The twin's controllers: asyncio tasks that react to stored events as Harvester's would."""
+"""The twin's behaviours: each module's `install(twin)` registers admission hooks and controller tasks.
+
+To add a behaviour, write a module with `install(twin)` and list it in INSTALLERS. What a behaviour
+does must follow from `twin.version` (the simulated release), never from a test switch.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from . import settings
+
+if TYPE_CHECKING:
+    from ..twin import Twin
+
+INSTALLERS: list[Callable[["Twin"], None]] = [
+    settings.install,
+]
+
+
+def install_all(twin: "Twin") -> None:
+    for install in INSTALLERS:
+        install(twin)

@@ -20,3 +20,7 @@ class SettingController(Controller):
                         f'level=info msg="setting {name} {verb}" value="{value}"')
         if event.type != "DELETED":
             self.record_event(setting, "Normal", "SettingUpdated", f"setting {name} {verb}", "harvester-setting-controller")
+
+
+def install(twin) -> None:  # noqa: ANN001 - Twin (import cycle)
+    twin.spawn(SettingController(twin.api).run, "setting-controller")
