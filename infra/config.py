@@ -56,14 +56,119 @@ class ExistingBackend(_Model):
         return value
 
 
+# A real Harvester node's minimums (installer preflight and docs, facts §5): below them the install aborts.
+HARVESTER_MIN_VCPUS, HARVESTER_MIN_MEMORY_GIB, HARVESTER_MIN_DISK_GIB = 8, 32, 250
+
+
 class LibvirtBackend(_Model):
+    """Real VMs through libvirt. `install` says what boots: the Harvester installer by direct kernel boot
+    (`pxe`: kernel + initrd + rootfs URL), the installer with its rootfs on the attached ISO (`iso`), or a
+    plain kernel/initrd guest with no Harvester (`none`: smoke tests of the provisioning itself)."""
+
     uri: str = "qemu:///system"
     nodes: int = Field(3, ge=1, le=7)
     vcpus: int = Field(8, ge=1)
-    memory_gib: int = Field(32, ge=1)
-    disk_gib: int = Field(250, ge=1)
+    memory_gib: float = Field(32, gt=0)
+    disk_gib: float = Field(250, gt=0)
+    install: Literal["pxe", "iso", "none"] = "pxe"
     iso_url: str | None = None
     kernel_url: str | None = None
+    initrd_url: str | None = None
+    rootfs_url: str | None = None
+    kernel_cmdline: str = Field("", description="extra kernel arguments (install none: the whole command line)")
+    boot_mode: Literal["uefi", "bios"] = "uefi"
+    domain_type: Literal["auto", "kvm", "qemu"] = Field(
+        "auto", description="auto: KVM, falling back to software emulation when a KVM guest shows no sign of life")
+    kvm_probe_s: float = Field(30.0, gt=0, description="silence on a KVM guest's console that means KVM fails")
+    network_mode: Literal["nat", "bridge", "user"] = Field(
+        "nat", description="nat: a libvirt network with DHCP reservations; bridge: an existing host bridge "
+                           "with static addresses; user: qemu user-mode networking, SSH forwarded to 127.0.0.1")
+    network_cidr: str = "192.168.100.0/24"
+    gateway: str | None = Field(None, description="default: the first address of network_cidr")
+    bridge_name: str | None = Field(None, description="bridge mode: the host bridge; nat: the bridge to create")
+    vip: str | None = Field(None, description="the cluster's VIP; default: the 10th address of network_cidr")
+    storage_pool_dir: Path = Path("/var/lib/libvirt/images/harvester-e2e")
+    golden_image_dir: Path | None = Field(None, description="where golden disks live; unset: always install")
+    config_server_bind: str | None = Field(None, description="address the install-config server listens on "
+                                                             "(default: the NAT network's gateway)")
+    config_server_port: int = Field(0, ge=0, le=65535)
+    config_url_base: str | None = Field(None, description="URL nodes fetch configs from, if not the server's own")
+    ssh_user: str = "rancher"
+    ssh_password: SecretStr | None = None
+    ssh_key_file: Path | None = Field(None, description="private key; its public half goes to the nodes")
+    cluster_token: SecretStr | None = Field(None, description="default: a random token per run")
+    install_timeout_min: float = Field(60.0, gt=0)
+    boot_timeout_min: float = Field(10.0, gt=0)
+    api_timeout_min: float = Field(20.0, gt=0)
+
+    @field_validator("network_cidr")
+    @classmethod
+    def _cidr_is_a_subnet(cls, value: str) -> str:
+        import ipaddress
+
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"not an IPv4 subnet ({exc}); write it like 192.168.100.0/24") from None
+        if network.prefixlen > 26:
+            raise ValueError("too small: give a /26 or larger (gateway, VIP, nodes and a DHCP range must fit)")
+        return value
+
+    @field_validator("gateway", "vip", "config_server_bind")
+    @classmethod
+    def _an_address(cls, value: str | None) -> str | None:
+        import ipaddress
+
+        if value is not None:
+            try:
+                ipaddress.IPv4Address(value)
+            except ValueError:
+                raise ValueError("not an IPv4 address; write it like 192.168.100.10") from None
+        return value
+
+    @field_validator("bridge_name")
+    @classmethod
+    def _bridge_name_fits(cls, value: str | None) -> str | None:
+        if value is not None and not (0 < len(value) <= 15):
+            raise ValueError("a Linux interface name has 1 to 15 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _enough_for_what_it_installs(self) -> "LibvirtBackend":
+        """Refuse, before anything is created, a config that cannot give a working cluster."""
+        if self.install != "none":
+            fix = "or set libvirt.install: none for a plain guest without Harvester"
+            if self.vcpus < HARVESTER_MIN_VCPUS:
+                raise ValueError(f"libvirt.vcpus: {self.vcpus} is fewer than the {HARVESTER_MIN_VCPUS} vCPUs a "
+                                 f"Harvester node needs; set libvirt.vcpus: {HARVESTER_MIN_VCPUS} or more, {fix}")
+            if self.memory_gib < HARVESTER_MIN_MEMORY_GIB:
+                raise ValueError(f"libvirt.memory_gib: {self.memory_gib:g} GiB is less than the "
+                                 f"{HARVESTER_MIN_MEMORY_GIB} GiB a Harvester node needs; set libvirt.memory_gib: "
+                                 f"{HARVESTER_MIN_MEMORY_GIB} or more, {fix}")
+            if self.disk_gib < HARVESTER_MIN_DISK_GIB:
+                raise ValueError(f"libvirt.disk_gib: {self.disk_gib:g} GiB is less than the "
+                                 f"{HARVESTER_MIN_DISK_GIB} GiB Harvester installs on; set libvirt.disk_gib: "
+                                 f"{HARVESTER_MIN_DISK_GIB} or more, {fix}")
+            if self.network_mode == "user":
+                raise ValueError("libvirt.network_mode: 'user' isolates every node; a Harvester cluster needs "
+                                 "nodes that reach each other: use nat or bridge")
+        needed = {"pxe": ("kernel_url", "initrd_url", "rootfs_url", "iso_url"),
+                  "iso": ("iso_url", "kernel_url", "initrd_url"), "none": ("kernel_url", "initrd_url")}
+        for name in needed[self.install]:
+            if not getattr(self, name):
+                raise ValueError(f"libvirt.{name}: required for install '{self.install}' but not given; set it "
+                                 f"to an http(s) URL or a path on the libvirt host")
+        if self.network_mode == "bridge" and not self.bridge_name:
+            raise ValueError("libvirt.bridge_name: bridge mode needs the name of an existing host bridge "
+                             "(e.g. br0)")
+        if self.network_mode == "bridge" and self.install != "none" and not self.config_server_bind \
+                and not self.config_url_base:
+            raise ValueError("libvirt.config_server_bind: bridge mode needs this host's address on the lab "
+                             "network, so the nodes can fetch their install configs")
+        if self.install != "none" and not (self.ssh_password or self.ssh_key_file):
+            raise ValueError("libvirt.ssh_password or libvirt.ssh_key_file: the harness logs in to the nodes "
+                             "as libvirt.ssh_user; give one of them")
+        return self
 
 
 class Timeouts(_Model):
@@ -103,7 +208,8 @@ class RunConfig(_Model):
         if self.backend == "existing" and self.existing is None:
             raise ValueError("backend 'existing' needs an 'existing:' section with at least 'kubeconfig: PATH'")
         if self.backend == "libvirt" and self.libvirt is None:
-            self.libvirt = LibvirtBackend()
+            raise ValueError("backend 'libvirt' needs a 'libvirt:' section (at least what to boot: kernel_url, "
+                             "initrd_url, rootfs_url and iso_url for a PXE-style install)")
         return self
 
 
@@ -143,7 +249,11 @@ def _one_line(error: ValidationError) -> str:
         line = f"{dotted}: required, but not given"
     else:
         message = first["msg"].removeprefix("Value error, ")
-        line = f"{dotted}: {message} (got {first.get('input')!r})" if dotted != "(top level)" else message
+        shown = first.get("input")
+        if dotted == "(top level)" or message.startswith(f"{dotted}.") or isinstance(shown, dict):
+            line = message          # a section-level check names its own field; never echo a section (secrets)
+        else:
+            line = f"{dotted}: {message} (got {shown!r})"
     more = len(error.errors()) - 1
     return line + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 

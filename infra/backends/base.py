@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from infra.config import RunConfig
+from infra.report.redact import register_secret
 
 
 class BackendError(RuntimeError):
@@ -35,6 +36,12 @@ class Cluster:
     nodes: list[NodeHandle] = field(default_factory=list)
     simulated: bool = False
     _kube: Any = None
+
+    def __post_init__(self) -> None:
+        # The kubeconfig's credentials must never reach a log line or a report attachment.
+        for user in (yaml.safe_load(self.kubeconfig.read_text()) or {}).get("users") or []:
+            for field_name in ("token", "password", "client-key-data"):
+                register_secret((user.get("user") or {}).get(field_name))
 
     def kube(self) -> Any:
         from infra.kube import Kube

@@ -177,10 +177,9 @@ def environment_facts(config: pytest.Config) -> dict[str, str]:
 
 
 def write_environment_properties(results_dir: Path, facts: Mapping[str, str]) -> Path:
-    lines = [
-        f"{_escape_property(str(key), is_key=True)}={_escape_property(REDACTOR.redact_text(str(value)))}"
-        for key, value in facts.items()
-    ]
+    # redact_data also catches values whose key names them secret ("api.token": "...").
+    safe_facts = REDACTOR.redact_data({str(key): str(value) for key, value in facts.items()})
+    lines = [f"{_escape_property(key, is_key=True)}={_escape_property(value)}" for key, value in safe_facts.items()]
     path = results_dir / "environment.properties"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

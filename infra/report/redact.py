@@ -30,7 +30,7 @@ _SECRET_KEY_SUFFIXES = ("token", "password", "passwd", "secret", "privatekey", "
 
 # The same family of key names, as it appears in free text (YAML, JSON, env files, query strings).
 _TEXT_KEY = (
-    r"[A-Za-z0-9_.-]*?(?:token|password|passwd|secret|private[-_]?key|client[-_]key[-_]data"
+    r"[A-Za-z0-9_.-]{0,48}?(?:token|password|passwd|secret|private[-_]?key|client[-_]key[-_]data"
     r"|api[-_]?key|secret[-_]?access[-_]?key)"
 )
 
@@ -265,7 +265,7 @@ _REDACTED_MARK = "_harvester_redacted"
 
 
 def _redact_record(record: logging.LogRecord, redactor: Redactor) -> None:
-    if getattr(record, _REDACTED_MARK, False):
+    if getattr(record, _REDACTED_MARK, None) is redactor:  # already done by the record factory
         return
     try:
         message = record.getMessage()
@@ -279,14 +279,14 @@ def _redact_record(record: logging.LogRecord, redactor: Redactor) -> None:
         record.exc_text = redactor.redact_text(record.exc_text)
     if record.stack_info:
         record.stack_info = redactor.redact_text(record.stack_info)
-    setattr(record, _REDACTED_MARK, True)
+    setattr(record, _REDACTED_MARK, redactor)
 
 
 _install_lock = threading.Lock()
 
 
 def install_log_redaction(redactor: Redactor | None = None) -> RedactingFilter:
-    """Redact every log record. Idempotent.
+    """Redact every log record. Idempotent: the first installed redactor stays in charge.
 
     The filter goes on the root logger's current handlers, as asked; a record factory covers
     handlers added later (pytest adds its capture handlers per test phase, and those feed the

@@ -1,7 +1,8 @@
 """tenacity policies, one per failure class. Only transient faults are retried, never an assertion.
 
 - api_unavailable: the API server refused, reset or answered 5xx/429 (RKE2 restarting during an upgrade);
-- conflict: 409 on a write (someone else updated the object first).
+- conflict: 409 on a write (someone else updated the object first);
+- ssh_transport_dropped: an SSH connection refused, reset, timed out or closed under us (a node rebooting).
 Each attempt is logged, so a report shows what was ridden through.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import socket
 from typing import Any, Callable, TypeVar
 
+import paramiko
 import tenacity
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -44,6 +46,14 @@ def is_conflict(exc: BaseException) -> bool:
         "AlreadyExists" not in str(getattr(exc, "body", "") or "")
 
 
+def is_ssh_transport_dropped(exc: BaseException) -> bool:
+    """Transient SSH trouble; never a refused key or password, or a host key that does not match."""
+    if isinstance(exc, (paramiko.AuthenticationException, paramiko.BadHostKeyException, AssertionError)):
+        return False
+    return isinstance(exc, (ConnectionError, paramiko.ssh_exception.NoValidConnectionsError, socket.timeout,
+                            TimeoutError, EOFError, paramiko.SSHException))
+
+
 def _log_attempt(policy: str) -> Callable[[tenacity.RetryCallState], None]:
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -73,9 +83,20 @@ def retry_conflict(attempts: int = 6) -> tenacity.Retrying:
     )
 
 
+def retry_ssh_transport_dropped(budget_seconds: float) -> tenacity.Retrying:
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_ssh_transport_dropped),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
+        stop=tenacity.stop_after_delay(budget_seconds),
+        before_sleep=_log_attempt("ssh_transport_dropped"),
+        reraise=True,
+    )
+
+
 RETRY_POLICIES: dict[str, Callable[..., tenacity.Retrying]] = {
     "api_unavailable": retry_api_unavailable,
     "conflict": retry_conflict,
+    "ssh_transport_dropped": retry_ssh_transport_dropped,
 }
 
 

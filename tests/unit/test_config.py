@@ -69,3 +69,13 @@ def test_secrets_in_the_inventory_are_masked(tmp_path: Path) -> None:
 def test_the_simulated_versions_are_the_twins_versions() -> None:
     from infra.simulator.harvester.versions import version_names
     assert sorted(SIMULATED_VERSIONS) == sorted(version_names())
+
+
+def test_a_clusters_token_is_registered_for_redaction(tmp_path: Path) -> None:
+    from infra.backends.base import Cluster
+    from infra.report.redact import redact_text
+
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text("users:\n- name: admin\n  user:\n    token: tok-9f8e7d6c5b4a\n")
+    Cluster(name="c", backend="existing", kubeconfig=kubeconfig, harvester_version="v1.4.2", run_id="r")
+    assert "tok-9f8e7d6c5b4a" not in redact_text("GET /api with tok-9f8e7d6c5b4a failed")

@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from . import settings
+from . import upgrade_webhook
 
 if TYPE_CHECKING:
     from ..twin import Twin
 
 INSTALLERS: list[Callable[["Twin"], None]] = [
     settings.install,
+    upgrade_webhook.install,
 ]
 
 
