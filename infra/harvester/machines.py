@@ -82,10 +82,13 @@ def table(nodes: list[Obj], machines: list[Obj]) -> str:
     header = ("NAMESPACE", "MACHINE", "PHASE", "PROVIDERID", "NODEREF", "NODE EXISTS")
     lines = [header] + [(r.namespace, r.name, r.phase, r.provider_id, r.node_ref, "yes" if r.node_exists else "NO")
                         for r in rows]
-    node_header = ("NODE", "READY", MACHINE_ANNOTATION)
-    node_lines = [node_header] + [(n["metadata"]["name"], _ready(n),
-                                   (n["metadata"].get("annotations") or {}).get(MACHINE_ANNOTATION, "<none>"))
-                                  for n in nodes]
+    machine_names = {m["metadata"]["name"] for m in machines}
+    node_header = ("NODE", "READY", MACHINE_ANNOTATION, "MACHINE EXISTS")
+    node_lines: list[tuple[str, ...]] = [node_header]
+    for node in nodes:
+        claimed = (node["metadata"].get("annotations") or {}).get(MACHINE_ANNOTATION)
+        node_lines.append((node["metadata"]["name"], _ready(node), claimed or "<none>",
+                           "-" if not claimed else "yes" if claimed in machine_names else "NO"))
     return _format(lines) + "\n\n" + _format(node_lines)
 
 

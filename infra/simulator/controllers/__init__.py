@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from . import settings
+from . import ipam, ippool_webhook, loadbalancer
 from . import upgrade_webhook
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 INSTALLERS: list[Callable[["Twin"], None]] = [
     settings.install,
+    ipam.install, ippool_webhook.install, loadbalancer.install,
     upgrade_webhook.install,
 ]
 

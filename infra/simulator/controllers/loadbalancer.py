@@ -1,0 +1,211 @@
+"""The load balancer controller (`harvester-lb-controller`, facts §2.2-§2.3).
+
+DHCP mode: `status.allocatedAddress.ip = "0.0.0.0"`. Pool mode: an address from `spec.ipPool`, or
+from the pool the selector picks (highest-priority matching non-global pool, else the global
+one), logged as `lb %s/%s allocate ip %s from pool %s`, then condition Ready. Errors become
+Ready=False with upstream's text (`no matched IPPool ...`, the allocator's `no IP addresses
+available ...`, `... duplicate allocation is not allowed`) and are retried a simulated second
+later. Removal (wrangler finalizer) logs `lb %s/%s is deleted, ...` and releases the address.
+VM-type load balancers need running VMIs selected by `backendServerSelector`.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import TYPE_CHECKING, Any
+
+from ..apiserver.clock import rfc3339
+from ..apiserver.store import StoredEvent
+from .base import Controller
+from .ipam import (GROUP, LB_CONTAINER, LB_NAMESPACE, LB_POD_LABELS, VERSION, AllocationError, Requirement,
+                   allocators, log_line, select_pool)
+
+if TYPE_CHECKING:
+    from ..twin import Twin
+
+LB_FINALIZER = "wrangler.cattle.io/harvester-lb-controller"
+DHCP_ADDRESS = "0.0.0.0"
+RETRY_SIMULATED_SECONDS = 1.0
+DUPLICATE = "duplicate allocation is not allowed"
+
+Obj = dict[str, Any]
+
+
+class LoadBalancerError(Exception):
+    def __init__(self, message: str, *, retry: bool = True, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.quiet = quiet      # upstream's "NotReturnError" kinds: logged when the status changes
+
+
+class LoadBalancerController(Controller):
+    watches = ((GROUP, "loadbalancers"),)
+
+    def __init__(self, twin: "Twin") -> None:
+        super().__init__(twin.api)
+        self.twin = twin
+        self.allocators = allocators(twin.api)
+        self._retrying: set[tuple[str, str]] = set()
+
+    @property
+    def _lbs(self) -> Any:
+        return self.api.lookup(GROUP, VERSION, "loadbalancers")
+
+    def log(self, level: str, message: str) -> None:
+        self.log_to_pod(LB_NAMESPACE, LB_POD_LABELS, LB_CONTAINER, log_line(level, message))
+
+    async def handle(self, event: StoredEvent) -> None:
+        meta = event.object["metadata"]
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        self._retrying.discard((namespace, name))
+        lb = self.api.find(self._lbs, namespace, name)
+        if lb is None:
+            return
+        if lb["metadata"].get("deletionTimestamp"):
+            if LB_FINALIZER in (lb["metadata"].get("finalizers") or []):
+                self.on_remove(lb)
+            return
+        if LB_FINALIZER not in (lb["metadata"].get("finalizers") or []):
+            lb = self.api.mutate(self._lbs, namespace, name,
+                                 lambda o: o["metadata"].setdefault("finalizers", []).append(LB_FINALIZER))
+        self.on_change(lb)
+
+    # ---- OnChange -----------------------------------------------------------------------------
+    def on_change(self, lb: Obj) -> None:
+        status = copy.deepcopy(lb.get("status") or {})
+        status.setdefault("allocatedAddress", {})
+        error: LoadBalancerError | None = None
+        try:
+            self._ensure_address(lb, status)
+            if (lb.get("spec") or {}).get("workloadType", "vm") in ("vm", ""):
+                self._ensure_vm_backends(lb, status)
+        except LoadBalancerError as exc:
+            error = exc
+        status["conditions"] = _ready(status.get("conditions") or [], error)
+        if status != (lb.get("status") or {}):
+            meta = lb["metadata"]
+            self.api.mutate(self._lbs, meta["namespace"], meta["name"], lambda o: o.__setitem__("status", status))
+            if error is not None and error.quiet:
+                self.log("info", f"lb {meta['namespace']}/{meta['name']} is set to not ready, error: {error}")
+        if error is not None and error.retry:
+            self._retry_later(lb)
+
+    def _ensure_address(self, lb: Obj, status: Obj) -> None:
+        spec, meta = lb.get("spec") or {}, lb["metadata"]
+        current = status["allocatedAddress"]
+        if spec.get("ipam") == "dhcp":
+            if current.get("ip") != DHCP_ADDRESS:
+                status["allocatedAddress"] = {"ip": DHCP_ADDRESS}
+            return
+        who = f"{meta['namespace']}/{meta['name']}"
+        if spec.get("ipPool") and current.get("ipPool") and current["ipPool"] != spec["ipPool"]:
+            self.log("info", f"lb {who} release ip {current.get('ip', '')} to pool {current['ipPool']}")
+            self._release(current["ipPool"], who)
+            status["allocatedAddress"] = {}
+            return
+        if current.get("ipPool"):
+            return
+        pool = spec.get("ipPool") or self._select(lb)
+        allocator = self.allocators.get(pool)
+        if allocator is None:
+            raise LoadBalancerError(f"fail to get allocator {pool}")
+        try:
+            allocation = allocator.get(self.api, who)
+        except AllocationError as exc:
+            if DUPLICATE in str(exc):
+                # upstream releases the stale booking so that the next attempt can take it again
+                allocator.release(self.api, who)
+                self.log("info", f"lb {who} error: {exc}, try to release ip to pool {pool}, ok")
+            raise LoadBalancerError(str(exc)) from None
+        status["allocatedAddress"] = {"ipPool": allocation.pool, "ip": allocation.ip, "mask": allocation.mask,
+                                      "gateway": allocation.gateway}
+        self.log("info", f"lb {who} allocate ip {allocation.ip} from pool {allocation.pool}")
+
+    def _select(self, lb: Obj) -> str:
+        annotations = lb["metadata"].get("annotations") or {}
+        requirement = Requirement(annotations.get(f"{GROUP}/network", ""), annotations.get(f"{GROUP}/project", ""),
+                                  annotations.get(f"{GROUP}/namespace", "") or lb["metadata"]["namespace"],
+                                  annotations.get(f"{GROUP}/cluster", ""))
+        pools = self.api.list(self.api.lookup(GROUP, VERSION, "ippools")).items
+        chosen = select_pool([p for p in pools if not p["metadata"].get("deletionTimestamp")], requirement)
+        if chosen is None:
+            raise LoadBalancerError(f"no matched IPPool with requirement {requirement.go_repr()}", quiet=True)
+        return chosen["metadata"]["name"]
+
+    def _ensure_vm_backends(self, lb: Obj, status: Obj) -> None:
+        selector = (lb.get("spec") or {}).get("backendServerSelector") or {}
+        vmis = self.api.list(self.api.lookup("kubevirt.io", "v1", "virtualmachineinstances"),
+                             lb["metadata"]["namespace"]).items
+        servers = []
+        for vmi in vmis:
+            labels = vmi["metadata"].get("labels") or {}
+            if selector and all(labels.get(k) in values for k, values in selector.items()) \
+                    and (vmi.get("status") or {}).get("phase") == "Running":
+                address = next((i.get("ipAddress") for i in (vmi.get("status") or {}).get("interfaces") or []
+                                if i.get("ipAddress")), None)
+                if address:
+                    servers.append(address)
+        status["address"] = status["allocatedAddress"].get("ip", "")
+        status["backendServers"] = servers
+        if not servers:
+            raise LoadBalancerError("no running backend servers", retry=False, quiet=True)
+
+    # ---- OnRemove -----------------------------------------------------------------------------
+    def on_remove(self, lb: Obj) -> None:
+        meta, spec = lb["metadata"], lb.get("spec") or {}
+        status = lb.get("status") or {}
+        allocated = status.get("allocatedAddress") or {}
+        who = f"{meta['namespace']}/{meta['name']}"
+        self.log("info", f"lb {who} is deleted, address {status.get('address', '')}, "
+                         f"allocatedIP {allocated.get('ip', '')}")
+        if spec.get("ipam") != "dhcp" and allocated.get("ipPool"):
+            try:
+                self._release(allocated["ipPool"], who)
+            except LoadBalancerError as exc:
+                self.log("info", f"lb {who} fail to release ip {allocated.get('ip', '')}, error: {exc}")
+                self._retry_later(lb)
+                return
+
+        def drop_finalizer(o: Obj) -> None:
+            o["metadata"]["finalizers"] = [f for f in o["metadata"].get("finalizers") or [] if f != LB_FINALIZER]
+
+        self.api.mutate(self._lbs, meta["namespace"], meta["name"], drop_finalizer)
+
+    def _release(self, pool: str, who: str) -> None:
+        allocator = self.allocators.get(pool)
+        if allocator is None:
+            raise LoadBalancerError(f"fail to get allocator {pool}")
+        allocator.release(self.api, who)
+
+    # ---- requeue ------------------------------------------------------------------------------
+    def _retry_later(self, lb: Obj) -> None:
+        """wrangler's EnqueueAfter / error backoff: the key comes back a simulated second later."""
+        key = (lb["metadata"]["namespace"], lb["metadata"]["name"])
+        if key in self._retrying:
+            return
+        self._retrying.add(key)
+        stub = {"metadata": {"namespace": key[0], "name": key[1]}}
+        event = StoredEvent(0, (GROUP, "loadbalancers"), "MODIFIED", stub, None)
+        asyncio.get_running_loop().call_later(RETRY_SIMULATED_SECONDS / self.twin.clock.scale,
+                                              self.queue.put_nowait, event)
+
+
+def _ready(conditions: list[Obj], error: Exception | None) -> list[Obj]:
+    result = [dict(c) for c in conditions]
+    ready = next((c for c in result if c.get("type") == "Ready"), None)
+    if ready is None:
+        ready = {"type": "Ready"}
+        result.append(ready)
+    status, message = ("False", str(error)) if error is not None else ("True", "")
+    if ready.get("status") != status or ready.get("message", "") != message:
+        ready["status"] = status
+        if message:
+            ready["message"] = message
+        else:
+            ready.pop("message", None)
+        ready["lastUpdateTime"] = rfc3339()
+    return result
+
+
+def install(twin: "Twin") -> None:
+    twin.spawn(LoadBalancerController(twin).run, "loadbalancer-controller")
