@@ -18,6 +18,8 @@ export default {
         reportName,
         singleFile: env.HARVESTER_REPORT_SINGLE_FILE === "true",
         reportLanguage: "en",
+        // A QA reader navigates by story, not by Python module: feature -> scenario outline.
+        groupBy: ["feature", "story"],
       },
     },
   },
