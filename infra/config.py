@@ -31,6 +31,8 @@ class SimulatedBackend(_Model):
     time_scale: float = Field(60.0, gt=0, description="simulated seconds per wall-clock second")
     nodes: int = Field(3, ge=1, le=7, description="nodes in the simulated cluster")
     startup_timeout_s: float = Field(60.0, gt=0, description="budget for the twin to start serving")
+    node_password: SecretStr | None = Field(None, description="turns on password login (and sudo password) "
+                                            "for user rancher on the simulated nodes; off by default")
 
 
 class NodeAccess(_Model):
@@ -40,6 +42,8 @@ class NodeAccess(_Model):
     user: str = "rancher"
     password: SecretStr | None = None
     key_file: Path | None = None
+    host_key: str | None = Field(None, description="the node's public host key ('ssh-ed25519 AAAA...') to pin; "
+                                 "without it the first key seen is recorded in the run's known_hosts")
 
 
 class ExistingBackend(_Model):
@@ -179,6 +183,30 @@ class Timeouts(_Model):
     node_ready_min: float = Field(15.0, gt=0)
 
 
+UPGRADE_PHASES = ("LogReady", "ImageReady", "RepoReady", "NodesPrepared", "SystemServicesUpgraded",
+                  "NodesUpgraded", "Completed")
+
+
+class UpgradeSettings(_Model):
+    """How upgrades are followed. Budgets are real minutes, whatever the backend."""
+
+    phase_budgets_min: dict[str, float] = Field(default_factory=dict,
+                                                description="per-phase budget overrides, e.g. {NodesUpgraded: 90}")
+    stall_window_min: float | None = Field(None, gt=0, description="no visible change for this long = stalled; "
+                                           "default 10 (real clusters) or 30 simulated minutes on the twin")
+    progress: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("phase_budgets_min")
+    @classmethod
+    def _known_phases(cls, value: dict[str, float]) -> dict[str, float]:
+        for phase, minutes in value.items():
+            if phase not in UPGRADE_PHASES:
+                raise ValueError(f"unknown phase {phase!r}; phases are {', '.join(UPGRADE_PHASES)}")
+            if minutes <= 0:
+                raise ValueError(f"the budget of {phase} must be more than 0 minutes")
+        return value
+
+
 class RunConfig(_Model):
     backend: Literal["simulated", "libvirt", "existing"] = "simulated"
     harvester_version: str = Field("v1.4.2", description="the version the cluster runs (simulated: starts it)")
@@ -189,6 +217,15 @@ class RunConfig(_Model):
     existing: ExistingBackend | None = None
     libvirt: LibvirtBackend | None = None
     timeouts: Timeouts = Timeouts()
+    upgrade: UpgradeSettings = UpgradeSettings()
+
+    def stall_window_seconds(self) -> float:
+        """The twin compresses time, so its default window is 30 simulated minutes in real seconds."""
+        if self.upgrade.stall_window_min is not None:
+            return self.upgrade.stall_window_min * 60.0
+        if self.backend == "simulated":
+            return max(15.0, 30 * 60.0 / self.simulated.time_scale)
+        return 600.0
 
     @field_validator("run_id")
     @classmethod
@@ -250,8 +287,10 @@ def _one_line(error: ValidationError) -> str:
     else:
         message = first["msg"].removeprefix("Value error, ")
         shown = first.get("input")
-        if dotted == "(top level)" or message.startswith(f"{dotted}.") or isinstance(shown, dict):
-            line = message          # a section-level check names its own field; never echo a section (secrets)
+        if dotted == "(top level)" or message.startswith(f"{dotted}."):
+            line = message          # a section-level check names its own field
+        elif isinstance(shown, (dict, list)):
+            line = f"{dotted}: {message}"      # never echo a whole section: it may hold secrets
         else:
             line = f"{dotted}: {message} (got {shown!r})"
     more = len(error.errors()) - 1

@@ -4,15 +4,19 @@ from __future__ import annotations
 import abc
 import json
 import ssl
+import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from infra.config import RunConfig
 from infra.report.redact import register_secret
+from infra.ssh import KnownHosts, SshNode, SshTarget
+from infra.waits.budget import Budget
 
 
 class BackendError(RuntimeError):
@@ -24,6 +28,10 @@ class NodeHandle:
     name: str
     ssh_host: str | None = None
     ssh_port: int | None = None
+    ssh_user: str = "rancher"
+    ssh_key_file: Path | None = None
+    ssh_password: SecretStr | None = field(default=None, repr=False)
+    ssh_host_key: str | None = None      # "ssh-ed25519 AAAA...", pinned when provisioning knows it
 
 
 @dataclass
@@ -35,7 +43,10 @@ class Cluster:
     run_id: str
     nodes: list[NodeHandle] = field(default_factory=list)
     simulated: bool = False
+    power_control: Any = None        # node power through libvirt domains (see `power`); None: not available
+    known_hosts: Path | None = None  # the run's known_hosts file (never ~/.ssh)
     _kube: Any = None
+    _sessions: dict[str, SshNode] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The kubeconfig's credentials must never reach a log line or a report attachment.
@@ -50,10 +61,47 @@ class Cluster:
             self._kube = Kube(self.kubeconfig)
         return self._kube
 
+    def node(self, name: str) -> NodeHandle:
+        found = next((n for n in self.nodes if n.name == name), None)
+        if found is None:
+            raise BackendError(f"{self.name} has no node {name!r}; its nodes: {', '.join(n.name for n in self.nodes)}")
+        return found
+
+    def ssh(self, node_name: str, *, reconnect_budget: Budget | None = None) -> SshNode:
+        """The node's SSH session (one per node, kept for the run; it reconnects by itself after a reboot)."""
+        if node_name not in self._sessions:
+            node = self.node(node_name)
+            if node.ssh_host is None or node.ssh_port is None:
+                raise BackendError(f"node {node_name} of {self.name} has no SSH address in its inventory")
+            if self.known_hosts is None:     # a backend that named none: a private file, never ~/.ssh
+                self.known_hosts = Path(tempfile.mkdtemp(prefix="harvester-e2e-ssh-")) / "known_hosts"
+            target = SshTarget(node.name, node.ssh_host, node.ssh_port, user=node.ssh_user,
+                               key_file=node.ssh_key_file, password=node.ssh_password, host_key=node.ssh_host_key)
+            options = {"reconnect_budget": reconnect_budget} if reconnect_budget else {}
+            self._sessions[node_name] = SshNode(target, KnownHosts(self.known_hosts), **options)
+        return self._sessions[node_name]
+
+    def close_sessions(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+
+    def power(self, node: str, action: str) -> None:
+        """`reboot`, `shutdown`, `start` or `destroy` a node, through libvirt (real or simulated domains)."""
+        if self.power_control is None:
+            raise BackendError(f"node power operations are not available on {self.name} ({self.backend} backend)")
+        self.power_control.power(node, action)
+
     @property
     def api_url(self) -> str:
         config = yaml.safe_load(self.kubeconfig.read_text())
         return config["clusters"][0]["cluster"]["server"]
+
+    def twin_info(self, path: str) -> dict[str, Any]:
+        """GET a twin-only endpoint (`/twin/v1/...`) of a simulated cluster."""
+        if not self.simulated:
+            raise BackendError(f"{path} exists only on the simulated backend; {self.name} is {self.backend}")
+        return _twin_request(self.kubeconfig, path)
 
     def inject_fault(self, **spec: Any) -> dict[str, Any]:
         """Fault injection, over HTTPS, on a simulated cluster only (`/twin/v1/faults`)."""
@@ -103,5 +151,7 @@ def backend_for(config: RunConfig) -> Backend:
     if config.backend == "existing":
         from .existing import ExistingBackend
         return ExistingBackend(config)
-    raise BackendError("backend 'libvirt' is not available yet: provisioning through libvirt is tracked as "
-                       "its own piece of work; use --backend simulated or --backend existing")
+    if config.backend == "libvirt":
+        from .libvirt import LibvirtBackend
+        return LibvirtBackend(config)
+    raise BackendError(f"unknown backend {config.backend!r}; use simulated, libvirt or existing")

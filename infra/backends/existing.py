@@ -21,8 +21,13 @@ class ExistingBackend(Backend):
             self._cluster = Cluster(
                 name="existing", backend=self.name, kubeconfig=self.config.existing.kubeconfig,
                 harvester_version=self.config.harvester_version, run_id=self.config.run_id,
-                nodes=[NodeHandle(n.name, n.host, n.port) for n in self.config.existing.nodes])
+                nodes=[NodeHandle(n.name, n.host, n.port, ssh_user=n.user, ssh_key_file=n.key_file,
+                                  ssh_password=n.password, ssh_host_key=n.host_key)
+                       for n in self.config.existing.nodes],
+                known_hosts=(self.config.artifacts_dir / self.config.run_id / "known_hosts").resolve())
         return self._cluster
 
     def release_all(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close_sessions()
         self._cluster = None   # never delete anything of a cluster the harness did not create

@@ -12,15 +12,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tenacity
 
 from infra.config import RunConfig
+from infra.ssh import generate_keypair
 from infra.waits.budget import Budget
 
 from .base import Backend, BackendError, Cluster, NodeHandle
+from .sim_power import attach_node_power, detach_node_power
 
 PR_SET_PDEATHSIG = 1
 
@@ -39,6 +42,7 @@ class TwinProcess:
     workdir: Path
     kubeconfig: Path
     log_path: Path
+    info: dict[str, Any] = field(default_factory=dict)     # the ready file: URL, nodes' SSH ports and host keys
 
     def stderr_tail(self, lines: int = 20) -> str:
         try:
@@ -57,13 +61,18 @@ class TwinProcess:
 
 
 def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: Budget,
-                       workdir: Path | None = None) -> TwinProcess:
+                       workdir: Path | None = None, ssh_authorized_key: Path | None = None,
+                       ssh_password_file: Path | None = None) -> TwinProcess:
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harvester-twin-{version}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig, ready, log_path = workdir / "kubeconfig", workdir / "ready.json", workdir / "twin.log"
     command = [sys.executable, "-m", "infra.simulator", "--version", version, "--kubeconfig", str(kubeconfig),
                "--ready-file", str(ready), "--time-scale", str(time_scale), "--nodes", str(nodes),
                "--log-level", "INFO"]
+    if ssh_authorized_key is not None:
+        command += ["--ssh-authorized-key", str(ssh_authorized_key)]
+    if ssh_password_file is not None:
+        command += ["--ssh-password-file", str(ssh_password_file)]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=Path(__file__).resolve().parents[2], preexec_fn=_die_with_parent)
@@ -86,7 +95,7 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
     except BackendError:
         twin.stop()
         raise
-    json.loads(ready.read_text())
+    twin.info = json.loads(ready.read_text())
     return twin
 
 
@@ -102,17 +111,33 @@ class SimulatedBackend(Backend):
         if harvester_version in self._clusters and self._twins[harvester_version].process.poll() is None:
             return self._clusters[harvester_version]
         sim = self.config.simulated
-        workdir = (self.config.artifacts_dir / self.config.run_id / f"twin-{harvester_version}").resolve()
+        run_dir = (self.config.artifacts_dir / self.config.run_id).resolve()
+        workdir = run_dir / f"twin-{harvester_version}"
+        keys = generate_keypair(run_dir / "ssh")            # the run's own key; the nodes authorize it
+        password_file = None
+        if sim.node_password is not None:
+            password_file = run_dir / "ssh" / "node-password"
+            password_file.touch(mode=0o600)
+            password_file.write_text(sim.node_password.get_secret_value())
         twin = start_twin_process(harvester_version, time_scale=sim.time_scale, nodes=sim.nodes, workdir=workdir,
-                                  budget=Budget("simulated cluster start", sim.startup_timeout_s))
+                                  budget=Budget("simulated cluster start", sim.startup_timeout_s),
+                                  ssh_authorized_key=keys.public_key_file, ssh_password_file=password_file)
         self._twins[harvester_version] = twin
+        nodes = [NodeHandle(n["name"], n["sshHost"], n["sshPort"], ssh_user=n["sshUser"],
+                            ssh_key_file=keys.private_key_file, ssh_password=sim.node_password,
+                            ssh_host_key=n["hostKey"])
+                 for n in twin.info.get("nodes", [])]
         cluster = Cluster(name=f"twin-{harvester_version}", backend=self.name, kubeconfig=twin.kubeconfig,
                           harvester_version=harvester_version, run_id=self.config.run_id, simulated=True,
-                          nodes=[NodeHandle(f"harvester-node-{i}") for i in range(sim.nodes)])
+                          nodes=nodes, known_hosts=run_dir / "known_hosts")
         self._clusters[harvester_version] = cluster
+        attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         return cluster
 
     def release_all(self) -> None:
+        for cluster in self._clusters.values():
+            cluster.close_sessions()
+            detach_node_power(cluster)
         for twin in self._twins.values():
             twin.stop()
         self._twins.clear()

@@ -21,8 +21,13 @@ VOLATILE_KEYS = frozenset({
 
 
 class _Missing:
+    """The marker for a field that is not there (distinct from null or empty)."""
+
     def __repr__(self) -> str:
         return "<absent>"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_Missing":
+        return self
 
 
 MISSING: Any = _Missing()
@@ -34,7 +39,7 @@ class Snapshot:
 
     kind: str
     name: str
-    section: str
+    section: str        # "" for the whole object
     content: Any
     resource_version: str = ""
 
@@ -43,8 +48,7 @@ class Snapshot:
         meta = obj.get("metadata") or {}
         name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta.get("name", "")
         content = copy.deepcopy(obj if section == "" else obj.get(section, MISSING))
-        return cls(str(obj.get("kind", "")), name, section or "object", content,
-                   str(meta.get("resourceVersion", "")))
+        return cls(str(obj.get("kind", "")), name, section, content, str(meta.get("resourceVersion", "")))
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Comparison:
 
     def report(self, after_label: str = "after") -> str:
         """The diff as text: a heading, then one line per difference (or a line saying none)."""
-        heading = (f"{self.before.section} of {self.before.kind} {self.before.name}: before "
+        heading = (f"{self.before.section or 'object'} of {self.before.kind} {self.before.name}: before "
                    f"(rv {self.before.resource_version}) vs {after_label} (rv {self.after.resource_version})")
         if self.preserved:
             return f"{heading}\n  no differences (ignored: {', '.join(sorted(self.ignored))})"
@@ -120,8 +124,7 @@ def _container_type(before: Any, after: Any) -> type | None:
 def _walk_dict(path: str, before: Obj, after: Obj, ignore: frozenset[str]) -> Iterator[Difference]:
     for key in sorted(set(before) | set(after), key=str):
         if key not in ignore:
-            yield from _walk(f"{path}.{key}" if path else str(key), before.get(key, MISSING),
-                             after.get(key, MISSING), ignore)
+            yield from _walk(_join(path, str(key)), before.get(key, MISSING), after.get(key, MISSING), ignore)
 
 
 def _walk_list(path: str, before: list[Any], after: list[Any], ignore: frozenset[str]) -> Iterator[Difference]:
@@ -137,7 +140,15 @@ def _walk_keyed(path: str, before: list[Obj], after: list[Obj], ignore: frozense
     old = {item["type"]: item for item in before}
     new = {item["type"]: item for item in after}
     for key in list(old) + [k for k in new if k not in old]:
-        yield from _walk(f"{path}[{key}]", old.get(key, MISSING), new.get(key, MISSING), ignore)
+        # `type` names the item in the path; as a field it would only repeat it
+        yield from _walk(f"{path}[{key}]", old.get(key, MISSING), new.get(key, MISSING), ignore | {"type"})
+
+
+def _join(path: str, key: str) -> str:
+    """`a.b`, or `a["1.2.3.4"]` for keys that are not plain names (IP addresses, label keys)."""
+    if key.replace("_", "").replace("-", "").isalnum():
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key)}]"
 
 
 def _keyed_by_type(items: list[Any]) -> bool:
@@ -157,3 +168,11 @@ def _show(value: Any) -> str:
     if value is MISSING:
         return "<absent>"
     return json.dumps(value, sort_keys=True, default=str)
+
+
+class StatusNotPreserved(AssertionError):
+    """An edit lost or changed an object's status; `evidence` carries the diff for the report."""
+
+    def __init__(self, message: str, evidence: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.evidence = evidence

@@ -69,7 +69,7 @@ def owned_objects(conn: Any, run_id: str | None = None) -> list[OwnedObject]:
             if volume_owner:
                 found.append(OwnedObject("volume", volume.name(), volume_owner, pool=pool.name()))
     found += pools + networks
-    return sorted(found, key=lambda o: REMOVAL_ORDER.index(o.kind))
+    return sorted(found, key=lambda o: (REMOVAL_ORDER.index(o.kind), o.run_id, o.name))
 
 
 def leak_audit(conn: Any, run_id: str) -> list[OwnedObject]:

@@ -11,6 +11,8 @@ from typing import Any
 from infra.cleanup import CleanupStack
 
 from . import audit, xmlgen
+from .connection import libvirt_module
+from .ownership import is_owned_name
 from .spec import DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
 
 log = logging.getLogger("harvester_e2e.provision")
@@ -23,7 +25,7 @@ class Provisioner:
         self.stack = stack
 
     def _check_owned(self, name: str) -> None:
-        if not name.startswith(f"{self.run_id}-"):
+        if not is_owned_name(name, self.run_id):
             raise ValueError(f"{name!r} does not carry the run id {self.run_id!r}; refusing to create it")
 
     def create_network(self, spec: NetworkSpec) -> Any:
@@ -67,8 +69,13 @@ class Provisioner:
     def define_domain(self, spec: DomainSpec) -> Any:
         """Define (not start) a domain; redefining an existing one replaces its XML (same removal)."""
         self._check_owned(spec.name)
-        self.stack.defer(f"remove domain {spec.name}", lambda: audit.remove_domain(self.conn, spec.name))
-        domain = self.conn.defineXML(xmlgen.domain_xml(spec))
+        libvirt = libvirt_module()
+        try:
+            uuid: str | None = self.conn.lookupByName(spec.name).UUIDString()
+        except libvirt.libvirtError:
+            uuid = None
+            self.stack.defer(f"remove domain {spec.name}", lambda: audit.remove_domain(self.conn, spec.name))
+        domain = self.conn.defineXML(xmlgen.domain_xml(spec, uuid))
         log.info("defined domain %s (%s, %d vCPU, %d MiB)", spec.name, spec.domain_type, spec.vcpus,
                  spec.memory_mib)
         return domain

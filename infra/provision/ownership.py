@@ -7,10 +7,14 @@ metadata element in libvirt, so for them the name is the mark. Nothing without t
 from __future__ import annotations
 
 import hashlib
+import re
 import xml.etree.ElementTree as ET
 
 METADATA_NAMESPACE = "https://harvesterhci.io/e2e/run"
 METADATA_PREFIX = "e2e"
+# The roles a run's objects have; a name is the run's only if it is exactly `<run id>-<role>`, so run
+# `e2e-1` never claims `e2e-1-b-pool` of run `e2e-1-b`.
+OWNED_ROLES = r"(net|pool|node\d+|node\d+\.qcow2)"
 ET.register_namespace(METADATA_PREFIX, METADATA_NAMESPACE)
 
 
@@ -20,7 +24,7 @@ def owned_name(run_id: str, role: str) -> str:
 
 
 def is_owned_name(name: str, run_id: str) -> bool:
-    return name.startswith(f"{run_id}-")
+    return re.fullmatch(re.escape(run_id) + "-" + OWNED_ROLES, name) is not None
 
 
 def run_mark(run_id: str, **attributes: str) -> ET.Element:

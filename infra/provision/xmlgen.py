@@ -1,7 +1,7 @@
 """libvirt XML for the specs in `spec`, built with ElementTree (never by string pasting, so values are escaped).
 
 Domains: virtio disk (a pool volume) and virtio NIC pinned at PCI slot 3 on the i440fx machine, so the guest
-names it `ens3` on every node; a serial console written to a log file; UEFI (libvirt picks the OVMF build)
+names it `ens3` on every node (the installer config relies on it); a serial console written to a log file; UEFI (libvirt picks the OVMF build)
 or BIOS. User-mode networking has no libvirt device: it is passed to qemu as `-netdev user` with the SSH
 port forwarded to 127.0.0.1 only.
 """
@@ -15,6 +15,9 @@ from .spec import DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
 QEMU_NAMESPACE = "http://libvirt.org/schemas/domain/qemu/1.0"
 ET.register_namespace("qemu", QEMU_NAMESPACE)
 NIC_PCI_SLOT = "0x03"
+# libvirt does not know the user-mode NIC qemu gets on its command line: keep it clear of the slots libvirt
+# hands out in order from the bottom.
+USER_NIC_PCI_SLOT = "0x1e"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
@@ -69,9 +72,12 @@ def volume_xml(spec: VolumeSpec) -> str:
     return _render(root)
 
 
-def domain_xml(spec: DomainSpec) -> str:
+def domain_xml(spec: DomainSpec, uuid: str | None = None) -> str:
+    """`uuid`: the existing domain's, when this XML redefines it (libvirt keys domains by UUID)."""
     root = ET.Element("domain", type=spec.domain_type)
     _sub(root, "name", spec.name)
+    if uuid is not None:
+        _sub(root, "uuid", uuid)
     _sub(root, "metadata").append(run_mark(spec.run_id, node=spec.node))
     _sub(root, "memory", str(spec.memory_mib), unit="MiB")
     _sub(root, "vcpu", str(spec.vcpus))
@@ -118,12 +124,13 @@ def domain_xml(spec: DomainSpec) -> str:
         console = _sub(devices, tag, type="file")
         _sub(console, "source", path=str(spec.console_log), append="on")
         _sub(console, "target", **target)
+    _sub(devices, "memballoon", model="none")
     rng = _sub(devices, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
     if spec.nic.forwarded_ssh_port is not None:
         commandline = _sub(root, f"{{{QEMU_NAMESPACE}}}commandline")
         netdev = f"user,id=e2enet0,hostfwd=tcp:127.0.0.1:{spec.nic.forwarded_ssh_port}-:22"
-        device = f"virtio-net-pci,netdev=e2enet0,mac={spec.nic.mac},addr={NIC_PCI_SLOT}"
+        device = f"virtio-net-pci,netdev=e2enet0,mac={spec.nic.mac},addr={USER_NIC_PCI_SLOT}"
         for value in ("-netdev", netdev, "-device", device):
             _sub(commandline, f"{{{QEMU_NAMESPACE}}}arg", value=value)
     return _render(root)

@@ -7,8 +7,16 @@
   history), feature/scenario become feature/story/title/description;
 * tags ``@issue_NNNN``, ``@severity_<level>`` and ``@owner_<name>`` become an issue link, the
   severity and the owner; other tags stay Allure tags (allure-pytest turns markers into tags);
-* the results directory gets ``environment.properties``, ``executor.json`` and the ``history/``
-  of the previous report, and everything written there is passed through the redactor.
+* the results directory gets ``environment.properties``, ``executor.json``, ``categories.json``
+  (from ``ci/allure/categories.json``) and the ``history/`` of the previous report, and everything
+  written there is passed through the redactor;
+* a matrix cell (``HARVESTER_MATRIX_CELL``: JSON ``{"id": ..., "parameters": {...}}``, set by
+  ``harvester-e2e matrix``) becomes Allure parameters ``cell.<name>`` on every result, so each cell
+  keeps its own history and trend, and lines in ``environment.properties``;
+* ``@known_issue @issue_NNNN``: the issue's state comes from ``ci/known-issues.yaml`` (``--known-issues``).
+  Open: the scenario runs as a strict xfail (a pass is reported as "XPASS(strict) known issue ...").
+  Closed: it runs as a normal test, and a failure is reported as "known issue ... is closed upstream but
+  still fails: ...". A missing or unknown issue fails the scenario with "known-issue bookkeeping: ...".
 
 Load it with ``pytest_plugins = ["infra.report.plugin"]`` or ``-p infra.report.plugin``.
 """
@@ -34,9 +42,12 @@ import allure
 import allure_commons
 import attr
 import pytest
+from allure_commons.model2 import StatusDetails
 from allure_commons.types import LabelType, Severity
 
 from infra.report.attach import DEFAULT_MAX_BYTES, attach_evidence, attach_text
+from infra.report.categories import CATEGORIES_FILE
+from infra.report.known_issues import KNOWN_ISSUES_FILE, KnownIssuesError, issue_ref, load_known_issues
 from infra.report.redact import REDACTOR, install_log_redaction, uninstall_log_redaction
 
 logger = logging.getLogger(__name__)
@@ -47,6 +58,11 @@ ENVIRONMENT_KEY = pytest.StashKey[dict]()
 DEFAULT_ISSUE_LINK_PATTERN = "https://github.com/harvester/harvester/issues/{}"
 DEFAULT_HISTORY_FROM = Path("allure-report") / "history"
 NOT_RUN = "not run"
+CELL_ENV_VAR = "HARVESTER_MATRIX_CELL"
+"""JSON ``{"id": "...", "parameters": {"harvester_from": "v1.4.2", ...}}`` naming the matrix cell of this run.
+(Not ``HARVESTER_E2E_*``: that prefix is the run configuration's, which rejects unknown keys.)"""
+CELL_PARAMETER_PREFIX = "cell."
+KNOWN_ISSUE_MARKER = "known_issue"
 
 _TAG_FAMILY = re.compile(r"^(?P<family>issue|severity|owner)_(?P<value>.+)$")
 _SEVERITIES = {level.value for level in Severity}
@@ -63,8 +79,29 @@ class _ScenarioProgress:
     ended: bool = False
 
 
+@dataclass(frozen=True)
+class MatrixCellInfo:
+    """The part of a matrix cell the report needs: its id and its parameters."""
+
+    id: str
+    parameters: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _KnownIssueExpectation:
+    """What a ``@known_issue`` scenario's linked issues say about its outcome."""
+
+    state: str  # "open" | "closed" | "bookkeeping"
+    refs: tuple[str, ...]
+    text: str  # the xfail reason, or the bookkeeping problem
+
+
 _PROGRESS_KEY = pytest.StashKey[_ScenarioProgress]()
 _FAMILY_TAGS_KEY = pytest.StashKey[set]()
+_CELL_KEY = pytest.StashKey["MatrixCellInfo | None"]()
+_KNOWN_ISSUE_KEY = pytest.StashKey[_KnownIssueExpectation]()
+_XPASS_STRICT_KEY = pytest.StashKey[bool]()
+_PRODUCT_FAILURE_KEY = pytest.StashKey[bool]()
 
 
 # --- options and configuration -----------------------------------------------------------------
@@ -78,10 +115,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Previous Allure report (or its history/ dir) whose history/ is copied into the results "
         f"dir so trends continue (default: <rootdir>/{DEFAULT_HISTORY_FROM})",
     )
+    parser.getgroup("reporting").addoption(
+        "--known-issues",
+        dest="known_issues_file",
+        metavar="FILE",
+        default=None,
+        help=f"states of the issues @known_issue scenarios link to (default: {KNOWN_ISSUES_FILE})",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     _add_default_issue_link_pattern(config)
+    config.stash[_CELL_KEY] = matrix_cell_from_env(os.environ)
+    config.addinivalue_line("markers", f"{KNOWN_ISSUE_MARKER}: expected to fail because of the linked open issue")
     for tag in sorted(_feature_file_family_tags(config)):
         config.addinivalue_line("markers", f"{tag}: {_describe_family_tag(tag)}")
 
@@ -149,6 +195,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _copy_history_forward(config, results_dir)
     write_environment_properties(results_dir, environment_facts(config))
     write_executor_json(results_dir)
+    write_categories_json(results_dir)
 
 
 @pytest.hookimpl(trylast=True)
@@ -173,7 +220,32 @@ def environment_facts(config: pytest.Config) -> dict[str, str]:
     for extra in (config.stash.get(ENVIRONMENT_KEY, None), getattr(config, "_harvester_environment", None)):
         if isinstance(extra, Mapping):
             facts.update({str(k): "" if v is None else str(v) for k, v in extra.items()})
+    cell = config.stash.get(_CELL_KEY, None)
+    if cell is not None:
+        facts["matrix.cell"] = cell.id
+        facts.update({f"matrix.{name}": value for name, value in cell.parameters.items()})
     return facts
+
+
+def write_categories_json(results_dir: Path, source: Path = CATEGORIES_FILE) -> Path:
+    """Copy the repository's failure categories into a results directory (Allure reads them there)."""
+    path = results_dir / "categories.json"
+    shutil.copyfile(source, path)
+    return path
+
+
+def matrix_cell_from_env(env: Mapping[str, str]) -> MatrixCellInfo | None:
+    raw = env.get(CELL_ENV_VAR)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        cell = MatrixCellInfo(id=str(data["id"]),
+                              parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()})
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise pytest.UsageError(f"{CELL_ENV_VAR}: not a matrix cell ({error!r}); expected JSON like "
+                                '{"id": "c01", "parameters": {"harvester_from": "v1.4.2"}}') from None
+    return cell
 
 
 def write_environment_properties(results_dir: Path, facts: Mapping[str, str]) -> Path:
@@ -275,6 +347,10 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
             allure.dynamic.parameter(name, value)
 
     _apply_tags(request, scenario)
+    if request.node.stash.get(_KNOWN_ISSUE_KEY, None) is not None \
+            and request.node.stash[_KNOWN_ISSUE_KEY].state == "bookkeeping":
+        _list_steps_not_run(request.node.stash[_PROGRESS_KEY])
+        _fail_on_known_issue_bookkeeping(request.node)
 
 
 def _example_row(item: pytest.Item) -> Mapping[str, str] | None:
@@ -339,6 +415,108 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 label for label in test_result.labels
                 if not (label.name == LabelType.TAG and label.value in family_tags)
             ]
+        _report_known_issue_outcome(item)
+
+
+# --- matrix cell and known issues ---------------------------------------------------------------
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Inside allure-pytest's setup wrapper, so the result exists; parameters set here count in historyId.
+    cell = item.config.stash.get(_CELL_KEY, None)
+    if cell is not None and _current_test_result(item.config) is not None:
+        allure.dynamic.parameter("cell", cell.id, excluded=True)  # the values below identify it
+        for name, value in cell.parameters.items():
+            allure.dynamic.parameter(f"{CELL_PARAMETER_PREFIX}{name}", value)
+    if "_pytest_bdd_example" not in getattr(item, "fixturenames", ()):  # scenarios fail in before_scenario,
+        _fail_on_known_issue_bookkeeping(item)                           # with their title and steps shown
+
+
+def _fail_on_known_issue_bookkeeping(item: pytest.Item) -> None:
+    expectation = item.stash.get(_KNOWN_ISSUE_KEY, None)
+    if expectation is not None and expectation.state == "bookkeeping":
+        pytest.fail(f"known-issue bookkeeping: {expectation.text}", pytrace=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    tagged = [item for item in items if item.get_closest_marker(KNOWN_ISSUE_MARKER) is not None]
+    if not tagged:
+        return
+    option = getattr(config.option, "known_issues_file", None)
+    source = Path(option) if option else KNOWN_ISSUES_FILE
+    try:
+        known, problem = load_known_issues(source), None
+    except KnownIssuesError as error:
+        known, problem = None, str(error)
+    for item in tagged:
+        expectation = _known_issue_expectation(item, known, problem)
+        item.stash[_KNOWN_ISSUE_KEY] = expectation
+        if expectation.state == "open":
+            item.add_marker(pytest.mark.xfail(strict=True, reason=expectation.text,
+                                              raises=_product_failure_types()))
+
+
+def _known_issue_expectation(item: pytest.Item, known: Any, problem: str | None) -> _KnownIssueExpectation:
+    numbers = sorted({int(match["value"]) for mark in item.iter_markers()
+                      if (match := _TAG_FAMILY.match(mark.name)) and match["family"] == "issue"
+                      and match["value"].isdigit()})
+    refs = tuple(issue_ref(number) for number in numbers)
+    if not numbers:
+        return _KnownIssueExpectation("bookkeeping", refs, "@known_issue needs the issue it reproduces, "
+                                                            "e.g. @issue_8750 (harvester/harvester#8750)")
+    if known is None:
+        return _KnownIssueExpectation("bookkeeping", refs, problem or "no known-issues file")
+    missing = [number for number in numbers if known.get(number) is None]
+    if missing:
+        return _KnownIssueExpectation("bookkeeping", refs, ", ".join(issue_ref(n) for n in missing)
+                                      + f" not listed in {known.source}; add its state (open/closed) there")
+    open_issues = [(number, known.get(number)) for number in numbers if known.get(number).state == "open"]
+    if open_issues:
+        reason = "; ".join(f"known issue {issue_ref(number)} (open): {issue.title}" for number, issue in open_issues)
+        return _KnownIssueExpectation("open", refs, reason)
+    return _KnownIssueExpectation("closed", refs, ", ".join(refs))
+
+
+def _product_failure_types() -> tuple[type[BaseException], ...]:
+    """Failures that mean "the product behaved as the issue says": an infrastructure or harness error in a
+    known-issue scenario is reported as what it is, never hidden as the expected failure."""
+    try:
+        from infra.waits.budget import WaitTimeout
+    except ImportError:  # the plugin also serves projects without the harness's waits
+        return (AssertionError,)
+    return (AssertionError, WaitTimeout)
+
+
+@pytest.hookimpl(specname="pytest_runtest_makereport", wrapper=True, tryfirst=True)
+def pytest_runtest_makereport_known_issue(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    # Outermost: sees the report after pytest's xfail handling has decided the outcome.
+    report = yield
+    if report.when == "call" and item.stash.get(_KNOWN_ISSUE_KEY, None) is not None:
+        item.stash[_XPASS_STRICT_KEY] = bool(report.failed and isinstance(report.longrepr, str)
+                                             and report.longrepr.startswith("[XPASS(strict)]"))
+        item.stash[_PRODUCT_FAILURE_KEY] = bool(report.failed and call.excinfo is not None
+                                                and call.excinfo.errisinstance(_product_failure_types()))
+    return report
+
+
+def _report_known_issue_outcome(item: pytest.Item) -> None:
+    """Word a known-issue scenario's surprising outcome so the categories file can file it."""
+    expectation = item.stash.get(_KNOWN_ISSUE_KEY, None)
+    if expectation is None:
+        return
+    test_result = _current_test_result(item.config)
+    if test_result is None:
+        return
+    if expectation.state == "open" and item.stash.get(_XPASS_STRICT_KEY, False):
+        test_result.statusDetails = StatusDetails(message=(
+            f"XPASS(strict) {expectation.text}: the scenario passed, so it no longer reproduces the issue. "
+            f"Check {', '.join(expectation.refs)} upstream, then update ci/known-issues.yaml and the tag."))
+    elif expectation.state == "closed" and item.stash.get(_PRODUCT_FAILURE_KEY, False) \
+            and test_result.statusDetails is not None:
+        refs = ", ".join(expectation.refs)
+        verb = "is" if len(expectation.refs) == 1 else "are"
+        test_result.statusDetails.message = (f"known issue {refs} {verb} closed upstream but still fails: "
+                                             f"{test_result.statusDetails.message or ''}")
 
 
 # --- steps ---------------------------------------------------------------------------------------

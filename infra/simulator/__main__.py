@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .harvester.versions import UnknownVersionError, version_names
 from .kubeconfig import write_kubeconfig
+from .nodes import NodeLogin
 from .twin import start_twin
 
 
@@ -29,12 +30,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ready-file", type=Path, help="written (JSON) once the twin serves")
     parser.add_argument("--bookmark-interval", type=float, default=5.0)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--ssh-authorized-key", type=Path, metavar="FILE",
+                        help="public key(s) the nodes accept for user rancher (authorized_keys format)")
+    parser.add_argument("--ssh-password-file", type=Path, metavar="FILE",
+                        help="turn on password login (and sudo password) for rancher; off without it")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
     twin = await start_twin(args.version, node_count=args.nodes, time_scale=args.time_scale, port=args.port,
-                            bookmark_interval=args.bookmark_interval)
+                            bookmark_interval=args.bookmark_interval,
+                            node_login=NodeLogin.from_files(args.ssh_authorized_key, args.ssh_password_file))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -42,7 +48,8 @@ async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
     try:
         write_kubeconfig(args.kubeconfig, twin.url, twin.tls.ca_cert_pem, twin.token)
         info = {"url": twin.url, "kubeconfig": str(args.kubeconfig), "pid": os.getpid(),
-                "harvesterVersion": twin.version.name, "timeScale": args.time_scale}
+                "harvesterVersion": twin.version.name, "timeScale": args.time_scale,
+                "nodes": twin.nodes.describe() if twin.nodes else []}
         if args.ready_file:
             tmp = args.ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(info))

@@ -19,6 +19,7 @@ from .controllers import install_all
 from .harvester import load_crds
 from .harvester.seed import initial_objects
 from .harvester.versions import HarvesterVersion, get_version
+from .nodes import NodeFleet, NodeLogin, start_nodes
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Twin:
     token: str
     clock: SimClock
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    nodes: NodeFleet | None = None          # the nodes as machines: SSH, power, OS/RKE2 versions
 
     @property
     def url(self) -> str:
@@ -54,6 +56,8 @@ class Twin:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.nodes is not None:
+            self.nodes.stop()
         await self.server.stop()
 
 
@@ -88,7 +92,7 @@ def _point_node_refs_at_real_uids(api: ObjectApi) -> None:
 
 
 async def start_twin(version_name: str, *, node_count: int = 3, time_scale: float = 1.0, port: int = 0,
-                     bookmark_interval: float = 5.0) -> Twin:
+                     bookmark_interval: float = 5.0, node_login: NodeLogin | None = None) -> Twin:
     version = get_version(version_name)
     api = ObjectApi()
     seed(api, version, node_count)
@@ -103,6 +107,7 @@ async def start_twin(version_name: str, *, node_count: int = 3, time_scale: floa
                        info=lambda: {"harvesterVersion": version.name, "timeScale": time_scale})
     await server.start()
     twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale))
+    twin.nodes = start_nodes(twin, node_login)
     install_all(twin)
     log.info("twin of Harvester %s serving on %s", version.name, server.url)
     return twin

@@ -8,7 +8,6 @@ The file uses OpenSSH's format, so `ssh -o UserKnownHostsFile=<it>` reads it too
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 import threading
@@ -37,14 +36,9 @@ def public_key(text: str) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
 
 
-def fingerprint(key: paramiko.PKey) -> str:
-    """`SHA256:...`, as `ssh-keygen -l` and OpenSSH's own warnings print it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
 def describe(key: paramiko.PKey) -> str:
-    return f"{key.get_name()} {fingerprint(key)}"
+    """`ssh-ed25519 SHA256:...`: the fingerprint as `ssh-keygen -l` and OpenSSH's own warnings print it."""
+    return f"{key.get_name()} {key.fingerprint}"
 
 
 @dataclass

@@ -100,7 +100,7 @@ class ApiServer:
         self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
 
     def add_twin_route(self, method: str, path: str, handler: "TwinRoute") -> None:
-        """A twin-only endpoint under /twin/v1/ (e.g. node power); `path` may end with `/{name}`."""
+        """A twin-only endpoint under /twin/v1/ (e.g. node power); `path` may hold one `{name}` segment."""
         self._twin_routes[(method.upper(), path.rstrip("/"))] = handler
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -489,8 +489,10 @@ class ApiServer:
             if method != request.method:
                 continue
             base, _, param = route.partition("/{")
-            if param and path.startswith(base + "/") and "/" not in path[len(base) + 1:]:
-                return _json(await handler(request, path[len(base) + 1:]))
+            suffix = param.partition("}")[2]          # "/power" in "/twin/v1/nodes/{name}/power"
+            name = path[len(base) + 1:len(path) - len(suffix)] if path.endswith(suffix) else ""
+            if param and path.startswith(base + "/") and name and "/" not in name:
+                return _json(await handler(request, name))
             if not param and path == route:
                 return _json(await handler(request, ""))
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")

@@ -8,16 +8,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from . import settings
+from .. import guest
 from . import ipam, ippool_webhook, loadbalancer
 from . import upgrade_webhook
+from . import upgrade
 
 if TYPE_CHECKING:
     from ..twin import Twin
 
 INSTALLERS: list[Callable[["Twin"], None]] = [
     settings.install,
+    guest.install,
     ipam.install, ippool_webhook.install, loadbalancer.install,
     upgrade_webhook.install,
+    upgrade.install,
 ]
 
 

@@ -1,0 +1,44 @@
+"""Follow an upgrade with the run's settings and keep what happened, for Then steps to judge."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from infra.config import RunConfig
+
+from ..helm import HelmRevision, history_from_api
+from .diagnosis import diagnose
+from .progress import LiveProgress
+from .run import UpgradeRun
+from .tracker import PhaseTracker, UpgradeOutcome, UpgradeProblem, default_phase_budgets
+
+
+@dataclass
+class UpgradeAttempt:
+    run: UpgradeRun
+    tracker: PhaseTracker
+    outcome: UpgradeOutcome | None = None
+    problem: UpgradeProblem | None = None
+    attempts: list[str] = field(default_factory=list)
+
+    def raise_problem(self) -> None:
+        if self.problem is not None:
+            raise self.problem
+
+
+def follow(run: UpgradeRun, config: RunConfig,
+           helm_history: Callable[[str, str], list[HelmRevision]] | None = None) -> UpgradeAttempt:
+    """Track the upgrade to its end (completed, failed, stalled or over budget); never raises for those."""
+    history = helm_history or (lambda namespace, release: history_from_api(run.kube, namespace, release))
+    stall = config.stall_window_seconds()
+    with LiveProgress(run.name, config.upgrade.progress) as progress:
+        tracker = PhaseTracker(run, budgets=default_phase_budgets(config.upgrade.phase_budgets_min),
+                               stall_window=stall, tick=min(5.0, max(0.5, stall / 10)),
+                               diagnose=lambda phase, lines: diagnose(phase, lines, history),
+                               on_change=progress.update)
+        attempt = UpgradeAttempt(run, tracker)
+        try:
+            attempt.outcome = tracker.follow()
+        except UpgradeProblem as problem:
+            attempt.problem = problem
+    return attempt

@@ -1,0 +1,197 @@
+"""Unattended Harvester install: the create/join config documents and the HTTP server that hands them out.
+
+The documents follow harvester-installer's config schema (facts §5): the first node `install.mode: create`
+with the VIP, the others `join` with `server_url: https://<vip>:443`; the token, password and SSH keys come
+from the run's config. The installer fetches them from `harvester.install.config_url`, which is on the
+kernel command line the domain boots with. The server serves exactly those documents and logs only paths
+(they hold the cluster token and the password).
+"""
+from __future__ import annotations
+
+import http.server
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import LibvirtBackend
+from infra.report.redact import register_secret
+
+from .plan import ClusterPlan, NodePlan, local_path
+from .xmlgen import NIC_PCI_SLOT
+
+log = logging.getLogger("harvester_e2e.provision")
+# The virtio NIC sits at PCI slot 3 of the i440fx machine: predictable naming calls it ens3.
+MANAGEMENT_NIC = f"ens{int(NIC_PCI_SLOT, 16)}"
+INSTALL_DEVICE = "/dev/vda"
+
+
+@dataclass(frozen=True)
+class NodeSecrets:
+    """What a node is installed with that must never be logged."""
+
+    token: str
+    password: str
+    authorized_keys: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: LibvirtBackend) -> "NodeSecrets":
+        keys: tuple[str, ...] = ()
+        if settings.ssh_key_file is not None:
+            keys = (public_key_of(settings.ssh_key_file),)
+        token = settings.cluster_token.get_secret_value() if settings.cluster_token else secrets.token_hex(16)
+        password = settings.ssh_password.get_secret_value() if settings.ssh_password else secrets.token_urlsafe(16)
+        register_secret(token)          # the report redacts them wherever they might show up
+        register_secret(password)
+        return cls(token, password, keys)
+
+    def __repr__(self) -> str:
+        return f"NodeSecrets(token=***, password=***, authorized_keys={len(self.authorized_keys)})"
+
+
+def public_key_of(private_key_file: Path) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    data = private_key_file.expanduser().read_bytes()
+    try:
+        key = serialization.load_ssh_private_key(data, password=None)
+    except ValueError:
+        key = serialization.load_pem_private_key(data, password=None)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,  # type: ignore[union-attr]
+                                           serialization.PublicFormat.OpenSSH)
+    return public.decode()
+
+
+def _management_interface(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+    interface: dict[str, Any] = {"interfaces": [{"name": MANAGEMENT_NIC, "hwAddr": node.mac}]}
+    if plan.settings.network_mode == "bridge" and plan.layout is not None and node.ip is not None:
+        interface.update(method="static", ip=str(node.ip), subnet_mask=str(plan.layout.cidr.netmask),
+                         gateway=str(plan.layout.gateway))
+    else:
+        interface["method"] = "dhcp"     # the NAT network's reservation pins the address by MAC
+    return interface
+
+
+def node_config(plan: ClusterPlan, node: NodePlan, node_secrets: NodeSecrets) -> dict[str, Any]:
+    """The harvester-installer config for one node (create for the first, join for the others)."""
+    assert plan.vip is not None, "a Harvester install needs a VIP"
+    settings = plan.settings
+    document: dict[str, Any] = {
+        "scheme_version": 1,
+        "token": node_secrets.token,
+        "os": {"hostname": node.hostname, "password": node_secrets.password,
+               "ssh_authorized_keys": list(node_secrets.authorized_keys)},
+        "install": {"mode": node.role, "management_interface": _management_interface(plan, node),
+                    "device": INSTALL_DEVICE, "iso_url": settings.iso_url, "tty": "ttyS0", "automatic": True,
+                    "poweroff": True},
+    }
+    if node.role == "create":
+        document["install"].update(vip=str(plan.vip), vip_mode="static")
+    else:
+        document["server_url"] = f"https://{plan.vip}:443"
+    return document
+
+
+def installer_cmdline(plan: ClusterPlan, node: NodePlan, config_url: str) -> str:
+    """The kernel command line that makes the installer run unattended with this node's config."""
+    settings = plan.settings
+    if settings.network_mode == "bridge" and plan.layout is not None and node.ip is not None:
+        network = (f"ip={node.ip}::{plan.layout.gateway}:{plan.layout.cidr.netmask}:{node.hostname}:"
+                   f"{MANAGEMENT_NIC}:none")
+    else:
+        network = "ip=dhcp rd.net.dhcp.retry=3"
+    if settings.install == "iso":
+        root = f"root=live:CDLABEL={iso_volume_label(settings.iso_url or '') or 'COS_LIVE'}"
+    else:
+        root = f"root=live:{settings.rootfs_url}"
+    parts = [network, "rd.cos.disable", "rd.noverifyssl", "net.ifnames=1", root, "console=tty1", "console=ttyS0",
+             "harvester.install.automatic=true", f"harvester.install.config_url={config_url}",
+             settings.kernel_cmdline]
+    return " ".join(p for p in parts if p)
+
+
+def iso_volume_label(iso_url: str) -> str | None:
+    """The ISO 9660 volume label (primary volume descriptor, bytes 32808-32840) of a local ISO."""
+    path = local_path(iso_url)
+    if path is None or not path.is_file():
+        return None
+    with path.open("rb") as iso:
+        iso.seek(32808)
+        return iso.read(32).decode("ascii", "replace").strip() or None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: "_DocumentServer"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.server.documents.get(self.path.split("?", 1)[0])
+        if body is None:
+            self.send_error(404, "no such install config")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/yaml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.server.fetched.append(self.path)
+
+    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 - paths only, never bodies
+        log.info("install-config server: %s %s", self.address_string(), format % args)
+
+
+class _DocumentServer(http.server.ThreadingHTTPServer):
+    documents: dict[str, bytes]
+    fetched: list[str]
+
+
+class InstallConfigServer:
+    """Serves `/<run id>/<hostname>.yaml` for every node on `bind:port` (127.0.0.1 in tests)."""
+
+    def __init__(self, bind: str, port: int = 0, url_base: str | None = None) -> None:
+        IPv4Address(bind)
+        self._server = _DocumentServer((bind, port), _Handler)
+        self._server.documents, self._server.fetched = {}, []
+        self._url_base = url_base
+        self._thread = threading.Thread(target=self._server.serve_forever, name="install-config-server",
+                                        daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url_base(self) -> str:
+        host, port = self.address
+        return (self._url_base or f"http://{host}:{port}").rstrip("/")
+
+    @property
+    def fetched(self) -> list[str]:
+        """Paths the nodes have fetched so far (diagnostics: did the installer get its config?)."""
+        return list(self._server.fetched)
+
+    def publish(self, path: str, document: dict[str, Any]) -> str:
+        self._server.documents[path] = yaml.safe_dump(document, sort_keys=False).encode()
+        return self.url_base + path
+
+    def start(self) -> "InstallConfigServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
+def publish_cluster_configs(server: InstallConfigServer, plan: ClusterPlan,
+                            node_secrets: NodeSecrets) -> dict[str, str]:
+    """Publish every node's document; returns hostname -> the config_url that node boots with."""
+    return {node.hostname: server.publish(f"/{plan.run_id}/{node.hostname}.yaml",
+                                          node_config(plan, node, node_secrets))
+            for node in plan.nodes}

@@ -1,0 +1,22 @@
+"""Guest RKE2 clusters running on the twin's VMs (the Harvester CSI driver and cloud provider live there).
+
+A guest is started on demand (`POST /twin/v1/guests`, see `registry`): a second Kubernetes API
+server in the twin's process with its own CA, token and port, whose nodes are KubeVirt VMs on the
+host. Its kubeconfig is the Secret `<hostNamespace>/<name>-kubeconfig` (key `value`) on the host,
+and the endpoint's answer. Inside run RKE2's helm-controller, the workload controllers, a
+scheduler, kubelets, the CSI driver's and the cloud provider's behaviour (only while their charts'
+pods run), all of them derived from what the installed chart versions contain.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..twin import Twin
+
+
+def install(twin: "Twin") -> None:
+    """Register the guest endpoints on the twin (imported lazily: controllers/ imports this package)."""
+    from .registry import install as install_registry
+
+    install_registry(twin)

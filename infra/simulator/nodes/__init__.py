@@ -1,0 +1,163 @@
+"""The twin's nodes as machines: each answers SSH on 127.0.0.1 and can be rebooted or powered off.
+
+`start_nodes(twin, login)` gives every Node of the twin a `NodeSystem` (OS and RKE2 versions, boot
+id, journal), an sshd with its own port and host key, and power control; it registers the twin
+routes `GET /twin/v1/nodes`, `POST /twin/v1/nodes/{name}/power` and `POST /twin/v1/nodes/{name}/disconnect`.
+The fleet is `twin.nodes`; the upgrade controller changes versions through it.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ..apiserver.errors import ApiError
+from ..kubeconfig import kubeconfig_dict
+
+from .bridge import LoopBridge
+from .commands import NodeServices, node_shell
+from .files import NodeFiles
+from .power import NodePower
+from .sftp import NodeSftp, SftpView
+from .sshd import NodeLogin, NodeSshd, new_host_key
+from .system import NodeSystem, Power
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ..harvester.versions import HarvesterVersion
+    from ..twin import Twin
+
+__all__ = ["NodeFleet", "NodeLogin", "NodeSystem", "Power", "SimulatedNode", "start_nodes"]
+log = logging.getLogger(__name__)
+_KEEP_BOOT_UPTIME = dt.timedelta(hours=2)     # how long the seeded nodes have been up
+
+
+@dataclass
+class SimulatedNode:
+    system: NodeSystem
+    sshd: NodeSshd
+    power: NodePower
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.system.name, "sshHost": self.sshd.host, "sshPort": self.sshd.port,
+                "sshUser": "rancher", "hostKey": self.sshd.public_key,
+                "hostKeyFingerprint": self.sshd.host_key.fingerprint, "power": self.system.power.value,
+                "osPrettyName": self.system.os.os_pretty_name, "rke2Version": self.system.rke2_version,
+                "bootID": self.system.boot_id}
+
+
+class NodeFleet:
+    def __init__(self, twin: "Twin", login: NodeLogin) -> None:
+        self.twin = twin
+        self.login = login
+        self.bridge = LoopBridge(asyncio.get_running_loop())
+        self.workdir = Path(tempfile.mkdtemp(prefix="harvester-twin-nodes-"))
+        kubeconfig = yaml.safe_dump(kubeconfig_dict(twin.url, twin.tls.ca_cert_pem, twin.token, name="default"),
+                                    sort_keys=False)
+        self.kubeconfig_file = self.workdir / "rke2.yaml"
+        fd = os.open(self.kubeconfig_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(kubeconfig)
+        (self.workdir / "home").mkdir()
+        self.files = NodeFiles(kubeconfig)
+        self.nodes: dict[str, SimulatedNode] = {}
+
+    def add(self, node_object: dict[str, Any]) -> SimulatedNode:
+        name = node_object["metadata"]["name"]
+        boot_id = (node_object.get("status", {}).get("nodeInfo") or {}).get("bootID", "")
+        system = NodeSystem.installed(name, self.twin.version, boot_id, _KEEP_BOOT_UPTIME)
+        services = NodeServices(self.twin.api, self.bridge, self.files, self.kubeconfig_file, self.workdir / "home",
+                                request_power=lambda node, action: self.bridge.soon(self._power_quietly, node,
+                                                                                    action, delay=0.1),
+                                sudo_password=self.login.password)
+        shell = node_shell(system, services)
+        sshd = NodeSshd(name, self.login, new_host_key(),
+                        run_command=lambda line, stdin: shell.run(line, stdin, uid=1000),
+                        sftp_interface=NodeSftp, sftp_view=SftpView(system, self.files))
+        sshd.listen()
+        node = SimulatedNode(system, sshd, NodePower(self.twin, system, sshd))
+        self.nodes[name] = node
+        return node
+
+    def get(self, name: str) -> SimulatedNode:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise ApiError(404, "NotFound", f'node "{name}" not found') from None
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [node.describe() for node in self.nodes.values()]
+
+    # --- what the upgrade controller uses --------------------------------------------------------------
+    def stage_os(self, name: str, version: "HarvesterVersion") -> None:
+        """The node's next boot runs this Harvester OS image (and reports it in /etc/os-release)."""
+        self.get(name).system.stage_os(version)
+
+    def set_rke2_version(self, name: str, version: str) -> None:
+        self.get(name).system.set_rke2_version(version)
+
+    def power(self, name: str, action: str) -> dict[str, Any]:
+        return self.get(name).power.request(action)
+
+    def _power_quietly(self, name: str, action: str) -> None:
+        try:
+            self.power(name, action)
+        except ApiError as exc:
+            log.warning("node %s: %s refused: %s", name, action, exc.message)
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.sshd.go_dark()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- twin routes ------------------------------------------------------------------------------------
+    def install_routes(self) -> None:
+        server = self.twin.server
+        server.add_twin_route("GET", "/twin/v1/nodes", self._list_route)
+        server.add_twin_route("POST", "/twin/v1/nodes/{name}/power", self._power_route)
+        server.add_twin_route("POST", "/twin/v1/nodes/{name}/disconnect", self._disconnect_route)
+
+    async def _list_route(self, request: "web.Request", _: str) -> dict[str, Any]:
+        return {"items": self.describe()}
+
+    async def _power_route(self, request: "web.Request", name: str) -> dict[str, Any]:
+        body = await _json_body(request)
+        result = self.power(name, str(body.get("action", "")))
+        return {**result, "node": self.get(name).describe()}
+
+    async def _disconnect_route(self, request: "web.Request", name: str) -> dict[str, Any]:
+        """Fault injection: drop the node's SSH sessions (a network blip); the node stays up."""
+        return {"node": name, "droppedSessions": self.get(name).sshd.drop_sessions()}
+
+
+async def _json_body(request: "web.Request") -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise ApiError(400, "BadRequest", "the body must be JSON, e.g. {\"action\": \"reboot\"}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", "the body must be a JSON object, e.g. {\"action\": \"reboot\"}")
+    return body
+
+
+def start_nodes(twin: "Twin", login: NodeLogin | None = None) -> NodeFleet:
+    """Give every Node in the twin's store a machine with an sshd (call on the twin's loop)."""
+    fleet = NodeFleet(twin, login or NodeLogin())
+    nodes = twin.api.lookup("", "v1", "nodes")
+    for node_object in twin.api.list(nodes).items:
+        fleet.add(node_object)
+    fleet.install_routes()
+    log.info("simulated nodes answer SSH on %s", ", ".join(f"{n.system.name}=127.0.0.1:{n.sshd.port}"
+                                                         for n in fleet.nodes.values()))
+    return fleet

@@ -1,0 +1,269 @@
+"""The commands a simulated Harvester node answers, backed by the twin's state.
+
+`cat` (node files), `whoami`/`id`/`hostname`, `sudo` (NOPASSWD unless the node has a login
+password, then `-S` reads it), `sh -c`, `kubectl` (the real binary, with the node's kubeconfig),
+`helm history` (from the twin's Helm release Secrets), `journalctl -u`, `systemctl is-active`,
+`reboot`. kubectl and helm read /etc/rancher/rke2/rke2.yaml, which only root may read.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..apiserver.objects import ObjectApi
+from ..harvester.helm_storage import history_entries
+from .bridge import LoopBridge
+from .files import RKE2_KUBECONFIG, ROOT_UID, NodeFiles
+from .journal import RKE2_SERVER, SYSTEM_AGENT
+from .shell import Call, Output, Shell
+from .system import NodeSystem, Power
+
+KUBECTL_TIMEOUT_SECONDS = 120
+_KUBECONFIG_DENIED = (f'error loading config file "{RKE2_KUBECONFIG}": open {RKE2_KUBECONFIG}: permission denied')
+_USERS = {ROOT_UID: ("root", 0, "root"), 1000: ("rancher", 100, "users")}
+
+
+@dataclass
+class NodeServices:
+    """What a node's commands reach: the twin (through its loop), and where its kubeconfig file is."""
+
+    api: ObjectApi
+    bridge: LoopBridge
+    files: NodeFiles
+    kubeconfig_file: Path
+    kubectl_home: Path
+    request_power: Callable[[str, str], None]       # (node name, action) -> scheduled on the loop
+    sudo_password: str | None = None
+    find_kubectl: Callable[[], str | None] = lambda: shutil.which("kubectl")
+
+
+def node_shell(node: NodeSystem, services: NodeServices) -> Shell:
+    commands = NodeCommands(node, services)
+    shell = Shell(read_file=lambda path, uid: services.files.read(node, path, uid),
+                  installed=lambda name: name != "kubectl" or services.find_kubectl() is not None)
+    shell.commands.update({
+        "cat": commands.cat, "whoami": commands.whoami, "id": commands.id, "hostname": commands.hostname,
+        "sudo": commands.sudo, "sh": commands.sh, "bash": commands.sh, "kubectl": commands.kubectl,
+        "helm": commands.helm, "journalctl": commands.journalctl, "systemctl": commands.systemctl,
+        "reboot": commands.reboot,
+    })
+    return shell
+
+
+class NodeCommands:
+    def __init__(self, node: NodeSystem, services: NodeServices) -> None:
+        self.node = node
+        self.services = services
+
+    # --- identity and files ------------------------------------------------------------------------
+    def cat(self, call: Call) -> Output:
+        operands = [a for a in call.argv[1:] if a != "--"]
+        text, errors = call.shell.input_of(call, operands)
+        return Output(1 if errors else 0, text, "".join(errors))
+
+    def whoami(self, call: Call) -> Output:
+        return Output(0, _USERS[call.uid][0] + "\n")
+
+    def id(self, call: Call) -> Output:
+        name, gid, group = _USERS[call.uid]
+        options = "".join(a.lstrip("-") for a in call.argv[1:])
+        if options in ("u", "ur"):
+            return Output(0, f"{call.uid}\n")
+        if options in ("un", "nu"):
+            return Output(0, f"{name}\n")
+        return Output(0, f"uid={call.uid}({name}) gid={gid}({group}) groups={gid}({group})\n")
+
+    def hostname(self, call: Call) -> Output:
+        return Output(0, self.node.name + "\n")
+
+    def sh(self, call: Call) -> Output:
+        args = call.argv[1:]
+        if len(args) < 2 or args[0] != "-c":
+            return Output(2, "", f"{call.name}: the simulated node runs only `{call.name} -c '<command>'`\n")
+        return call.shell.run(args[1], call.stdin, call.uid, shell_name=call.name)
+
+    def sudo(self, call: Call) -> Output:
+        args = call.argv[1:]
+        read_password_from_stdin = non_interactive = False
+        while args and args[0].startswith("-"):
+            option = args.pop(0)
+            if option == "--":
+                break
+            if option in ("-n", "--non-interactive"):
+                non_interactive = True
+            elif option in ("-S", "--stdin"):
+                read_password_from_stdin = True
+            elif option in ("-p", "--prompt", "-u", "--user"):
+                value = args.pop(0) if args else ""
+                if option in ("-u", "--user") and value not in ("root", "#0"):
+                    return Output(1, "", f"sudo: unknown user {value}\n")
+            elif option.startswith("-p") or option in ("-E", "-H", "--preserve-env"):
+                continue
+            else:
+                return Output(1, "", f"sudo: invalid option -- '{option.lstrip('-')}'\n"
+                                     "usage: sudo [-SnEH] [-p prompt] [-u user] command [arg ...]\n")
+        if not args:
+            return Output(1, "", "usage: sudo [-SnEH] [-p prompt] [-u user] command [arg ...]\n")
+        stdin = call.stdin
+        password = self.services.sudo_password
+        if call.uid != ROOT_UID and password is not None:
+            if read_password_from_stdin:
+                given, _, rest = call.stdin().partition("\n")
+                if not hmac.compare_digest(given.encode(), password.encode()):
+                    return Output(1, "", "Sorry, try again.\nsudo: 1 incorrect password attempt\n")
+                stdin = (lambda text: lambda: text)(rest)
+            elif non_interactive:
+                return Output(1, "", "sudo: a password is required\n")
+            else:
+                return Output(1, "", "sudo: a terminal is required to read the password; either use the -S option "
+                                     "to read from standard input or configure an askpass helper\n"
+                                     "sudo: a password is required\n")
+        if not call.shell.knows(args[0]):
+            return Output(1, "", f"sudo: {args[0]}: command not found\n")
+        return call.shell.execute(args, stdin, ROOT_UID, call.shell_name)
+
+    # --- Kubernetes ---------------------------------------------------------------------------------
+    def kubectl(self, call: Call) -> Output:
+        binary = self.services.find_kubectl()
+        if binary is None:
+            return Output(127, "", f"{call.shell_name}: kubectl: command not found\n")
+        if call.uid != ROOT_UID:
+            return Output(1, "", f"error: {_KUBECONFIG_DENIED}\n")
+        args = call.argv[1:]
+        wants_stdin = "-" in args or any(a in ("--filename=-", "-f-") for a in args)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.services.kubectl_home),
+               "KUBECONFIG": str(self.services.kubeconfig_file)}
+        try:
+            done = subprocess.run([binary, *args], input=call.stdin() if wants_stdin else "", capture_output=True,
+                                  text=True, env=env, timeout=KUBECTL_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            return Output(124, "", f"kubectl did not finish within {KUBECTL_TIMEOUT_SECONDS}s\n")
+        return Output(done.returncode, done.stdout, done.stderr)
+
+    def helm(self, call: Call) -> Output:
+        args = call.argv[1:]
+        if not args or args[0] != "history":
+            verb = args[0] if args else ""
+            return Output(1, "", f'Error: unknown command "{verb}" for "helm"\nRun \'helm --help\' for usage.\n')
+        options: dict[str, str] = {"namespace": "default", "output": "table", "max": "256"}
+        positional: list[str] = []
+        rest = args[1:]
+        names = {"-n": "namespace", "--namespace": "namespace", "-o": "output", "--output": "output",
+                 "--max": "max"}
+        while rest:
+            arg = rest.pop(0)
+            flag, eq, value = arg.partition("=")
+            if flag in names:
+                if not eq:
+                    if not rest:
+                        return Output(1, "", f"Error: flag needs an argument: {flag}\n")
+                    value = rest.pop(0)
+                options[names[flag]] = value
+            elif arg.startswith("-"):
+                return Output(1, "", f"Error: unknown flag: {flag}\n")
+            else:
+                positional.append(arg)
+        if len(positional) != 1:
+            return Output(1, "", '"helm history" requires 1 argument\n\nUsage:  helm history RELEASE_NAME [flags]\n')
+        if options["output"] not in ("table", "yaml", "json"):
+            return Output(1, "", f'Error: invalid argument "{options["output"]}" for "-o, --output" flag: '
+                                 'invalid format type\n')
+        if call.uid != ROOT_UID:
+            return Output(1, "", f"Error: Kubernetes cluster unreachable: {_KUBECONFIG_DENIED}\n")
+        entries = self.services.bridge.call(self._release_history, positional[0], options["namespace"])
+        if not entries:
+            return Output(1, "", "Error: release: not found\n")
+        entries = entries[-int(options["max"]):] if options["max"].isdigit() and int(options["max"]) else entries
+        return Output(0, _format_history(entries, options["output"]))
+
+    def _release_history(self, release: str, namespace: str) -> list[dict[str, Any]]:
+        """On the loop: the revisions of one release, from its Secrets (Helm's storage driver)."""
+        secrets = self.services.api.lookup("", "v1", "secrets")
+        found = self.services.api.list(secrets, namespace, label_selector=f"owner=helm,name={release}").items
+        return history_entries(found)
+
+    # --- systemd ------------------------------------------------------------------------------------
+    def journalctl(self, call: Call) -> Output:
+        units: list[str] = []
+        lines: int | None = None
+        this_boot = False
+        output = "short"
+        args = call.argv[1:]
+        while args:
+            arg = args.pop(0)
+            flag, eq, value = arg.partition("=")
+            if flag in ("-u", "--unit", "-n", "--lines", "-o", "--output") and not eq:
+                if not args:
+                    return Output(1, "", f"journalctl: option requires an argument -- '{flag.lstrip('-')}'\n")
+                value = args.pop(0)
+            elif arg.startswith(("-u", "-n", "-o")) and len(arg) > 2 and not arg.startswith("--"):
+                flag, value = arg[:2], arg[2:]
+            if flag in ("-u", "--unit"):
+                units.append(value.removesuffix(".service"))
+            elif flag in ("-n", "--lines"):
+                if not value.isdigit():
+                    return Output(1, "", f'Failed to parse lines \'{value}\'.\n')
+                lines = int(value)
+            elif flag in ("-o", "--output"):
+                if value not in ("short", "cat"):
+                    return Output(1, "", f"journalctl: the simulated node supports -o short and -o cat\n")
+                output = value
+            elif arg in ("--no-pager", "-q", "--quiet", "--no-hostname"):
+                continue
+            elif arg in ("-b", "--boot"):
+                this_boot = True
+            else:
+                return Output(1, "", f"journalctl: unrecognized option '{arg}'\n")
+        text = self.node.journal.render(units, lines, self.node.boot_id if this_boot else None, output)
+        return Output(0, text)
+
+    def systemctl(self, call: Call) -> Output:
+        args = [a for a in call.argv[1:] if not a.startswith("-")]
+        if not args:
+            return Output(1, "", "systemctl: the simulated node supports `is-active UNIT...` and `reboot`\n")
+        if args[0] == "reboot":
+            return self.reboot(call)
+        if args[0] != "is-active":
+            return Output(1, "", f"Unknown command verb {args[0]}.\n")
+        states = [self._unit_state(unit.removesuffix(".service")) for unit in args[1:]]
+        return Output(0 if states and all(s == "active" for s in states) else 3, "".join(s + "\n" for s in states))
+
+    def _unit_state(self, unit: str) -> str:
+        if unit == RKE2_SERVER:
+            return "active" if self.node.rke2_active else "activating"
+        if unit in (SYSTEM_AGENT, "sshd"):
+            return "active" if self.node.power == Power.RUNNING else "inactive"
+        return "inactive"
+
+    def reboot(self, call: Call) -> Output:
+        if call.uid != ROOT_UID:
+            return Output(1, "", "Failed to reboot system via logind: Interactive authentication required.\n")
+        self.services.request_power(self.node.name, "reboot")
+        return Output(0)
+
+
+def _ansic(stamp: str) -> str:
+    """Go's time.ANSIC layout ("Mon Jan _2 15:04:05 2006"), which `helm history` prints."""
+    moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return f"{moment:%a %b} {moment.day:>2} {moment:%H:%M:%S %Y}"
+
+
+def _format_history(entries: list[dict[str, Any]], output: str) -> str:
+    if output == "json":
+        return json.dumps(entries, separators=(",", ":")) + "\n"
+    if output == "yaml":
+        return yaml.safe_dump(entries, sort_keys=True, default_flow_style=False)
+    rows = [["REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION", "DESCRIPTION"]]
+    rows += [[str(e["revision"]), _ansic(e["updated"]), e["status"], e["chart"], e["app_version"], e["description"]]
+             for e in entries]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("\t".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + "\n" for row in rows)

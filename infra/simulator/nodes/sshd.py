@@ -1,0 +1,235 @@
+"""A node's sshd: a real paramiko SSH server on 127.0.0.1, in threads inside the twin process.
+
+One listening socket per node (its own port, its own ed25519 host key). Each connection gets a
+paramiko Transport; its thread keeps accepting channels for as long as the transport lives (a
+server that stops accepting makes the client's second exec hang). Each exec runs in its own thread.
+Going dark (shutdown, reboot) closes the listener, so connecting is refused, and drops every session.
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import io
+import logging
+import select
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .shell import Output
+
+log = logging.getLogger(__name__)
+USER = "rancher"
+CLIENT_CLOSE_WAIT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class NodeLogin:
+    """Who may log in as `rancher`: the authorized public keys, and a password (off unless given)."""
+
+    authorized_keys: tuple[paramiko.PKey, ...] = ()
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_files(cls, authorized_keys: Path | None, password_file: Path | None) -> "NodeLogin":
+        keys: list[paramiko.PKey] = []
+        if authorized_keys is not None:
+            for line in authorized_keys.read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and not line.startswith("#"):
+                    keys.append(paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1])))
+        password = password_file.read_text().rstrip("\n") if password_file is not None else None
+        return cls(tuple(keys), password or None)
+
+
+def new_host_key() -> paramiko.PKey:
+    """A fresh ed25519 host key (paramiko reads ed25519 keys but cannot make them)."""
+    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                                     serialization.NoEncryption()).decode()
+    return paramiko.Ed25519Key(file_obj=io.StringIO(pem))
+
+
+RunCommand = Callable[[str, Callable[[], str]], Output]      # (command line, stdin reader) -> output
+
+
+class _Interface(paramiko.ServerInterface):
+    def __init__(self, sshd: "NodeSshd") -> None:
+        self.sshd = sshd
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey,password" if self.sshd.login.password else "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        if username == USER and any(key == known for known in self.sshd.login.authorized_keys):
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        expected = self.sshd.login.password
+        if expected and username == USER and hmac.compare_digest(password.encode(), expected.encode()):
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session":
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        text = command.decode(errors="replace")
+        threading.Thread(target=self.sshd.exec, args=(channel, text), daemon=True,
+                         name=f"sshd-{self.sshd.name}-exec").start()
+        return True
+
+    def check_channel_pty_request(self, *args: object) -> bool:
+        return True
+
+    def check_channel_env_request(self, channel: paramiko.Channel, name: bytes, value: bytes) -> bool:
+        return True
+
+    def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        return False        # commands only: the simulated node has no interactive shell
+
+
+class _ChannelStdin:
+    """The command's stdin, read to EOF on first use only (a command that ignores stdin never waits)."""
+
+    def __init__(self, channel: paramiko.Channel, timeout: float = 30.0) -> None:
+        self.channel, self.timeout = channel, timeout
+        self._text: str | None = None
+
+    def __call__(self) -> str:
+        if self._text is None:
+            chunks: list[bytes] = []
+            self.channel.settimeout(self.timeout)
+            try:
+                while chunk := self.channel.recv(65536):
+                    chunks.append(chunk)
+            except (socket.timeout, OSError):
+                pass
+            self._text = b"".join(chunks).decode(errors="replace")
+        return self._text
+
+
+class NodeSshd:
+    def __init__(self, name: str, login: NodeLogin, host_key: paramiko.PKey, run_command: RunCommand,
+                 sftp_interface: type[paramiko.SFTPServerInterface] | None = None, sftp_view: object = None) -> None:
+        self.name = name
+        self.login = login
+        self.host_key = host_key
+        self.run_command = run_command
+        self.sftp_interface = sftp_interface
+        self.sftp_view = sftp_view              # what the SFTP subsystem serves (see sftp.py)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._transports: set[paramiko.Transport] = set()
+        self._lock = threading.Lock()
+        self.commands_served = 0
+
+    @property
+    def public_key(self) -> str:
+        return f"{self.host_key.get_name()} {self.host_key.get_base64()}"
+
+    @property
+    def accepting(self) -> bool:
+        return self._listener is not None
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    def listen(self) -> None:
+        """Accept connections (again) on this node's port; the first call picks a free port."""
+        with self._lock:
+            if self._listener is not None:
+                return
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self.port))
+            listener.listen(16)
+            self.port = listener.getsockname()[1]
+            self._listener = listener
+        threading.Thread(target=self._accept_loop, args=(listener,), daemon=True,
+                         name=f"sshd-{self.name}-accept").start()
+
+    def go_dark(self) -> None:
+        """Refuse new connections and drop every session (the node is shutting down)."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        self.drop_sessions()
+
+    def drop_sessions(self) -> int:
+        with self._lock:
+            transports = list(self._transports)
+        for transport in transports:
+            transport.close()
+        return len(transports)
+
+    # --- connections --------------------------------------------------------------------------------
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                ready, _, _ = select.select([listener], [], [], 0.5)
+                if not ready:
+                    continue
+                connection, _ = listener.accept()
+            except (OSError, ValueError):
+                return                       # closed by go_dark
+            threading.Thread(target=self._serve, args=(connection,), daemon=True,
+                             name=f"sshd-{self.name}-conn").start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # small replies, not 40 ms ACK waits
+        transport = paramiko.Transport(connection)
+        transport.add_server_key(self.host_key)
+        if self.sftp_interface is not None:
+            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, self.sftp_interface)
+        with self._lock:
+            if self._listener is None:           # went dark between accept and here
+                transport.close()
+                return
+            self._transports.add(transport)
+        open_channels: list[paramiko.Channel] = []
+        try:
+            transport.start_server(server=_Interface(self))
+            while transport.is_active():
+                # Keep accepting channels, or a second exec would hang; and keep them referenced: the
+                # transport holds channels weakly, and a collected channel closes itself under the client.
+                channel = transport.accept(1.0)
+                open_channels = [c for c in open_channels if not c.closed]
+                if channel is not None:
+                    open_channels.append(channel)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            log.debug("sshd %s: connection ended: %s", self.name, exc)
+        finally:
+            with self._lock:
+                self._transports.discard(transport)
+            transport.close()
+
+    def exec(self, channel: paramiko.Channel, command: str) -> None:
+        try:
+            output = self.run_command(command, _ChannelStdin(channel))
+        except Exception:  # noqa: BLE001 - a command bug must answer like a crashed program, not hang
+            log.exception("sshd %s: command failed: %s", self.name, command)
+            output = Output(1, "", "simulated node: internal error running the command\n")
+        self.commands_served += 1
+        try:
+            if output.stdout:
+                channel.sendall(output.stdout.encode())
+            if output.stderr:
+                channel.sendall_stderr(output.stderr.encode())
+            channel.send_exit_status(output.status)
+            channel.shutdown_write()
+            # The client closes the channel once it has the status and EOF. Closing first could overtake the
+            # server's reply to the exec request, which paramiko clients take for a failed exec.
+            channel.status_event.wait(CLIENT_CLOSE_WAIT_SECONDS)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass                                  # the session dropped (node going down): nothing to answer
+        finally:
+            channel.close()
