@@ -10,9 +10,10 @@
 * the results directory gets ``environment.properties``, ``executor.json``, ``categories.json``
   (from ``ci/allure/categories.json``) and the ``history/`` of the previous report, and everything
   written there is passed through the redactor;
-* a matrix cell (``HARVESTER_MATRIX_CELL``: JSON ``{"id": ..., "parameters": {...}}``, set by
-  ``harvester-e2e matrix``) becomes Allure parameters ``cell.<name>`` on every result, so each cell
-  keeps its own history and trend, and lines in ``environment.properties``;
+* a matrix cell (``HARVESTER_MATRIX_CELL``: JSON ``{"id": ..., "title": ..., "parameters": {...}}``, set
+  by ``harvester-e2e matrix``) becomes Allure parameters ``cell.<name>`` on every result (plus ``cell``,
+  its title, left out of the history id), so each cell keeps its own history and trend, and lines in
+  ``environment.properties``;
 * ``@known_issue @issue_NNNN``: the issue's state comes from ``ci/known-issues.yaml`` (``--known-issues``).
   Open: the scenario runs as a strict xfail (a pass is reported as "XPASS(strict) known issue ...").
   Closed: it runs as a normal test, and a failure is reported as "known issue ... is closed upstream but
@@ -81,9 +82,10 @@ class _ScenarioProgress:
 
 @dataclass(frozen=True)
 class MatrixCellInfo:
-    """The part of a matrix cell the report needs: its id and its parameters."""
+    """The part of a matrix cell the report needs: its id, a title for people, and its parameters."""
 
     id: str
+    title: str
     parameters: dict[str, str]
 
 
@@ -223,6 +225,7 @@ def environment_facts(config: pytest.Config) -> dict[str, str]:
     cell = config.stash.get(_CELL_KEY, None)
     if cell is not None:
         facts["matrix.cell"] = cell.id
+        facts["matrix.title"] = cell.title
         facts.update({f"matrix.{name}": value for name, value in cell.parameters.items()})
     return facts
 
@@ -240,7 +243,7 @@ def matrix_cell_from_env(env: Mapping[str, str]) -> MatrixCellInfo | None:
         return None
     try:
         data = json.loads(raw)
-        cell = MatrixCellInfo(id=str(data["id"]),
+        cell = MatrixCellInfo(id=str(data["id"]), title=str(data.get("title") or data["id"]),
                               parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()})
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise pytest.UsageError(f"{CELL_ENV_VAR}: not a matrix cell ({error!r}); expected JSON like "
@@ -424,7 +427,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # Inside allure-pytest's setup wrapper, so the result exists; parameters set here count in historyId.
     cell = item.config.stash.get(_CELL_KEY, None)
     if cell is not None and _current_test_result(item.config) is not None:
-        allure.dynamic.parameter("cell", cell.id, excluded=True)  # the values below identify it
+        allure.dynamic.parameter("cell", cell.title, excluded=True)  # the values below identify it
         for name, value in cell.parameters.items():
             allure.dynamic.parameter(f"{CELL_PARAMETER_PREFIX}{name}", value)
     if "_pytest_bdd_example" not in getattr(item, "fixturenames", ()):  # scenarios fail in before_scenario,

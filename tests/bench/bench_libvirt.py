@@ -63,8 +63,11 @@ def disk_creation(uri: str, workdir: Path) -> tuple[list[float], list[float]]:
         objects = Provisioner(conn, run_id, stack)
         pool = objects.create_pool(PoolSpec(f"{run_id}-pool", run_id, workdir / run_id))
         base = objects.create_volume(VolumeSpec(f"{run_id}-node0.qcow2", f"{run_id}-pool", IMAGE_GIB * GIB))
-        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {IMAGE_GIB}G", base.path()],
-                       check=True, capture_output=True, timeout=600)
+        writes = []                            # fill it: qemu-io writes at most 2 GiB - 1 per request
+        for offset in range(0, IMAGE_GIB * 1024, 256):
+            writes += ["-c", f"write -P 0x5a {offset}M 256M"]
+        subprocess.run(["qemu-io", "-f", "qcow2", *writes, base.path()], check=True, capture_output=True,
+                       timeout=600)
         pool.refresh(0)
         for attempt in range(COPIES):
             name = f"{run_id}-node{attempt + 1}.qcow2"

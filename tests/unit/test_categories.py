@@ -167,7 +167,7 @@ EXPECTED = {
     "Admission denies the upgrade": ("broken", cat.PRODUCT_DEFECT),
 }
 
-CELL = {"id": "c07-v1.5.0-rc2-master-head", "parameters": {"harvester_from": "v1.5.0-rc2", "rancher": "v2.11"}}
+CELL = {"id": "c07", "title": "v1.5.0-rc2 to master-head, Rancher v2.11", "parameters": {"harvester_from": "v1.5.0-rc2", "rancher": "v2.11"}}
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +222,10 @@ def test_cell_parameters_on_every_result(results: dict[str, dict], pytester_modu
         parameters = {p["name"]: p for p in result["parameters"]}
         assert parameters["cell.harvester_from"]["value"] == "'v1.5.0-rc2'"
         assert parameters["cell.rancher"]["value"] == "'v2.11'"
+        assert parameters["cell"]["value"] == "'v1.5.0-rc2 to master-head, Rancher v2.11'"
         assert parameters["cell"].get("excluded") is True
     properties = (pytester_module / "environment.properties").read_text()
-    assert "matrix.cell=c07-v1.5.0-rc2-master-head" in properties
+    assert "matrix.cell=c07" in properties
     assert "matrix.rancher=v2.11" in properties
 
 

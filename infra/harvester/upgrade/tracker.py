@@ -211,6 +211,10 @@ class PhaseTracker:
         if not self.phases or self.phases[-1].name != observation.phase:
             if self.phases:
                 self._close_current("passed")
+                # Phases that began and ended while the API was out of reach are still on the record.
+                skipped = PHASES[PHASES.index(self.phases[-1].name) + 1:PHASES.index(observation.phase)]
+                for name in skipped:
+                    self.phases.append(PhaseRecord(name, now, self.budgets[name], now, "passed (unobserved)"))
             self.phases.append(PhaseRecord(observation.phase, now, self.budgets[observation.phase]))
             log.info("upgrade %s: phase %s (budget %s)", self.run.name, observation.phase,
                      format_seconds(self.budgets[observation.phase].seconds))

@@ -25,7 +25,7 @@ from ..apiserver import errors
 from .cloud_provider_chart import CHART as CLOUD_PROVIDER_CHART
 from .cloud_provider_chart import DEFAULT_CLUSTER_NAME
 from .dhcp import NoFreeAddress
-from .objects import Obj, kind, mutate_if_changed, running_ready_pods
+from .objects import status_of, Obj, kind, mutate_if_changed, running_ready_pods
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster
@@ -116,7 +116,7 @@ class CloudProvider:
             spec["ipam"] = annotations.get(IPAM_ANNOTATION, "pool")
             spec["workloadType"] = "cluster"
             if ingress and ingress[0].get("ip"):
-                obj.setdefault("status", {})["address"] = ingress[0]["ip"]
+                status_of(obj)["address"] = ingress[0]["ip"]
 
         if lb is None:
             body: Obj = {"apiVersion": f"{LB_GROUP}/v1beta1", "kind": "LoadBalancer",
@@ -171,7 +171,7 @@ class CloudProvider:
 
         def serve(obj: Obj) -> None:
             obj["metadata"].setdefault("annotations", {}).update(extra)
-            obj.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": address, "ipMode": "VIP"}]}
+            status_of(obj)["loadBalancer"] = {"ingress": [{"ip": address, "ipMode": "VIP"}]}
         mutate_if_changed(self.api, self.services, service, serve)
 
     def _kube_vip_forget(self, service: Obj) -> None:

@@ -27,7 +27,7 @@ from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from ..harvester import helm_storage
 from . import catalog
-from .objects import Obj, kind, mutate_if_changed, owner_reference, random_suffix, with_condition
+from .objects import status_of, Obj, kind, mutate_if_changed, owner_reference, random_suffix, with_condition
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster
@@ -102,7 +102,7 @@ class HelmController:
             job = self._create_job(chart, job_name, "install", config_hash)
 
             def created(obj: Obj) -> None:
-                status = obj.setdefault("status", {})
+                status = status_of(obj)
                 status["jobName"] = job_name
                 conditions = with_condition(status.get("conditions"), "JobCreated", "True", "Job created",
                                             f"Applying HelmChart using Job {meta['namespace']}/{job_name}")
@@ -406,7 +406,7 @@ class HelmController:
         now = rfc3339()
         if pod is not None:
             def done(obj: Obj) -> None:
-                status = obj.setdefault("status", {})
+                status = status_of(obj)
                 status["phase"] = "Succeeded"
                 status["conditions"] = with_condition(status.get("conditions"), "Ready", "False", "PodCompleted")
                 for cs in status.get("containerStatuses") or []:
@@ -415,7 +415,7 @@ class HelmController:
             mutate_if_changed(self.api, self.pods, pod, done)
 
         def complete(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
+            status = status_of(obj)
             status.pop("active", None)
             status.update(succeeded=1, completionTime=now, ready=0)
             status["conditions"] = with_condition(with_condition(status.get("conditions"), "SuccessCriteriaMet",
@@ -432,7 +432,7 @@ class HelmController:
         give_up = failed > limit
         if pod is not None:
             def crashed(obj: Obj) -> None:
-                status = obj.setdefault("status", {})
+                status = status_of(obj)
                 status["conditions"] = with_condition(status.get("conditions"), "Ready", "False", "ContainersNotReady")
                 for cs in status.get("containerStatuses") or []:
                     cs["restartCount"] = failed
@@ -447,7 +447,7 @@ class HelmController:
             mutate_if_changed(self.api, self.pods, pod, crashed)
 
         def count(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
+            status = status_of(obj)
             status["failed"] = failed
             if give_up:
                 status.pop("active", None)
@@ -461,7 +461,7 @@ class HelmController:
                              "Job has reached configured number of retries without succeeding", "helm-controller")
 
             def failed_condition(obj: Obj) -> None:
-                status = obj.setdefault("status", {})
+                status = status_of(obj)
                 status["conditions"] = with_condition(status.get("conditions"), "Failed", "True", "Job failed",
                                                       "Job has reached configured number of retries without "
                                                       "succeeding")

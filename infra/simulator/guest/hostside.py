@@ -21,7 +21,7 @@ from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from ..apiserver.store import StoredEvent
 from .dhcp import DhcpServer
-from .objects import Obj, kind, mutate_if_changed
+from .objects import status_of, Obj, kind, mutate_if_changed
 
 if TYPE_CHECKING:
     from ..twin import Twin
@@ -197,7 +197,7 @@ class HostSide:
             users.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
 
             def settle(obj: Obj, users: list[Obj] = users) -> None:
-                status = obj.setdefault("status", {})
+                status = status_of(obj)
                 k8s_status = status.setdefault("kubernetesStatus", {})
                 if users:
                     status.update(state="attached", currentNodeID=users[0]["spec"].get("nodeName", ""),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from . import scheduler
-from .objects import Obj, condition, is_active, kind, mutate_if_changed, with_condition
+from .objects import status_of, Obj, condition, is_active, kind, mutate_if_changed, with_condition
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster
@@ -49,7 +49,7 @@ class Scheduling:
     def _bind(self, pod: Obj, node: str) -> Obj:
         def bind(obj: Obj) -> None:
             obj["spec"]["nodeName"] = node
-            status = obj.setdefault("status", {})
+            status = status_of(obj)
             status["conditions"] = with_condition(status.get("conditions"), "PodScheduled", "True", probe=True)
         bound = mutate_if_changed(self.api, self.pods, pod, bind)
         meta = pod["metadata"]
@@ -63,7 +63,7 @@ class Scheduling:
             return
 
         def mark(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
+            status = status_of(obj)
             status["phase"] = "Pending"
             status["conditions"] = with_condition(status.get("conditions"), "PodScheduled", "False",
                                                   "Unschedulable", message, probe=True)
@@ -112,7 +112,7 @@ class Kubelet:
         containers = (pod.get("spec") or {}).get("containers") or []
 
         def mark(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
+            status = status_of(obj)
             status["hostIP"] = self._addresses(node)
             status.setdefault("startTime", rfc3339())
             status["conditions"] = with_condition(status.get("conditions"), "PodScheduled", "True", probe=True)
@@ -143,7 +143,7 @@ class Kubelet:
         now = rfc3339()
 
         def run(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
+            status = status_of(obj)
             status.update(phase="Running", hostIP=self._addresses(node), podIP=pod_ip, podIPs=[{"ip": pod_ip}],
                           hostIPs=[{"ip": self._addresses(node)}])
             status.setdefault("startTime", now)

@@ -117,3 +117,10 @@ def mutate_if_changed(api: ObjectApi, rtype: ResourceType, obj: Obj, change: Cal
         return api.mutate(rtype, meta.get("namespace"), meta["name"], change)
     except errors.ApiError:
         return obj
+
+
+def status_of(obj: Obj) -> Obj:
+    """obj["status"] as a dict to fill in (a status-less write may have stored `status: null`)."""
+    if not isinstance(obj.get("status"), dict):
+        obj["status"] = {}
+    return obj["status"]

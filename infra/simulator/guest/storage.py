@@ -28,7 +28,7 @@ from ..apiserver.clock import rfc3339
 from .csi_chart import CHART as CSI_CHART
 from .csi_chart import DRIVER
 from .hostside import DEFAULT_CLASS_ANNOTATION, bytes_of
-from .objects import Obj, is_active, kind, mutate_if_changed, owner_reference, random_suffix, running_ready_pods
+from .objects import status_of, Obj, is_active, kind, mutate_if_changed, owner_reference, random_suffix, running_ready_pods
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster
@@ -206,7 +206,7 @@ class GuestStorage:
                 except errors.ApiError:
                     pass
             else:
-                mutate_if_changed(self.api, self.pvs, pv, lambda o: o.setdefault("status", {}).__setitem__(
+                mutate_if_changed(self.api, self.pvs, pv, lambda o: status_of(o).__setitem__(
                     "phase", "Released"))
 
     def _release_protection(self, pods: list[Obj]) -> None:
@@ -279,7 +279,7 @@ class GuestStorage:
         if host_claim is None or phase != "Bound":
             message = (f"rpc error: code = Internal desc = The PVC {handle} in phase {phase or 'Pending'} "
                        "is not ready to be attached")
-            mutate_if_changed(self.api, self.attachments, va, lambda o: o.setdefault("status", {}).__setitem__(
+            mutate_if_changed(self.api, self.attachments, va, lambda o: status_of(o).__setitem__(
                 "attachError", {"time": rfc3339(), "message": message}))
             return
         vmi = self.guest.host_vmi(node)
@@ -334,7 +334,7 @@ class GuestStorage:
             if not any(v.get("name") == handle for v in spec.setdefault("volumes", [])):
                 spec["volumes"].append({"name": handle, "persistentVolumeClaim": {"claimName": handle,
                                                                                   "hotpluggable": True}})
-            statuses = obj.setdefault("status", {}).setdefault("volumeStatus", [])
+            statuses = status_of(obj).setdefault("volumeStatus", [])
             if not any(s.get("name") == handle for s in statuses):
                 target = "sd" + "abcdefghijklmnopqrstuvwxyz"[len([s for s in statuses if s.get("hotplugVolume")]) % 26]
                 statuses.append({
@@ -368,7 +368,7 @@ class GuestStorage:
         if vmi is not None:
             def remove_instance(obj: Obj) -> None:
                 obj["spec"]["volumes"] = [v for v in obj["spec"].get("volumes") or [] if v.get("name") != handle]
-                status = obj.setdefault("status", {})
+                status = status_of(obj)
                 status["volumeStatus"] = [s for s in status.get("volumeStatus") or [] if s.get("name") != handle]
             mutate_if_changed(self.host, vmis, vmi, remove_instance)
         for pod in self.host.list(pods, ns, label_selector=f"kubevirt.io=hotplug-disk,vm.kubevirt.io/name={vm_name}").items:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from . import scheduler
-from .objects import (Obj, controller_uid, is_active, is_pod_ready, kind, mutate_if_changed, owned_by,
+from .objects import (Obj, status_of, controller_uid, is_active, is_pod_ready, kind, mutate_if_changed, owned_by,
                       owner_reference, random_suffix, template_hash, with_condition)
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class Workloads:
         available_ok = ready >= replicas - max_unavailable
 
         def set_status(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
+            status = status_of(obj)
             status.update(observedGeneration=obj["metadata"].get("generation", 1), replicas=len(all_pods),
                           updatedReplicas=len(new_pods), readyReplicas=ready, availableReplicas=ready)
             unavailable = max(replicas - ready, 0)

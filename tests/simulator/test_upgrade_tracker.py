@@ -1,0 +1,92 @@
+"""The upgrade tracker against the twin: stalls, failures, budgets and re-attach, through outages."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from infra.backends.base import _twin_request
+from infra.backends.simulated import TwinProcess
+from infra.harvester.helm import history_from_api
+from infra.harvester.upgrade import (PhaseBudgetExceeded, PhaseTracker, UpgradeFailed, UpgradeRun, UpgradeStalled,
+                                     default_phase_budgets, diagnose)
+from infra.kube import Kube
+
+from ..conftest import start_twin
+
+
+@pytest.fixture
+def rc_twin(tmp_path: Path) -> Iterator[TwinProcess]:
+    twin = start_twin("v1.5.0-rc2", tmp_path, time_scale=600)
+    yield twin
+    twin.stop()
+
+
+def tracker_for(run: UpgradeRun, kube: Kube, stall_window: float = 4.0, **budgets_min: float) -> PhaseTracker:
+    return PhaseTracker(run, budgets=default_phase_budgets(budgets_min), stall_window=stall_window, tick=0.5,
+                        diagnose=lambda phase, lines: diagnose(phase, lines,
+                                                               lambda ns, r: history_from_api(kube, ns, r)))
+
+
+def test_rc_to_master_stalls_with_a_diagnosis_through_api_outages(rc_twin: TwinProcess) -> None:
+    kube = Kube(rc_twin.kubeconfig, unavailable_budget=30)
+    run = UpgradeRun.start(kube, "master-head", run_id="t-stall")
+    faults = [{"errorBurst": {"count": 5, "code": 503}, "dropWatches": True},
+              {"unavailableSeconds": 2},
+              {"refuseConnectionsSeconds": 2}]
+    timers = [threading.Timer(0.3 + 1.2 * i, _twin_request, (rc_twin.kubeconfig, "/twin/v1/faults", f))
+              for i, f in enumerate(faults)]
+    for timer in timers:
+        timer.start()
+    try:
+        with pytest.raises(UpgradeStalled) as caught:
+            tracker_for(run, kube).follow()
+    finally:
+        for timer in timers:
+            timer.join()
+    stalled = caught.value
+    assert stalled.phase == "SystemServicesUpgraded"
+    assert stalled.diagnosis.details["awaited"]["chart"] == "fleet-106.0.0+up0.12.0"
+    assert stalled.diagnosis.details["installed"]["chart"] == "fleet-106.0.0+up0.12.0-rc.3"
+    assert "wait helm release cattle-fleet-system fleet" in stalled.evidence["apply-manifests log (tail)"]
+    assert tracker_phases(stalled)[:5] == [
+        "LogReady", "ImageReady", "RepoReady", "NodesPrepared", "SystemServicesUpgraded"]
+
+
+def tracker_phases(stalled: UpgradeStalled) -> list[str]:
+    return [line.split(":")[0] for line in stalled.evidence["phase timings"]]
+
+
+def test_a_downgrade_fails_at_once_on_completed_false(tmp_path: Path) -> None:
+    twin = start_twin("v1.5.1", tmp_path, time_scale=600)
+    try:
+        kube = Kube(twin.kubeconfig)
+        run = UpgradeRun.start(kube, "v1.4.2", run_id="t-down")
+        with pytest.raises(UpgradeFailed) as caught:
+            tracker_for(run, kube, stall_window=60).follow()
+        assert "downgrading is prohibited" in str(caught.value)
+    finally:
+        twin.stop()
+
+
+def test_reattach_finds_the_upgrade_under_way_by_run_id(rc_twin: TwinProcess) -> None:
+    kube = Kube(rc_twin.kubeconfig)
+    started = UpgradeRun.start(kube, "master-head", run_id="t-reattach")
+    attached = UpgradeRun.attach(Kube(rc_twin.kubeconfig), run_id="t-reattach")
+    assert (attached.name, attached.target_version) == (started.name, "master-head")
+    with pytest.raises(UpgradeStalled):
+        tracker_for(attached, attached.kube).follow()
+
+
+def test_a_phase_over_its_budget_fails_naming_the_phase(tmp_path: Path) -> None:
+    twin = start_twin("v1.4.2", tmp_path, time_scale=1)      # real time: LogReady takes 20 s
+    try:
+        kube = Kube(twin.kubeconfig)
+        run = UpgradeRun.start(kube, "master-head", run_id="t-budget")
+        with pytest.raises(PhaseBudgetExceeded) as caught:
+            tracker_for(run, kube, stall_window=60, LogReady=0.02).follow()
+        assert caught.value.phase == "LogReady" and "budget 1.2s" in str(caught.value)
+    finally:
+        twin.stop()
