@@ -45,6 +45,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"config error: {exc}") from None
     config.stash[CONFIG_KEY] = run_config
+    from infra.report.redact import register_secret
+
+    for secret in (run_config.rancher.token if run_config.rancher else None, run_config.simulated.node_password):
+        register_secret(secret.get_secret_value() if secret is not None else None)
     from infra.report.plugin import ENVIRONMENT_KEY   # after pytest registered the plugin
 
     config.stash[ENVIRONMENT_KEY] = {

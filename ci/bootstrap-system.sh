@@ -13,6 +13,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: the HTML report needs Node.js and npm; run: sudo apt-get install -y nodejs npm" >&2
   fi
 fi
+# libvirt: libvirt-python builds against libvirt-dev; the real-VM test runs its own libvirtd with qemu and
+# boots a tiny guest made from busybox, dropbear and a Debian cloud kernel (fetched by `apt-get download`).
+libvirt_packages=(libvirt-dev pkg-config gcc python3-dev qemu-system-x86 qemu-utils libvirt-daemon
+                  libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base iptables busybox-static dropbear-bin cpio)
+libvirt_missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for package in "${libvirt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || libvirt_missing+=("$package")
+  done
+fi
+if [ ${#libvirt_missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing ${libvirt_missing[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${libvirt_missing[@]}"
+  else
+    echo "bootstrap: libvirt-python and the real-VM test need system packages; run:" \
+         "sudo apt-get update && sudo apt-get install -y --no-install-recommends ${libvirt_missing[*]}" >&2
+  fi
+fi
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "bootstrap: kubectl not found; the kubectl conformance tests will be skipped. Install kubectl v1.32" \
        "(e.g. sudo apt-get install -y kubectl from the Kubernetes apt repository) to run them." >&2

@@ -3,6 +3,8 @@
   harvester-e2e sim up [--version V] [--kubeconfig PATH] [--time-scale X] [--nodes N] [--port P]
   harvester-e2e run [--backend B] [--config FILE] [--harvester-version V] [pytest args...]
   harvester-e2e config show [--config FILE] [--backend B] ...
+  harvester-e2e matrix MATRIX.yaml [--parallel N] [--backend B] [--config FILE] [--list] ...
+  harvester-e2e gate RESULTS_DIR [--policy ci/gate.yaml] [--markdown FILE] [--release-version V]
 """
 from __future__ import annotations
 
@@ -77,12 +79,24 @@ def _run(argv: list[str]) -> int:
 
 
 def _exec(command: list[str]) -> int:
+    """Run pytest; an interrupt is passed on to it and waited for, so its cleanup stacks run to the end."""
+    import signal
     import subprocess
 
+    # Its own session: a terminal's Ctrl-C reaches only us, and we pass it on exactly once (a second
+    # SIGINT arriving while the child's cleanup runs would cut the cleanup short).
+    child = subprocess.Popen(command, start_new_session=True)
+    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 130
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:       # a second Ctrl-C while the handler was being installed
+                child.send_signal(signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _config_show(argv: list[str]) -> int:
@@ -100,7 +114,9 @@ def _config_show(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {("sim", "up"): _sim_up, ("run",): _run, ("config", "show"): _config_show}
+    commands = {("sim", "up"): _sim_up, ("run",): _run, ("config", "show"): _config_show,
+                ("matrix",): lambda rest: __import__("infra.matrix.cli", fromlist=["main"]).main(rest),
+                ("gate",): lambda rest: __import__("infra.gate", fromlist=["main"]).main(rest)}
     for words, handler in commands.items():
         if tuple(argv[:len(words)]) == words:
             return handler(argv[len(words):])

@@ -183,6 +183,22 @@ class Timeouts(_Model):
     node_ready_min: float = Field(15.0, gt=0)
 
 
+class Rancher(_Model):
+    """A Rancher that manages the cluster: dashboard edits then go through its Steve API."""
+
+    url: str = Field(description="https://rancher.example")
+    token: SecretStr = Field(description="an API token (never logged)")
+    cluster_id: str = Field("local", description="Rancher's id of the Harvester cluster, e.g. c-m-abc123")
+    verify: bool | Path = Field(True, description="verify TLS (true), not (false), or a CA bundle path")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (Rancher serves its API over HTTPS)")
+        return value.rstrip("/")
+
+
 UPGRADE_PHASES = ("LogReady", "ImageReady", "RepoReady", "NodesPrepared", "SystemServicesUpgraded",
                   "NodesUpgraded", "Completed")
 
@@ -218,6 +234,7 @@ class RunConfig(_Model):
     libvirt: LibvirtBackend | None = None
     timeouts: Timeouts = Timeouts()
     upgrade: UpgradeSettings = UpgradeSettings()
+    rancher: Rancher | None = None
 
     def stall_window_seconds(self) -> float:
         """The twin compresses time, so its default window is 30 simulated minutes in real seconds."""

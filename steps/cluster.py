@@ -22,6 +22,7 @@ def a_cluster_at(version: str, backend: Backend, run_config: RunConfig) -> Clust
     return cluster
 
 
+@given("every node is Ready")
 @then("every node is Ready")
 def every_node_ready(cluster: Cluster, run_config: RunConfig) -> None:
     budget = Budget.minutes("nodes Ready", run_config.timeouts.node_ready_min)
@@ -30,11 +31,13 @@ def every_node_ready(cluster: Cluster, run_config: RunConfig) -> None:
         f"expected {len(cluster.nodes)} nodes, the API lists {len(nodes)}"
 
 
+@given("every Machine is Running and matched to its Node")
 @then("every Machine is Running and matched to its Node")
 def machines_matched(cluster: Cluster) -> None:
     attach_text("machines and nodes", health.assert_machines_consistent(cluster.kube()))
 
 
+@given("every ManagedChart is Ready")
 @then("every ManagedChart is Ready")
 def managed_charts_ready(cluster: Cluster, run_config: RunConfig) -> None:
     health.wait_managed_charts_ready(cluster.kube(), Budget.minutes("ManagedCharts Ready",

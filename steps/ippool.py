@@ -29,10 +29,6 @@ from infra.waits.budget import Budget
 Obj = dict[str, Any]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "ippool: IPPool and load balancer stories (loadbalancer.harvesterhci.io)")
-
-
 @dataclass
 class Scene:
     """What this scenario made, by the names the feature file gives them."""
@@ -273,7 +269,8 @@ def second_lb_gets_free_address(lb: str, pool: str, scene: Scene, cluster: Clust
 def edit_refused(expected: str, scene: Scene) -> None:
     outcome = scene.edits[-1]
     wanted = _expected_message(expected, scene)
-    assert outcome.refused, f"the edit through {outcome.path} was accepted; expected a refusal matching {wanted.pattern}"
+    assert outcome.refused, \
+        f"the edit through {outcome.path} was accepted; expected a refusal matching {wanted.pattern}"
     assert wanted.search(outcome.refusal or ""), \
         f"refused with:\n  {outcome.refusal}\nexpected a message matching:\n  {wanted.pattern}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from infra.backends import Cluster
+from infra.backends import Backend, Cluster
 from infra.cleanup import CleanupStack
 from infra.config import RunConfig
 from infra.harvester.upgrade import UpgradeRun, UpgradeStalled
@@ -22,7 +22,9 @@ def stored_data(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) 
 
 
 @when(parsers.parse("the cluster is upgraded to {version}"), target_fixture="upgrade")
-def upgrade_to(cluster: Cluster, version: str, run_config: RunConfig, cleanup: CleanupStack) -> UpgradeAttempt:
+def upgrade_to(cluster: Cluster, version: str, run_config: RunConfig, cleanup: CleanupStack,
+               backend: Backend) -> UpgradeAttempt:
+    cleanup.defer(f"retire {cluster.name}: an upgrade changed it for good", lambda: backend.retire(cluster))
     run = UpgradeRun.start(cluster.kube(), version, run_id=run_config.run_id, cleanup=cleanup)
     attempt = follow(run, run_config)
     attach_upgrade_record(attempt)

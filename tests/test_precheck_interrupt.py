@@ -111,10 +111,6 @@ def test_the_same_row_uninterrupted_passes_and_leaves_nothing(twin: TwinProcess,
     assert leaks.audit(kube, run_id).clean
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "infra/cli.py _exec runs pytest with subprocess.call, which answers KeyboardInterrupt with p.kill(): "
-    "SIGKILL reaches the child pytest while its cleanup stack runs, so the fake Machine stays. Fix: Popen, "
-    "forward SIGINT/SIGTERM to the child and keep waiting for it (then drop this marker)."))
 def test_ctrl_c_on_harvester_e2e_run_still_removes_the_fake_machine(twin: TwinProcess, tmp_path: Path) -> None:
     """Ctrl-C in a terminal signals the whole process group: the CLI and its pytest child."""
     kube = Kube(twin.kubeconfig)

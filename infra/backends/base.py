@@ -139,6 +139,10 @@ class Backend(abc.ABC):
     def acquire(self, harvester_version: str) -> Cluster:
         """A cluster at that version (started, provisioned or checked, depending on the backend)."""
 
+    def retire(self, cluster: Cluster) -> None:
+        """This cluster was changed for good (e.g. upgraded): do not hand it to another scenario.
+        Backends that cannot make a new one (an existing lab) keep it; the next scenario sees it as is."""
+
     @abc.abstractmethod
     def release_all(self) -> None:
         """Tear down what this backend created in this run, and nothing else."""

@@ -100,7 +100,7 @@ class SimulatedNodePower:
         for name in self.domains.values():
             try:
                 remove_domain(self.conn, name)
-            except Exception as exc:  # noqa: BLE001 - removing the others matters more
+            except Exception as exc:
                 log.warning("could not remove simulated node domain %s: %s", name, exc)
         self.domains.clear()
         self.conn.close()

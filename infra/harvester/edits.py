@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import yaml
+
 from infra.kube import ApiFailure, Kube
 from infra.kube.kubectl import Kubectl
 
@@ -112,11 +114,12 @@ class KubectlApply:
         before = target.get(kube)
         edited = copy.deepcopy(before)
         change(edited)
-        result = self.kubectl.apply(manifest_of(edited))
+        manifest = manifest_of(edited)
+        result = self.kubectl.apply(manifest)
+        transcript = f"manifest:\n{yaml.safe_dump(manifest, sort_keys=False)}\n{result.transcript()}"
         if not result.ok:
-            return EditOutcome(self.label, target, field, before, None, _refusal_text(result.stderr),
-                               result.transcript())
-        return EditOutcome(self.label, target, field, before, result.json(), None, result.transcript())
+            return EditOutcome(self.label, target, field, before, None, _refusal_text(result.stderr), transcript)
+        return EditOutcome(self.label, target, field, before, result.json(), None, transcript)
 
 
 @dataclass(frozen=True)

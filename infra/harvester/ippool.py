@@ -253,8 +253,10 @@ def wait_for_address(kube: Kube, lb: ObjectRef, budget: Budget) -> tuple[Obj, Lb
 
 def _delete_and_wait(kube: Kube, api_version: str, kind: str, name: str, namespace: str | None,
                      budget: Budget) -> None:
+    """Delete and wait until finalizers let it go (a load balancer releases its address first)."""
     if kube.delete(api_version, kind, name, namespace):
-        kube.wait_for_gone(api_version, kind, name, budget=budget, namespace=namespace)
+        kube.wait_for_gone(api_version, kind, name, budget=Budget(f"{kind} removal", budget.seconds),
+                           namespace=namespace)
 
 
 # ---- selector changes -----------------------------------------------------------------------------

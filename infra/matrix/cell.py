@@ -66,7 +66,7 @@ class MatrixCell:
 
     @property
     def title(self) -> str:
-        """For people: ``v1.4.2 → master-head · Rancher v2.10 · RKE2 v1.31`` (plus charts)."""
+        """For people: ``v1.4.2 → master-head · Rancher v2.10 · RKE2 v1.31`` (chart pairs are parameters)."""
         parts = []
         if self.harvester_from:
             parts.append(self.harvester_from + (f" → {self.harvester_to}" if self.harvester_to else ""))
@@ -74,8 +74,6 @@ class MatrixCell:
             parts.append(f"Rancher {self.rancher}")
         if self.rke2:
             parts.append(f"RKE2 {self.rke2}")
-        charts = sorted(k[:-5] for k in self.parameters if k.endswith("_from") and k != HARVESTER_FROM)
-        parts += [f"{c} {self.parameters[c + '_from']} → {self.parameters.get(c + '_to', '?')}" for c in charts]
         return " · ".join(parts) or self.id
 
     def to_json(self) -> str:

@@ -10,7 +10,25 @@ from .install_config import InstallConfigServer, NodeSecrets
 from .plan import ClusterPlan, NodePlan, PlanRefused, check_plan, plan_cluster
 from .power import DomainControl, PowerAction
 
-__all__ = ["OwnedObject", "leak_audit", "owned_objects", "remove_run", "ClusterProvisioner", "ProvisionedCluster",
-           "ProvisionedNode", "LibvirtUnavailable", "open_connection", "GoldenImage", "GoldenStore",
-           "InstallConfigServer", "NodeSecrets", "ClusterPlan", "NodePlan", "PlanRefused", "check_plan",
-           "plan_cluster", "DomainControl", "PowerAction"]
+__all__ = [
+           "ClusterPlan",
+           "ClusterProvisioner",
+           "DomainControl",
+           "GoldenImage",
+           "GoldenStore",
+           "InstallConfigServer",
+           "LibvirtUnavailable",
+           "NodePlan",
+           "NodeSecrets",
+           "OwnedObject",
+           "PlanRefused",
+           "PowerAction",
+           "ProvisionedCluster",
+           "ProvisionedNode",
+           "check_plan",
+           "leak_audit",
+           "open_connection",
+           "owned_objects",
+           "plan_cluster",
+           "remove_run",
+]

@@ -155,7 +155,7 @@ def _pool_directory_is_owned(conn: Any, owned: OwnedObject) -> bool:
 
     try:
         path = ET.fromstring(conn.storagePoolLookupByName(owned.name).XMLDesc(0)).findtext("target/path") or ""
-    except Exception:  # noqa: BLE001 - gone already: nothing to decide
+    except Exception:
         return False
     return path.rstrip("/").endswith("/" + owned.run_id)
 
@@ -176,7 +176,7 @@ def remove_run(conn: Any, run_id: str) -> RemovalReport:
             remove(conn, owned)
             removed.append(owned)
             log.info("removed %s", owned)
-        except Exception as exc:  # noqa: BLE001 - one failure must not stop the rest
+        except Exception as exc:
             failed.append((owned, str(exc)))
             log.error("could not remove %s: %s", owned, exc)
     return RemovalReport(removed, failed, leak_audit(conn, run_id))

@@ -26,7 +26,12 @@ from infra.waits.budget import Budget
 
 from .accel import Acceleration
 from .golden import GoldenImage, GoldenStore
-from .install_config import InstallConfigServer, NodeSecrets, installer_cmdline, publish_cluster_configs
+from .install_config import (
+    InstallConfigServer,
+    NodeSecrets,
+    installer_cmdline,
+    publish_cluster_configs,
+)
 from .objects import Provisioner
 from .plan import ClusterPlan, NodePlan, check_plan, local_path
 from .power import DomainControl
@@ -70,7 +75,7 @@ def fetch_to_host(url: str, directory: Path, budget: Budget) -> Path:
     if not target.exists():
         partial = target.with_suffix(target.suffix + ".partial")
         log.info("downloading %s", url)
-        with urllib.request.urlopen(url, timeout=min(budget.seconds, 60)) as response, partial.open("wb") as out:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=min(budget.seconds, 60)) as response, partial.open("wb") as out:
             shutil.copyfileobj(response, out, length=1 << 20)
         partial.rename(target)
     return target

@@ -58,7 +58,7 @@ class GoldenImage:
             "disks": self.disks, "nvram": self.nvram}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "GoldenImage":
+    def from_json(cls, text: str) -> GoldenImage:
         data = json.loads(text)
         layout = data["layout"]
         return cls(key=data["key"], harvester_version=data["harvester_version"], created=data["created"],

@@ -40,7 +40,7 @@ class NodeSecrets:
     authorized_keys: tuple[str, ...]
 
     @classmethod
-    def from_settings(cls, settings: LibvirtBackend) -> "NodeSecrets":
+    def from_settings(cls, settings: LibvirtBackend) -> NodeSecrets:
         keys: tuple[str, ...] = ()
         if settings.ssh_key_file is not None:
             keys = (public_key_of(settings.ssh_key_file),)
@@ -126,9 +126,9 @@ def iso_volume_label(iso_url: str) -> str | None:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    server: "_DocumentServer"
+    server: _DocumentServer
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = self.server.documents.get(self.path.split("?", 1)[0])
         if body is None:
             self.send_error(404, "no such install config")
@@ -140,7 +140,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.server.fetched.append(self.path)
 
-    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 - paths only, never bodies
+    def log_message(self, format: str, *args: Any) -> None:
+        """The request line only (a path), never a body: the documents hold the token and the password."""
         log.info("install-config server: %s %s", self.address_string(), format % args)
 
 
@@ -179,7 +180,7 @@ class InstallConfigServer:
         self._server.documents[path] = yaml.safe_dump(document, sort_keys=False).encode()
         return self.url_base + path
 
-    def start(self) -> "InstallConfigServer":
+    def start(self) -> InstallConfigServer:
         self._thread.start()
         return self
 

@@ -17,7 +17,16 @@ from infra.config import LibvirtBackend
 
 from .connection import is_test_driver, libvirt_module
 from .ownership import bridge_name_for, owned_name, stable_mac
-from .spec import GIB, MIB, DhcpReservation, DomainSpec, NetworkSpec, Nic, PoolSpec, VolumeSpec
+from .spec import (
+    GIB,
+    MIB,
+    DhcpReservation,
+    DomainSpec,
+    NetworkSpec,
+    Nic,
+    PoolSpec,
+    VolumeSpec,
+)
 
 Role = Literal["create", "join", "guest"]
 VIP_HOST_INDEX, FIRST_NODE_HOST_INDEX = 9, 10       # .10 is the VIP, nodes from .11 (after the gateway .1)

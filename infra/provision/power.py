@@ -27,7 +27,7 @@ class PowerAction(str, enum.Enum):
     DESTROY = "destroy"
 
     @classmethod
-    def parse(cls, value: "str | PowerAction") -> "PowerAction":
+    def parse(cls, value: str | PowerAction) -> PowerAction:
         try:
             return cls(value)
         except ValueError:
@@ -63,11 +63,11 @@ class DomainControl:
     def evidence(self) -> dict[str, Any]:
         try:
             state = self.state()
-        except Exception as exc:  # noqa: BLE001 - evidence gathering must not hide the real failure
+        except Exception as exc:
             state = f"unknown ({exc})"
         return {"domain": self.name, "state": state, "console (last lines)": self.console_tail()}
 
-    def power(self, action: "PowerAction | str", budget: Budget | None = None) -> None:
+    def power(self, action: PowerAction | str, budget: Budget | None = None) -> None:
         action = PowerAction.parse(action)
         domain = self.domain
         if action is PowerAction.START:

@@ -88,8 +88,8 @@ class DomainSpec:
     boot: Boot = field(default_factory=Boot)
     on_reboot: Literal["restart", "destroy"] = "restart"
 
-    def with_boot(self, boot: Boot, on_reboot: Literal["restart", "destroy"] = "restart") -> "DomainSpec":
+    def with_boot(self, boot: Boot, on_reboot: Literal["restart", "destroy"] = "restart") -> DomainSpec:
         return replace(self, boot=boot, on_reboot=on_reboot)
 
-    def with_type(self, domain_type: str) -> "DomainSpec":
+    def with_type(self, domain_type: str) -> DomainSpec:
         return replace(self, domain_type=domain_type)

@@ -6,7 +6,8 @@ import socket
 import ssl
 import urllib.error
 import urllib.request
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -73,7 +74,7 @@ def api_answers(url: str, timeout_s: float = 5.0) -> int | None:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/version", timeout=timeout_s, context=context) as response:  # noqa: S310
+        with urllib.request.urlopen(url.rstrip("/") + "/version", timeout=timeout_s, context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code if exc.code < 500 else None

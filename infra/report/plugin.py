@@ -102,7 +102,7 @@ _PROGRESS_KEY = pytest.StashKey[_ScenarioProgress]()
 _FAMILY_TAGS_KEY = pytest.StashKey[set]()
 _CELL_KEY = pytest.StashKey["MatrixCellInfo | None"]()
 _KNOWN_ISSUE_KEY = pytest.StashKey[_KnownIssueExpectation]()
-_XPASS_STRICT_KEY = pytest.StashKey[bool]()
+_XPASS_STRICT_KEY = pytest.StashKey[str]()  # the xfail reason of a strict xfail that passed
 _PRODUCT_FAILURE_KEY = pytest.StashKey[bool]()
 
 
@@ -494,27 +494,36 @@ def _product_failure_types() -> tuple[type[BaseException], ...]:
 def pytest_runtest_makereport_known_issue(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
     # Outermost: sees the report after pytest's xfail handling has decided the outcome.
     report = yield
-    if report.when == "call" and item.stash.get(_KNOWN_ISSUE_KEY, None) is not None:
-        item.stash[_XPASS_STRICT_KEY] = bool(report.failed and isinstance(report.longrepr, str)
-                                             and report.longrepr.startswith("[XPASS(strict)]"))
+    if report.when != "call":
+        return report
+    if report.failed and isinstance(report.longrepr, str) and report.longrepr.startswith("[XPASS(strict)]"):
+        item.stash[_XPASS_STRICT_KEY] = report.longrepr.removeprefix("[XPASS(strict)]").strip()
+    if item.stash.get(_KNOWN_ISSUE_KEY, None) is not None:
         item.stash[_PRODUCT_FAILURE_KEY] = bool(report.failed and call.excinfo is not None
                                                 and call.excinfo.errisinstance(_product_failure_types()))
     return report
 
 
 def _report_known_issue_outcome(item: pytest.Item) -> None:
-    """Word a known-issue scenario's surprising outcome so the categories file can file it."""
+    """Word a known-issue scenario's surprising outcome so the categories file can file it.
+
+    allure-pytest leaves a strict xfail that passed without any message; it gets "XPASS(strict) <reason>"
+    (any strict xfail, also one a step adds at run time with a "known issue ..." reason).
+    """
     expectation = item.stash.get(_KNOWN_ISSUE_KEY, None)
-    if expectation is None:
+    xpass_reason = item.stash.get(_XPASS_STRICT_KEY, None)
+    if expectation is None and xpass_reason is None:
         return
     test_result = _current_test_result(item.config)
     if test_result is None:
         return
-    if expectation.state == "open" and item.stash.get(_XPASS_STRICT_KEY, False):
+    if expectation is not None and expectation.state == "open" and xpass_reason is not None:
         test_result.statusDetails = StatusDetails(message=(
             f"XPASS(strict) {expectation.text}: the scenario passed, so it no longer reproduces the issue. "
             f"Check {', '.join(expectation.refs)} upstream, then update ci/known-issues.yaml and the tag."))
-    elif expectation.state == "closed" and item.stash.get(_PRODUCT_FAILURE_KEY, False) \
+    elif xpass_reason is not None and test_result.statusDetails is None:
+        test_result.statusDetails = StatusDetails(message=f"XPASS(strict) {xpass_reason}: the scenario passed")
+    elif expectation is not None and expectation.state == "closed" and item.stash.get(_PRODUCT_FAILURE_KEY, False) \
             and test_result.statusDetails is not None:
         refs = ", ".join(expectation.refs)
         verb = "is" if len(expectation.refs) == 1 else "are"

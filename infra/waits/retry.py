@@ -38,6 +38,8 @@ def is_api_unavailable(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, socket.timeout, TimeoutError)):
         return True
+    if _is_api_error(exc) and "denied the request" in str(getattr(exc, "body", "") or ""):
+        return False        # an admission webhook's denial is an answer (Harvester's come as 500s)
     return _is_api_error(exc) and _status_of(exc) in _TRANSIENT_HTTP
 
 
@@ -58,7 +60,7 @@ def _log_attempt(policy: str) -> Callable[[tenacity.RetryCallState], None]:
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("%s: attempt %d failed (%s: %s); retrying in %.1fs", policy, state.attempt_number,
-                    type(exc).__name__, str(exc).splitlines()[0][:200] if exc else "",
+                    type(exc).__name__, (str(exc).splitlines() or [""])[0][:200] if exc else "",
                     state.next_action.sleep if state.next_action else 0.0)
     return before_sleep
 

@@ -20,13 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.cleanup import CleanupStack  # noqa: E402
-from infra.config import LibvirtBackend  # noqa: E402
-from infra.provision import ClusterProvisioner, leak_audit, open_connection, plan_cluster  # noqa: E402
-from infra.provision.objects import Provisioner  # noqa: E402
-from infra.provision.spec import GIB, PoolSpec, VolumeSpec  # noqa: E402
-from tests.provision.libvirtd import LibvirtdUnavailable, start_libvirtd  # noqa: E402
-from tests.provision.tiny_guest import TinyGuestUnavailable, build_tiny_guest  # noqa: E402
+from infra.cleanup import CleanupStack
+from infra.config import LibvirtBackend
+from infra.provision import (
+    ClusterProvisioner,
+    leak_audit,
+    open_connection,
+    plan_cluster,
+)
+from infra.provision.objects import Provisioner
+from infra.provision.spec import GIB, PoolSpec, VolumeSpec
+from tests.provision.libvirtd import LibvirtdUnavailable, start_libvirtd
+from tests.provision.tiny_guest import TinyGuestUnavailable, build_tiny_guest
 
 BOOTS = 3
 COPIES = 3

@@ -10,7 +10,13 @@ from infra.config import ConfigError, load_config
 from infra.provision import plan_cluster
 from infra.provision.ownership import METADATA_NAMESPACE
 from infra.provision.spec import Boot
-from infra.provision.xmlgen import QEMU_NAMESPACE, domain_xml, network_xml, pool_xml, volume_xml
+from infra.provision.xmlgen import (
+    QEMU_NAMESPACE,
+    domain_xml,
+    network_xml,
+    pool_xml,
+    volume_xml,
+)
 
 from .conftest import guest_settings, harvester_settings
 

@@ -7,8 +7,9 @@ life under it. Where qemu or libvirtd cannot run, the test skips and says why.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

@@ -2,15 +2,17 @@
 to the twin, where the node really goes down and comes back."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from infra.backends import BackendError, Cluster
 from infra.backends.base import _twin_request
 from infra.backends.simulated import SimulatedBackend
-from infra.config import RunConfig, SimulatedBackend as SimulatedSettings
+from infra.config import RunConfig
+from infra.config import SimulatedBackend as SimulatedSettings
 from infra.provision.ownership import mark_of
 from infra.provision.power import STATE_NAMES
 from infra.waits.budget import Budget

@@ -19,8 +19,16 @@ import pytest
 import yaml
 
 from infra.cleanup import CleanupStack
-from infra.provision import (ClusterProvisioner, GoldenStore, InstallConfigServer, PlanRefused,
-                             leak_audit, owned_objects, plan_cluster, remove_run)
+from infra.provision import (
+    ClusterProvisioner,
+    GoldenStore,
+    InstallConfigServer,
+    PlanRefused,
+    leak_audit,
+    owned_objects,
+    plan_cluster,
+    remove_run,
+)
 from infra.provision.ownership import METADATA_NAMESPACE, mark_of
 from infra.waits.budget import Budget, WaitTimeout
 
@@ -185,13 +193,13 @@ def _install_stand_in(conn: Any, domain_name: str, fetched: list[dict[str, Any]]
         try:
             domain = conn.lookupByName(domain_name)
             root = ET.fromstring(domain.XMLDesc(0))
-        except Exception:  # noqa: BLE001 - not defined yet
+        except Exception:
             stop.wait(0.1)
             continue
         cmdline = root.findtext("os/cmdline") or ""
         if domain.isActive() and "harvester.install.automatic=true" in cmdline:
             url = next(a.split("=", 1)[1] for a in cmdline.split() if a.startswith("harvester.install.config_url="))
-            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - 127.0.0.1
+            with urllib.request.urlopen(url, timeout=10) as response:
                 fetched.append(yaml.safe_load(response.read()))
             domain.shutdown()
             return
@@ -230,7 +238,7 @@ def test_first_node_installs_from_its_served_config_then_boots_from_disk(
         root = ET.fromstring(conn.lookupByName(first.domain).XMLDesc(0))
         assert root.find("os/kernel") is None and root.findtext("on_reboot") == "restart"
         assert conn.lookupByName(first.domain).isActive()
-        with urllib.request.urlopen(urls["harvester-node-1"], timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(urls["harvester-node-1"], timeout=10) as response:
             join = yaml.safe_load(response.read())
         assert join["install"]["mode"] == "join" and join["server_url"] == "https://10.233.0.10:443"
         assert "vip" not in join["install"]
@@ -290,7 +298,7 @@ def test_golden_image_is_saved_per_version_and_restored_as_linked_clones(
     provisioner = ClusterProvisioner(conn, plan, first_run, golden=store)
     provisioner.create_infrastructure()
     for node in plan.nodes:                      # an installed cluster, booted from its disks
-        provisioner._start(node, provisioner._disk_boot(node))  # noqa: SLF001
+        provisioner._start(node, provisioner._disk_boot(node))
     for node in provisioner.result.nodes:
         node.control.power("destroy")
     image = store.save(provisioner.objects, plan)

@@ -21,7 +21,6 @@ from infra.waits.budget import Budget
 API = ippool.LB_API
 VALIDATOR = 'admission webhook "validator.harvester-system.harvester-load-balancer-webhook" denied the request: '
 BUDGET = Budget("twin IPAM reaction", 20)
-_blocks = itertools.count(2)
 
 Obj = dict[str, Any]
 
@@ -34,9 +33,10 @@ class Lab:
         self.writer = single_attempt(kube)     # refusals are 500s: do not retry them
         self.pools: list[str] = []
         self.lbs: list[str] = []
+        self._blocks = itertools.count(2)    # pools go away after each test, so blocks are reused
 
     def block(self, size: int = 8) -> Obj:
-        start = 8 * next(_blocks)
+        start = 8 * next(self._blocks)
         return {"subnet": "203.0.113.0/24", "rangeStart": f"203.0.113.{start}",
                 "rangeEnd": f"203.0.113.{start + size - 1}"}
 

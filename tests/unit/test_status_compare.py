@@ -7,7 +7,8 @@ from infra.harvester.status_compare import MISSING, Snapshot, compare
 
 POOL = {
     "apiVersion": "loadbalancer.harvesterhci.io/v1beta1", "kind": "IPPool",
-    "metadata": {"name": "pool1", "resourceVersion": "10", "finalizers": ["wrangler.cattle.io/harvester-ipam-controller"]},
+    "metadata": {"name": "pool1", "resourceVersion": "10",
+                 "finalizers": ["wrangler.cattle.io/harvester-ipam-controller"]},
     "spec": {"ranges": [{"subnet": "198.51.100.0/24", "rangeStart": "198.51.100.16", "rangeEnd": "198.51.100.23"}]},
     "status": {"total": 8, "available": 7, "lastAllocated": "198.51.100.16",
                "allocated": {"198.51.100.16": "default/lb1"},

@@ -371,11 +371,12 @@ def pool_removed_log(load_balancer_version: str, pool: str) -> str | None:
     """The removal line at the default (info) level: v0.4.4+ says "is deleted"; before, a debug line."""
     newest = not is_semver(load_balancer_version)
     if newest or compare_semver(load_balancer_version, "v0.4.4") >= 0:
-        return f'level=info msg="IP Pool {pool} is deleted"'
+        return log_line("info", f"IP Pool {pool} is deleted")
     return None     # `IP Pool %s has been deleted` at debug level: not in the pod log
 
 
 def log_line(level: str, message: str) -> str:
+    """A logrus text-format line (the pod log adds the timestamp)."""
     return f'level={level} msg="{message}"'
 
 

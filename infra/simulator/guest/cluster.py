@@ -161,6 +161,7 @@ class GuestCluster:
             self.storage.reconcile, Kubelet(self).reconcile, CloudProvider(self).reconcile])
         await self.server.start()
         self.server.add_twin_route("POST", "/twin/v1/podfiles", self._pod_files)
+        self._publish_kubeconfig()
         self._listen(self.api, lambda event: self.runtime.poke())
         self._listen(self.host.api, self._host_event)
         self._task = asyncio.get_running_loop().create_task(self.runtime.run(), name=f"guest-{self.name}")
@@ -350,8 +351,11 @@ class GuestCluster:
                                          "image": "registry.suse.com/suse/sles/15.6/virt-launcher:1.3.1"}],
                          "volumes": [{"name": "disk-0", "persistentVolumeClaim": {"claimName": disk}}]},
                 "status": {"phase": "Running", "startTime": now}}, keep_status=True)
-        secrets_kind = kind(api, "v1", "secrets")
-        api.create(secrets_kind, {
+
+    def _publish_kubeconfig(self) -> None:
+        """Rancher's `<cluster>-kubeconfig` Secret (key `value`), in the guest's host namespace."""
+        api, ns = self.host.api, self.host_namespace
+        api.create(kind(api, "v1", "secrets"), {
             "metadata": {"name": self.kubeconfig_secret, "namespace": ns,
                          "labels": self._labels({"cluster.x-k8s.io/cluster-name": self.name})},
             "type": "Opaque",

@@ -68,6 +68,7 @@ class HelmController:
         self.pods = kind(self.api, "v1", "pods")
         self.secrets = kind(self.api, "v1", "secrets")
         self._due: dict[str, float] = {}         # job uid -> monotonic time of its next attempt
+        self._attempts: dict[str, int] = {}      # job uid -> failed attempts so far
 
     @property
     def charts(self) -> Any:
@@ -426,7 +427,9 @@ class HelmController:
         mutate_if_changed(self.api, self.jobs, job, complete)
 
     def _attempt_failed(self, chart: Obj, job: Obj, pod: Obj | None) -> None:
-        failed = int((job.get("status") or {}).get("failed", 0)) + 1
+        uid = job["metadata"]["uid"]
+        failed = self._attempts.get(uid, 0) + 1      # restarts in place (OnFailure) count towards the limit
+        self._attempts[uid] = failed
         limit = int((job.get("spec") or {}).get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
         now = rfc3339()
         give_up = failed > limit
@@ -448,8 +451,8 @@ class HelmController:
 
         def count(obj: Obj) -> None:
             status = status_of(obj)
-            status["failed"] = failed
             if give_up:
+                status["failed"] = 1
                 status.pop("active", None)
                 status["conditions"] = with_condition(with_condition(
                     status.get("conditions"), "FailureTarget", "True", "BackoffLimitExceeded",

@@ -209,7 +209,7 @@ def preemption_suffix(node_count: int) -> str:
 
 def unschedulable_message(reasons: Iterable[str], node_count: int) -> str:
     histogram = Counter(reasons)
-    parts = ", ".join(f"{count} {reason}" for reason, count in sorted(histogram.items()))
+    parts = ", ".join(sorted(f"{count} {reason}" for reason, count in histogram.items()))   # as FitError sorts
     if not parts:
         return f"0/{node_count} nodes are available: {preemption_suffix(node_count)}"
     return f"0/{node_count} nodes are available: {parts}. {preemption_suffix(node_count)}"

@@ -1,0 +1,8 @@
+"""Guest RKE2 clusters on Harvester VMs: reaching them, their charts, volumes and load balancers.
+
+`cluster` (kubeconfig from the host's Secret, a file, or the simulated backend's endpoint),
+`charts` (HelmChart or helm CLI installs, `helm history`), `rollout` (rollout waits, where pods
+landed, why pods are Pending), `audit` (nothing of an uninstalled chart remains), `volumes`
+(guest PVC -> host PVC -> Longhorn volume, attach/detach), `workload` (data written and checked
+on a volume), `loadbalancers` (guest Services -> host LoadBalancers and IPPools).
+"""

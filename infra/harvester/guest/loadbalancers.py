@@ -1,0 +1,259 @@
+"""Guest LoadBalancer Services and what the host does for them (facts §2.2-§2.4).
+
+A guest Service of type LoadBalancer with `cloudprovider.harvesterhci.io/ipam: dhcp|pool` becomes
+a host `LoadBalancer` in the guest's host namespace, named `<cluster>-<ns>-<svc>-<crc32 8 hex>`
+(crc32 of that prefix plus the Service uid) and labelled
+`cloudprovider.harvesterhci.io/{cluster,serviceNamespace,serviceName}`. Where its address came
+from shows on the host: a pool address in `status.allocatedAddress.ipPool` and the IPPool's
+`status.allocated`; a DHCP one as `allocatedAddress.ip: 0.0.0.0` ("ask DHCP") with the leased
+address, which kube-vip got in the guest, copied into `status.address`. `AddressWatch` records
+every address change of the guest's LoadBalancer Services while something (an upgrade) happens.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import kubernetes
+
+from infra.kube import Kube
+from infra.waits.budget import Budget
+
+from ..names import RUN_ID_LABEL
+from .cluster import GuestCluster
+
+LB_API = "loadbalancer.harvesterhci.io/v1beta1"
+PREFIX = "cloudprovider.harvesterhci.io/"
+IPAM_ANNOTATION = PREFIX + "ipam"
+KUBE_VIP_IPS = "kube-vip.io/loadbalancerIPs"
+ASK_DHCP = "0.0.0.0"
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+Obj = dict[str, Any]
+
+
+def expected_lb_name(cluster: str, namespace: str, service: str, uid: str) -> str:
+    """harvester-cloud-provider's `loadBalancerName`."""
+    if not _DNS1035.match(cluster) or len(cluster) > 63:
+        cluster = "a" + cluster
+    base = f"{cluster}-{namespace}-{service}-"
+    return base[:63 - 8] + f"{zlib.crc32((base + uid).encode()) & 0xFFFFFFFF:08x}"
+
+
+@dataclass(frozen=True)
+class ServedAddress:
+    """A guest LoadBalancer Service's address and where, on the host, it came from."""
+
+    service: str
+    ipam: str
+    address: str
+    host_lb: str
+    source: str
+
+    def row(self) -> str:
+        return f"{self.service:<24} {self.ipam:<5} {self.address:<16} {self.host_lb:<60} {self.source}"
+
+
+@dataclass
+class LoadBalancerProblem(AssertionError):
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.summary
+
+
+def service_manifest(namespace: str, name: str, ipam: str, run_id: str, port: int = 80) -> Obj:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": {RUN_ID_LABEL: run_id},
+                         "annotations": {IPAM_ANNOTATION: ipam}},
+            "spec": {"type": "LoadBalancer", "selector": {"app": name},
+                     "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": 8080}]}}
+
+
+def ingress_ip(service: Obj | None) -> str:
+    ingress = (((service or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return str(ingress[0].get("ip", "")) if ingress else ""
+
+
+def wait_service_address(kube: Kube, namespace: str, name: str, budget: Budget) -> Obj:
+    found = kube.wait_for("v1", "Service", name, lambda s: bool(ingress_ip(s)), budget=budget, namespace=namespace,
+                          awaited=f"LoadBalancer Service {namespace}/{name} to get an ingress address")
+    assert found is not None
+    return found
+
+
+def host_load_balancers(guest: GuestCluster, cluster: str) -> list[Obj]:
+    return guest.host.list(LB_API, "LoadBalancer", guest.host_namespace,
+                           label_selector=f"{PREFIX}cluster={cluster}")
+
+
+def host_lb_for(guest: GuestCluster, cluster: str, service: Obj) -> Obj:
+    meta = service["metadata"]
+    selector = f"{PREFIX}cluster={cluster},{PREFIX}serviceNamespace={meta['namespace']},{PREFIX}serviceName={meta['name']}"
+    found = guest.host.list(LB_API, "LoadBalancer", guest.host_namespace, label_selector=selector)
+    expected = expected_lb_name(cluster, meta["namespace"], meta["name"], meta["uid"])
+    if len(found) != 1 or found[0]["metadata"]["name"] != expected:
+        raise LoadBalancerProblem(
+            f"expected one host LoadBalancer {guest.host_namespace}/{expected} for guest Service "
+            f"{meta['namespace']}/{meta['name']}, found {[lb['metadata']['name'] for lb in found] or 'none'}",
+            evidence={"host LoadBalancers": found})
+    return found[0]
+
+
+def served_address(guest: GuestCluster, cluster: str, service: Obj, budget: Budget) -> ServedAddress:
+    """Check the service's address against the host: the LoadBalancer, and the pool that lent it."""
+    meta = service["metadata"]
+    ipam = (meta.get("annotations") or {}).get(IPAM_ANNOTATION, "pool")
+    address = ingress_ip(service)
+    lb_name = expected_lb_name(cluster, meta["namespace"], meta["name"], meta["uid"])
+
+    def settled(lb: Obj | None) -> bool:
+        status = (lb or {}).get("status") or {}
+        return bool(status.get("allocatedAddress", {}).get("ip")) and status.get("address") == address
+
+    lb = guest.host.wait_for(LB_API, "LoadBalancer", lb_name, settled, budget=budget, namespace=guest.host_namespace,
+                             awaited=f"host LoadBalancer {lb_name} to record the address {address}")
+    lb = host_lb_for(guest, cluster, service)
+    spec, status = lb.get("spec") or {}, lb.get("status") or {}
+    allocated = status.get("allocatedAddress") or {}
+    annotations = meta.get("annotations") or {}
+    problems = []
+    if spec.get("ipam") != ipam or spec.get("workloadType") != "cluster":
+        problems.append(f"host LoadBalancer has ipam={spec.get('ipam')} workloadType={spec.get('workloadType')}, "
+                        f"expected ipam={ipam} workloadType=cluster")
+    if ipam == "pool":
+        pool_name = allocated.get("ipPool", "")
+        pool = guest.host.find(LB_API, "IPPool", pool_name) if pool_name else None
+        holder = ((pool or {}).get("status") or {}).get("allocated", {}).get(address)
+        if allocated.get("ip") != address:
+            problems.append(f"the pool allocated {allocated.get('ip')}, the Service serves {address}")
+        if holder != f"{guest.host_namespace}/{lb['metadata']['name']}":
+            problems.append(f"IPPool {pool_name or '<none>'} does not record {address} as allocated to "
+                            f"{guest.host_namespace}/{lb['metadata']['name']} (it says {holder!r})")
+        source = f"IPPool {pool_name}"
+    else:
+        if allocated.get("ip") != ASK_DHCP:
+            problems.append(f"a DHCP load balancer's allocatedAddress.ip is {allocated.get('ip')!r}, expected 0.0.0.0")
+        if annotations.get(KUBE_VIP_IPS) != ASK_DHCP:
+            problems.append(f"the Service asks kube-vip for {annotations.get(KUBE_VIP_IPS)!r}, expected 0.0.0.0 (DHCP)")
+        source = "DHCP on the VM network"
+    if annotations.get(KUBE_VIP_IPS) != allocated.get("ip"):
+        problems.append(f"{KUBE_VIP_IPS} is {annotations.get(KUBE_VIP_IPS)!r}, the host allocated "
+                        f"{allocated.get('ip')!r}")
+    if problems:
+        raise LoadBalancerProblem(f"{meta['namespace']}/{meta['name']}: " + "; ".join(problems),
+                                  evidence={"Service": service, "host LoadBalancer": lb})
+    return ServedAddress(f"{meta['namespace']}/{meta['name']}", ipam, address, lb["metadata"]["name"], source)
+
+
+def ippool_manifest(name: str, cluster: str, host_namespace: str, run_id: str, first: int, last: int) -> Obj:
+    """An IPPool for one guest cluster's load balancers, from 203.0.113.0/24 (RFC 5737 TEST-NET-3)."""
+    return {"apiVersion": LB_API, "kind": "IPPool", "metadata": {"name": name, "labels": {RUN_ID_LABEL: run_id}},
+            "spec": {"description": f"load balancer addresses of guest cluster {cluster}",
+                     "ranges": [{"subnet": "203.0.113.0/24", "gateway": "203.0.113.1",
+                                 "rangeStart": f"203.0.113.{first}", "rangeEnd": f"203.0.113.{last}"}],
+                     "selector": {"scope": [{"project": "*", "namespace": host_namespace, "guestCluster": cluster}]}}}
+
+
+def pool_allocations(host: Kube, pool: str) -> dict[str, str]:
+    found = host.find(LB_API, "IPPool", pool)
+    return dict(((found or {}).get("status") or {}).get("allocated") or {})
+
+
+def wait_pool_released(host: Kube, pool: str, addresses: list[str], budget: Budget) -> Obj:
+    def released(obj: Obj | None) -> bool:
+        status = (obj or {}).get("status") or {}
+        allocated = status.get("allocated") or {}
+        return obj is not None and not any(a in allocated for a in addresses) \
+            and status.get("available") == status.get("total")
+
+    found = host.wait_for(LB_API, "IPPool", pool, released, budget=budget,
+                          awaited=f"IPPool {pool} to get {', '.join(addresses) or 'its addresses'} back")
+    assert found is not None
+    return found
+
+
+def wait_no_host_lbs(guest: GuestCluster, cluster: str, budget: Budget) -> None:
+    guest.host.wait_for_all(LB_API, "LoadBalancer", lambda lbs: not lbs, budget=budget,
+                            namespace=guest.host_namespace, label_selector=f"{PREFIX}cluster={cluster}",
+                            awaited=f"no host LoadBalancer of guest cluster {cluster} to remain")
+
+
+def in_dhcp_network(address: str, network: str = "198.51.100.0/24") -> bool:
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(network)
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AddressChange:
+    at: float
+    service: str
+    before: str
+    after: str
+
+
+class AddressWatch:
+    """Watches a namespace's LoadBalancer Services in a thread and records every address change.
+
+    Bounded: each watch call ends after `window` seconds and the thread stops when the context ends.
+    """
+
+    def __init__(self, kube: Kube, namespace: str, initial: dict[str, str], window: int = 30) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.current = dict(initial)
+        self.changes: list[AddressChange] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._window = window
+        self._thread = threading.Thread(target=self._run, name=f"address-watch-{namespace}", daemon=True)
+        self._watch: kubernetes.watch.Watch | None = None
+
+    def __enter__(self) -> "AddressWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
+        self._thread.join(self._window + 15)
+
+    def _observe(self, name: str, now: str) -> None:
+        if now != self.current[name]:
+            self.changes.append(AddressChange(time.monotonic(), name, self.current[name], now))
+            self.current[name] = now
+
+    def _run(self) -> None:
+        core = kubernetes.client.CoreV1Api(self.kube.api_client)
+        while not self._stop.is_set():
+            self._watch = kubernetes.watch.Watch()
+            try:
+                # list first (nothing between two watches goes unseen), then watch from that version
+                listing = self.kube.api_client.sanitize_for_serialization(
+                    core.list_namespaced_service(self.namespace, _request_timeout=self._window))
+                seen = {s["metadata"]["name"]: s for s in listing.get("items") or []}
+                for name in self.current:
+                    self._observe(name, ingress_ip(seen.get(name)))
+                for event in self._watch.stream(core.list_namespaced_service, self.namespace,
+                                                resource_version=listing["metadata"]["resourceVersion"],
+                                                timeout_seconds=self._window, _request_timeout=self._window + 10):
+                    service = event["raw_object"]
+                    name = service["metadata"]["name"]
+                    if name in self.current and event["type"] != "BOOKMARK":
+                        self._observe(name, ingress_ip(service) if event["type"] != "DELETED" else "")
+                    if self._stop.is_set():
+                        break
+            except Exception as exc:  # noqa: BLE001 - a dropped watch is re-opened; the error is kept as evidence
+                if self._stop.is_set():
+                    break                  # stopping closes the stream under the reader
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.5)

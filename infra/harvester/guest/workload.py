@@ -1,0 +1,172 @@
+"""A workload that keeps data on a guest volume, and a way to write and read that data.
+
+`DataWorkload` is a one-replica Deployment mounting a PVC at /data. Data goes through `PodFiles`,
+which stands for a process in the pod: on the simulated backend the guest's
+`POST /twin/v1/podfiles` endpoint (the bytes are stored in the host Longhorn volume's store, and
+only while that volume is attached where the pod runs); on a real cluster `kubectl exec`-style
+`sh -c` through the API's exec subresource. The checksum is always computed here from the bytes
+read back, never taken from the cluster.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from infra.kube import Kube
+from infra.waits.budget import Budget
+
+from ..names import RUN_ID_LABEL
+from .rollout import ready_pods
+from .twin_endpoints import twin_call
+
+Obj = dict[str, Any]
+MOUNT = "/data"
+PAYLOAD = f"{MOUNT}/payload.bin"
+CHECKSUM = f"{MOUNT}/payload.bin.sha256"
+
+
+class PodFiles(Protocol):
+    def write(self, namespace: str, pod: str, path: str, data: bytes) -> None: ...
+
+    def read(self, namespace: str, pod: str, path: str) -> bytes: ...
+
+
+class SimulatedPodFiles:
+    """Files in a simulated pod's volumes, through the guest twin's pod-filesystem endpoint."""
+
+    def __init__(self, guest_kube: Kube) -> None:
+        self.kube = guest_kube
+
+    def write(self, namespace: str, pod: str, path: str, data: bytes) -> None:
+        twin_call(self.kube, "POST", "/twin/v1/podfiles", {"namespace": namespace, "pod": pod, "path": path,
+                                                           "op": "write", "dataBase64": base64.b64encode(data).decode()})
+
+    def read(self, namespace: str, pod: str, path: str) -> bytes:
+        answer = twin_call(self.kube, "POST", "/twin/v1/podfiles", {"namespace": namespace, "pod": pod, "path": path,
+                                                                    "op": "read"})
+        return base64.b64decode(answer["dataBase64"])
+
+
+class ExecPodFiles:
+    """Files in a real pod, through the exec subresource (`sh -c`, base64 so binary data survives)."""
+
+    def __init__(self, guest_kube: Kube) -> None:
+        self.kube = guest_kube
+
+    def _exec(self, namespace: str, pod: str, script: str) -> str:
+        from kubernetes.client import CoreV1Api
+        from kubernetes.stream import stream
+
+        return str(stream(CoreV1Api(self.kube.api_client).connect_get_namespaced_pod_exec, pod, namespace,
+                          command=["sh", "-c", script], stderr=True, stdin=False, stdout=True, tty=False,
+                          _request_timeout=self.kube.request_timeout))
+
+    def write(self, namespace: str, pod: str, path: str, data: bytes) -> None:
+        encoded = base64.b64encode(data).decode()
+        self._exec(namespace, pod, f"echo '{encoded}' | base64 -d > '{path}' && sync")
+
+    def read(self, namespace: str, pod: str, path: str) -> bytes:
+        return base64.b64decode(self._exec(namespace, pod, f"base64 -w0 '{path}'").strip())
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """What was written: the payload's size and sha256, and the checksum file's line."""
+
+    size: int
+    sha256: str
+
+    @property
+    def checksum_line(self) -> bytes:
+        return f"{self.sha256}  payload.bin\n".encode()
+
+
+@dataclass
+class DataNotIntact(AssertionError):
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.summary
+
+
+@dataclass
+class DataWorkload:
+    namespace: str
+    name: str
+    claim: str
+
+    @property
+    def selector(self) -> str:
+        return f"app={self.name}"
+
+    def manifest(self, run_id: str) -> Obj:
+        labels = {"app": self.name, RUN_ID_LABEL: run_id}
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": self.name, "namespace": self.namespace, "labels": labels},
+                "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                         "selector": {"matchLabels": {"app": self.name}},
+                         "template": {"metadata": {"labels": labels}, "spec": {
+                             "containers": [{"name": "writer", "image": "busybox:1.36",
+                                             "command": ["sh", "-c", "sleep infinity"],
+                                             "volumeMounts": [{"name": "data", "mountPath": MOUNT}]}],
+                             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": self.claim}}]}}}}
+
+
+def claim_manifest(namespace: str, name: str, run_id: str, size: str = "1Gi", storage_class: str = "harvester") -> Obj:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace, "labels": {RUN_ID_LABEL: run_id}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                     "resources": {"requests": {"storage": size}}}}
+
+
+def scale(kube: Kube, workload: DataWorkload, replicas: int, budget: Budget) -> list[Obj]:
+    """Scale and wait: 0 means every pod gone, n means n Ready pods of the current template."""
+    kube.patch("apps/v1", "Deployment", workload.name, {"spec": {"replicas": replicas}}, namespace=workload.namespace)
+
+    def settled(pods: list[Obj]) -> bool:
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        ready = [p for p in live if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                        for c in (p.get("status") or {}).get("conditions") or [])]
+        return len(live) == replicas and len(ready) == replicas
+
+    kube.wait_for_all("v1", "Pod", settled, budget=budget, namespace=workload.namespace,
+                      label_selector=workload.selector,
+                      awaited=f"{workload.name} to have {replicas} Ready pod(s) and no others")
+    return ready_pods(kube, workload.namespace, workload.selector)
+
+
+def the_pod(kube: Kube, workload: DataWorkload) -> Obj:
+    pods = ready_pods(kube, workload.namespace, workload.selector)
+    if len(pods) != 1:
+        raise DataNotIntact(f"{workload.name} has {len(pods)} Ready pods, expected 1")
+    return pods[0]
+
+
+def write_data(files: PodFiles, workload: DataWorkload, pod: str, size: int = 256 * 1024) -> DataRecord:
+    payload = os.urandom(size)
+    record = DataRecord(size, hashlib.sha256(payload).hexdigest())
+    files.write(workload.namespace, pod, PAYLOAD, payload)
+    files.write(workload.namespace, pod, CHECKSUM, record.checksum_line)
+    return record
+
+
+def verify_data(files: PodFiles, workload: DataWorkload, pod: str, record: DataRecord) -> str:
+    """Read the payload and its checksum file back; the sha256 is computed from the bytes read."""
+    payload = files.read(workload.namespace, pod, PAYLOAD)
+    stored_line = files.read(workload.namespace, pod, CHECKSUM)
+    actual = hashlib.sha256(payload).hexdigest()
+    problems = []
+    if len(payload) != record.size:
+        problems.append(f"payload is {len(payload)} bytes, {record.size} were written")
+    if actual != record.sha256:
+        problems.append(f"payload sha256 is {actual}, {record.sha256} was written")
+    if stored_line != record.checksum_line:
+        problems.append(f"checksum file holds {stored_line[:80]!r}, expected {record.checksum_line!r}")
+    if problems:
+        raise DataNotIntact(f"data on {workload.namespace}/{workload.claim} changed: " + "; ".join(problems),
+                            evidence={"pod": pod, "written sha256": record.sha256, "read sha256": actual})
+    return actual

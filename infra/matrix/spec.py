@@ -1,0 +1,145 @@
+"""A test matrix as data (``ci/matrix/*.yaml``) and its expansion into cells.
+
+The axes are multiplied: every Harvester from/to pair x every Rancher line x every RKE2 line x every
+chart pair; ``exclude`` entries remove the cells they match (a partial match: only the keys given), and
+``include`` entries add whole cells. Every cell keeps the matrix-wide settings (backend, markers, run
+configuration overrides) unless its include entry says otherwise.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from infra.matrix.cell import BACKEND, HARVESTER_FROM, HARVESTER_TO, RANCHER, RKE2, MatrixCell
+
+DEFAULT_COLUMNS = {"version": HARVESTER_FROM, "from": HARVESTER_FROM, "to": HARVESTER_TO,
+                   "rancher": RANCHER, "rke2": RKE2}
+
+
+class MatrixError(ValueError):
+    """The matrix file is missing or wrong; the message names the file and the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class VersionPair(_Model):
+    from_version: str = Field(alias="from")
+    to_version: str | None = Field(None, alias="to")
+
+
+class Cell(_Model):
+    """An explicit cell (``include``): the same keys as one combination of the axes."""
+
+    harvester: VersionPair
+    rancher: str | None = None
+    rke2: str | None = None
+    charts: dict[str, VersionPair] = {}
+    backend: str | None = None
+    markers: str | None = None
+
+
+class MatrixSpec(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$",
+                      description="lower-case, at most 16 characters: it becomes part of run ids")
+    description: str = ""
+    parallel: int = Field(2, ge=1, le=32, description="cells running at the same time")
+    backend: str = "simulated"
+    markers: str | None = Field(None, description="pytest -m expression: which stories every cell runs")
+    cell_timeout_min: float = Field(60.0, gt=0, description="a cell still running after this is stopped")
+    config: dict[str, Any] = Field({}, description="run-configuration overrides for every cell")
+    columns: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COLUMNS),
+                                    description="Examples column -> cell parameter it must equal")
+    harvester: list[VersionPair] = Field(min_length=1)
+    rancher: list[str] = []
+    rke2: list[str] = []
+    charts: list[dict[str, VersionPair]] = []
+    exclude: list[dict[str, Any]] = []
+    include: list[Cell] = []
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in ("simulated", "libvirt", "existing"):
+            raise ValueError(f"{value!r} is not a backend; use simulated, libvirt or existing")
+        return value
+
+
+def load_matrix(path: Path) -> MatrixSpec:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise MatrixError(f"{path}: cannot be read ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise MatrixError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise MatrixError(f"{path}: must be a mapping (name, harvester, rancher, rke2, ...)")
+    try:
+        return MatrixSpec.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        hint = " (quote versions in YAML: '1.30' would be read as a number)" if first["type"] == "string_type" else ""
+        raise MatrixError(f"{path}: {where}: {first['msg']}{hint}") from None
+
+
+def expand(spec: MatrixSpec) -> list[MatrixCell]:
+    """The cells, in a stable order (axes multiplied in file order, then includes), ids c01, c02, ..."""
+    combinations: list[dict[str, str]] = []
+    for pair, rancher, rke2, charts in itertools.product(spec.harvester, spec.rancher or [None],
+                                                         spec.rke2 or [None], spec.charts or [{}]):
+        parameters = _parameters(pair, rancher, rke2, charts, spec.backend)
+        if not any(_matches(parameters, rule) for rule in spec.exclude):
+            combinations.append(parameters)
+    markers = [spec.markers] * len(combinations)
+    for extra in spec.include:
+        combinations.append(_parameters(extra.harvester, extra.rancher, extra.rke2, extra.charts,
+                                        extra.backend or spec.backend))
+        markers.append(extra.markers or spec.markers)
+    seen: set[tuple] = set()
+    cells = []
+    for parameters, cell_markers in zip(combinations, markers):
+        key = tuple(sorted(parameters.items()))
+        if key in seen:  # an include that repeats a product cell
+            continue
+        seen.add(key)
+        cells.append(MatrixCell(id=f"c{len(cells) + 1:02d}", matrix=spec.name, parameters=parameters,
+                                markers=cell_markers, columns=dict(spec.columns)))
+    return cells
+
+
+def _parameters(pair: VersionPair, rancher: str | None, rke2: str | None, charts: dict[str, VersionPair],
+                backend: str) -> dict[str, str]:
+    parameters = {HARVESTER_FROM: pair.from_version}
+    if pair.to_version:
+        parameters[HARVESTER_TO] = pair.to_version
+    if rancher:
+        parameters[RANCHER] = rancher
+    if rke2:
+        parameters[RKE2] = rke2
+    for chart, versions in sorted(charts.items()):
+        parameters[f"{chart}_from"] = versions.from_version
+        if versions.to_version:
+            parameters[f"{chart}_to"] = versions.to_version
+    parameters[BACKEND] = backend
+    return parameters
+
+
+def _matches(parameters: dict[str, str], rule: dict[str, Any]) -> bool:
+    """An exclude rule: ``{harvester: {from: v1.4.2}, rancher: v2.11}`` matches every cell with both."""
+    flat: dict[str, str] = {}
+    for key, value in rule.items():
+        if key == "harvester" and isinstance(value, dict):
+            flat.update({HARVESTER_FROM: value["from"]} if "from" in value else {})
+            flat.update({HARVESTER_TO: value["to"]} if "to" in value else {})
+        elif key == "charts" and isinstance(value, dict):
+            for chart, versions in value.items():
+                flat.update({f"{chart}_{end}": str(versions[end]) for end in ("from", "to") if end in versions})
+        else:
+            flat[key] = str(value)
+    return all(parameters.get(key) == value for key, value in flat.items())
