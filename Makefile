@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 RESULTS := allure-results
 REPORT  := allure-report
+LIBVIRT_PYTHON := libvirt-python==12.8.0
 
 .PHONY: all setup test e2e report bench clean
 
@@ -19,6 +20,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@if pkg-config --exists libvirt 2>/dev/null; then \
+	   $(BIN)/python -m pip install --quiet --disable-pip-version-check $(LIBVIRT_PYTHON); \
+	 else echo "setup: libvirt headers are missing, so the libvirt backend and its tests are skipped;" \
+	   "run: sudo apt-get install -y libvirt-dev pkg-config && make clean setup"; fi
 	@touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
@@ -41,6 +46,9 @@ report: $(STAMP) $(NODE_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_apiserver.py
+	$(BIN)/python tests/bench/bench_ssh.py
+	$(BIN)/python tests/bench/bench_libvirt.py
+	$(BIN)/python tests/bench/bench_upgrade.py
 
 clean:
 	rm -rf $(VENV) node_modules $(RESULTS) $(REPORT) artifacts

@@ -5,6 +5,7 @@
   harvester-e2e config show [--config FILE] [--backend B] ...
   harvester-e2e matrix MATRIX.yaml [--parallel N] [--backend B] [--config FILE] [--list] ...
   harvester-e2e gate RESULTS_DIR [--policy ci/gate.yaml] [--markdown FILE] [--release-version V]
+  harvester-e2e cleanup --run-id ID [--uri URI | --config FILE] [--dry-run]   (or --list)
 """
 from __future__ import annotations
 
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {("sim", "up"): _sim_up, ("run",): _run, ("config", "show"): _config_show,
                 ("matrix",): lambda rest: __import__("infra.matrix.cli", fromlist=["main"]).main(rest),
-                ("gate",): lambda rest: __import__("infra.gate", fromlist=["main"]).main(rest)}
+                ("gate",): lambda rest: __import__("infra.gate", fromlist=["main"]).main(rest),
+                ("cleanup",): lambda rest: __import__("infra.provision.cleanup_cli", fromlist=["main"]).main(rest)}
     for words, handler in commands.items():
         if tuple(argv[:len(words)]) == words:
             return handler(argv[len(words):])

@@ -111,14 +111,20 @@ def test_the_same_row_uninterrupted_passes_and_leaves_nothing(twin: TwinProcess,
     assert leaks.audit(kube, run_id).clean
 
 
-def test_ctrl_c_on_harvester_e2e_run_still_removes_the_fake_machine(twin: TwinProcess, tmp_path: Path) -> None:
-    """Ctrl-C in a terminal signals the whole process group: the CLI and its pytest child."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupting_harvester_e2e_run_still_removes_the_fake_machine(twin: TwinProcess, tmp_path: Path,
+                                                                       how: str) -> None:
+    """Ctrl-C in a terminal signals the CLI's process group; a CI cancel may SIGTERM the CLI alone."""
     kube = Kube(twin.kubeconfig)
     run_id = f"e2e-int-{secrets.token_hex(4)}"
     child = _child(twin, tmp_path, run_id, via_cli=True, pause=True)
     machine = _wait_for_injection(kube, run_id, child)
-    os.killpg(child.pid, signal.SIGINT)
+    if how == "ctrl-c":
+        os.killpg(child.pid, signal.SIGINT)
+    else:
+        child.send_signal(signal.SIGTERM)
     output = _finish(child)
+    assert child.returncode == 2, f"the CLI passes on pytest's exit status (2: interrupted):\n{output}"
     try:
         _assert_cleaned(kube, run_id, machine, output)
     finally:                      # whatever the CLI did, leave the shared twin clean for the other tests

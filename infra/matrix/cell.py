@@ -32,6 +32,9 @@ class MatrixCell:
 
     ``columns`` maps Scenario Outline Examples columns to parameters: an Examples row whose ``version``
     column differs from the cell's ``harvester_from`` (say) does not belong to this cell and is not run.
+    ``steps`` does the same for step text: a scenario with a step matching ``a Harvester cluster at version
+    {harvester_from}`` for another version belongs to another cell (parse-style patterns, fields named
+    after parameters).
     """
 
     id: str
@@ -39,6 +42,7 @@ class MatrixCell:
     parameters: dict[str, str]
     markers: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    steps: tuple[str, ...] = ()
 
     @property
     def harvester_from(self) -> str | None:
@@ -78,14 +82,16 @@ class MatrixCell:
 
     def to_json(self) -> str:
         return json.dumps({"id": self.id, "title": self.title, "matrix": self.matrix, "parameters": self.parameters,
-                           "markers": self.markers, "columns": self.columns}, sort_keys=True)
+                           "markers": self.markers, "columns": self.columns, "steps": list(self.steps)},
+                          sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "MatrixCell":
         data = json.loads(text)
         return cls(id=str(data["id"]), matrix=str(data.get("matrix") or ""),
                    parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
-                   markers=data.get("markers"), columns={str(k): str(v) for k, v in (data.get("columns") or {}).items()})
+                   markers=data.get("markers"), columns={str(k): str(v) for k, v in (data.get("columns") or {}).items()},
+                   steps=tuple(str(pattern) for pattern in data.get("steps") or ()))
 
 
 def current_cell(env: Mapping[str, str] | None = None) -> MatrixCell | None:

@@ -18,6 +18,7 @@ from infra.matrix.cell import BACKEND, HARVESTER_FROM, HARVESTER_TO, RANCHER, RK
 
 DEFAULT_COLUMNS = {"version": HARVESTER_FROM, "from": HARVESTER_FROM, "to": HARVESTER_TO,
                    "rancher": RANCHER, "rke2": RKE2}
+DEFAULT_STEPS = ("a Harvester cluster at version {harvester_from}",)
 
 
 class MatrixError(ValueError):
@@ -55,6 +56,8 @@ class MatrixSpec(_Model):
     config: dict[str, Any] = Field({}, description="run-configuration overrides for every cell")
     columns: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COLUMNS),
                                     description="Examples column -> cell parameter it must equal")
+    steps: list[str] = Field(default_factory=lambda: list(DEFAULT_STEPS),
+                             description="step patterns whose {parameter} fields must equal the cell's")
     harvester: list[VersionPair] = Field(min_length=1)
     rancher: list[str] = []
     rke2: list[str] = []
@@ -109,7 +112,7 @@ def expand(spec: MatrixSpec) -> list[MatrixCell]:
             continue
         seen.add(key)
         cells.append(MatrixCell(id=f"c{len(cells) + 1:02d}", matrix=spec.name, parameters=parameters,
-                                markers=cell_markers, columns=dict(spec.columns)))
+                                markers=cell_markers, columns=dict(spec.columns), steps=tuple(spec.steps)))
     return cells
 
 

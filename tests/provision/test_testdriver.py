@@ -330,3 +330,25 @@ def test_golden_image_is_saved_per_version_and_restored_as_linked_clones(
     assert leak_audit(conn, second) == []
     golden_volumes = {v.name() for v in store.pool().listAllVolumes()}
     assert golden_volumes == {"v1.4.2-2n-uefi-nat-harvester-node-0.qcow2", "v1.4.2-2n-uefi-nat-harvester-node-1.qcow2"}
+
+
+def test_the_libvirt_backend_refuses_a_clashing_config_and_creates_nothing(
+        conn: Any, tmp_path: Path, run_id: str) -> None:
+    from infra.backends import backend_for
+    from infra.backends.libvirt import LibvirtBackend
+    from infra.config import RunConfig
+
+    settings = guest_settings(tmp_path, network_cidr="192.168.122.0/24")
+    backend = backend_for(RunConfig(backend="libvirt", run_id=run_id, artifacts_dir=tmp_path, libvirt=settings))
+    assert isinstance(backend, LibvirtBackend)
+    with pytest.raises(PlanRefused, match="overlaps libvirt network 'default'"):
+        backend.acquire("none")
+    assert leak_audit(conn, run_id) == []
+    backend.release_all()
+
+
+def test_harvester_e2e_cleanup_is_a_cli_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from infra.cli import main
+
+    assert main(["cleanup", "--run-id", "e2e-never-ran", "--uri", "test:///default"]) == 0
+    assert "nothing of run e2e-never-ran in test:///default" in capsys.readouterr().out

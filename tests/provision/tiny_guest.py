@@ -97,13 +97,25 @@ def _fetch_kernel(cache: Path) -> tuple[Path, Path]:
                 _run(["apt-get", "download", package], cwd=downloads)
             except subprocess.CalledProcessError as exc:
                 raise TinyGuestUnavailable(f"apt-get download {package} failed: {exc.stderr.strip()[-300:]}") from None
-        deb = sorted(downloads.glob(f"{package}_*.deb"))[-1]
+        deb = max(downloads.glob(f"{package}_*.deb"))
         shutil.rmtree(root, ignore_errors=True)
         _run(["dpkg-deb", "-x", str(deb), str(root)])
+        _keep_only_what_boots(root)
         (root / ".extracted").touch()
+        deb.unlink()
     vmlinuz = next((root / "boot").glob("vmlinuz-*"))
     modules = next((root / "lib" / "modules").iterdir()) / "kernel"
     return vmlinuz, modules
+
+
+def _keep_only_what_boots(root: Path) -> None:
+    """Of the ~110 MB package keep the kernel image and the few modules the initramfs loads."""
+    wanted = {f"{name}{suffix}" for name in VIRTIO_MODULES for suffix in (".ko", ".ko.xz", ".ko.zst")}
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file() and not (path.name in wanted or path.name.startswith("vmlinuz-")):
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def _module_file(modules: Path, name: str) -> Path | None:

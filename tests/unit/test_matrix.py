@@ -22,7 +22,7 @@ from infra.matrix.runner import (
     run_cell_subprocess,
     run_cells,
 )
-from infra.matrix.selection import belongs_to_cell
+from infra.matrix.selection import belongs_to_cell, steps_belong_to_cell
 from infra.matrix.spec import MatrixError, MatrixSpec, expand, load_matrix
 from infra.report import categories as cat
 from infra.report.plugin import CELL_ENV_VAR
@@ -100,6 +100,15 @@ def test_examples_rows_belong_to_the_cell_with_their_versions() -> None:
     assert not belongs_to_cell({"rancher": "v2.10"}, cell)
     assert belongs_to_cell({"rke2": "v1.29"}, cell)  # the cell has no RKE2 line: no constraint
     assert belongs_to_cell(None, cell)  # a plain Scenario runs in every cell
+
+
+def test_plain_scenarios_belong_to_the_cell_their_cluster_step_names() -> None:
+    [cell] = expand(_spec(harvester=[{"from": "v1.4.2", "to": "master-head"}], rancher=[], rke2=[]))
+
+    assert steps_belong_to_cell(["a Harvester cluster at version v1.4.2", "the cluster is upgraded to master-head"],
+                                cell)
+    assert not steps_belong_to_cell(["a Harvester cluster at version v1.5.0-rc2"], cell)
+    assert steps_belong_to_cell(["an IPPool pool1 with 8 addresses"], cell)
 
 
 def test_config_overrides_travel_as_run_configuration_variables() -> None:

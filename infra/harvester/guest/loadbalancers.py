@@ -213,12 +213,14 @@ class AddressWatch:
         self.changes: list[AddressChange] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
+        self._listed = threading.Event()
         self._window = window
         self._thread = threading.Thread(target=self._run, name=f"address-watch-{namespace}", daemon=True)
         self._watch: kubernetes.watch.Watch | None = None
 
     def __enter__(self) -> "AddressWatch":
         self._thread.start()
+        self._listed.wait(self._window)        # changes from here on are seen
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -243,6 +245,7 @@ class AddressWatch:
                 seen = {s["metadata"]["name"]: s for s in listing.get("items") or []}
                 for name in self.current:
                     self._observe(name, ingress_ip(seen.get(name)))
+                self._listed.set()
                 for event in self._watch.stream(core.list_namespaced_service, self.namespace,
                                                 resource_version=listing["metadata"]["resourceVersion"],
                                                 timeout_seconds=self._window, _request_timeout=self._window + 10):
