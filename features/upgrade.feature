@@ -43,7 +43,7 @@ Feature: Upgrading Harvester to master
     Given a Harvester cluster at version v1.5.0-rc2
     When the cluster is upgraded to master-head
     Then the upgrade stalls in SystemServicesUpgraded waiting for Helm release cattle-fleet-system/fleet
-    When the operator upgrades Helm release cattle-fleet-system/fleet to the chart the upgrade repo asks for
+    When the operator upgrades every Rancher dependency release to the chart the upgrade repo asks for
     And the harness re-attaches to the upgrade under way
     Then the upgrade completes within its phase budgets
     And the server-version setting is master-head

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.report import categories as cat
 from infra.report.known_issues import ISSUE_REPO
-from infra.report.plugin import CELL_PARAMETER_PREFIX
+from infra.report.matrix_cell import CELL_PARAMETER_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = REPO_ROOT / "ci" / "gate.yaml"
@@ -173,7 +173,8 @@ class GateVerdict:
 
 
 def evaluate(records: Sequence[ResultRecord], policy: GatePolicy, *, today: dt.date,
-             release_version: str | None = None, read_problems: Sequence[str] = (), policy_name: str = "") -> GateVerdict:
+             release_version: str | None = None, read_problems: Sequence[str] = (),
+             policy_name: str = "") -> GateVerdict:
     rows: list[Row] = []
     problems = list(read_problems)
     ran_in_scope = 0
@@ -231,7 +232,8 @@ def _decide(record: ResultRecord, outcome: str, in_scope: bool, policy: GatePoli
     if record.status == "passed":
         return "ok", False
     if outcome == "xfail":
-        accepted, why = _acceptance(record, policy, today, release_version or record.cell_parameters.get("harvester_to"))
+        target = release_version or record.cell_parameters.get("harvester_to")
+        accepted, why = _acceptance(record, policy, today, target)
         if accepted:
             return f"accepted {why}", False
         return (f"BLOCKS: {why}", True) if in_scope else (f"warn: {why}", False)

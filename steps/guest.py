@@ -16,17 +16,14 @@ from pytest_bdd import given, parsers, then, when
 from infra.backends import Cluster
 from infra.cleanup import CleanupStack
 from infra.config import RunConfig
-from infra.harvester.guest import audit, charts, cluster as guests, loadbalancers as lbs, rollout, volumes, workload
-from infra.harvester.guest.twin_endpoints import twin_call
+from infra.harvester.guest import audit, charts, csi, rollout, volumes, workload
+from infra.harvester.guest import cluster as guests
+from infra.harvester.guest import loadbalancers as lbs
 from infra.harvester.names import RUN_ID_LABEL
 from infra.report.attach import attach_json, attach_text
 from infra.waits.budget import Budget
 
-CSI = "harvester-csi-driver"
 CLOUD_PROVIDER = "harvester-cloud-provider"
-CSI_CONTROLLERS = "harvester-csi-driver-controllers"
-CSI_CONTROLLER_SELECTOR = "app.kubernetes.io/name=harvester-csi-driver,component=csi-controllers"
-CSI_NODE_SELECTOR = "app.kubernetes.io/name=harvester-csi-driver,component=csi-driver"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,7 +45,7 @@ class GuestStory:
     chain: volumes.VolumeChain | None = None
     data: workload.DataRecord | None = None
     pool: str = ""
-    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    services: list[str] = field(default_factory=list)             # namespace/name
     served: dict[str, lbs.ServedAddress] = field(default_factory=dict)
     address_changes: list[lbs.AddressChange] = field(default_factory=list)
 
@@ -85,28 +82,35 @@ def a_guest_cluster(rke2: str, rancher: str, cluster: Cluster, run_config: RunCo
                     cleanup: CleanupStack) -> GuestStory:
     budget = Budget.minutes("guest cluster operation", run_config.timeouts.api_wait_min)
     host = cluster.kube()
-    if not cluster.simulated:
-        pytest.skip("a guest cluster of a chosen RKE2/Rancher line is provided by the simulated backend only; "
-                    "on a real cluster give its kubeconfig (see the report: guest section of the configuration)")
-    name = guests.guest_name("g")
-    cleanup.defer(f"remove guest cluster {name}", lambda: guests.remove_simulated_guest(host, name))
-    guest = guests.provision_simulated_guest(host, name, rke2, rancher, run_config.run_id)
-    cleanup.defer(f"forget the kubeconfig of guest {name}", lambda: guests.forget_kubeconfig(guest))
+    if cluster.simulated:
+        name = guests.guest_name("g")
+        cleanup.defer(f"remove guest cluster {name}", lambda: guests.remove_simulated_guest(host, name))
+        guest = guests.provision_simulated_guest(host, name, rke2, rancher, run_config.run_id)
+        cleanup.defer(f"forget the kubeconfig of guest {name}", lambda: guests.forget_kubeconfig(guest))
+    else:
+        guest = _given_guest(run_config, host)
+        cleanup.defer(f"forget the kubeconfig of guest {guest.name}", lambda: guests.forget_kubeconfig(guest))
+        try:
+            guests.check_matrix_row(guest, rke2, rancher)
+        except guests.GuestMismatch as mismatch:
+            pytest.skip(f"the given guest cluster is not this row's: {mismatch}")
     story = GuestStory(cluster, guest, run_config.run_id, budget,
                        charts.HelmChartInstaller(guest.kube(), run_config.run_id, budget))
     allure.dynamic.parameter("host Harvester", cluster.harvester_version)
-    reported = guest.server_version()
-    kubelets = {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in guest.kube().list("v1", "Node")}
-    attach_text("guest nodes", "\n".join(f"{n.name:<28} roles={','.join(n.roles) or '<none>':<30} "
-                                         f"kubelet={kubelets[n.name]:<18} host node={n.host_node}"
-                                         for n in guest.nodes()))
-    assert reported == rke2 and set(kubelets.values()) == {rke2}, \
-        f"the guest reports {reported} (kubelets {sorted(set(kubelets.values()))}), the matrix row asks for {rke2}"
-    agent = guest.kube().get("apps/v1", "Deployment", "cattle-cluster-agent", "cattle-system")
-    image = agent["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image.split(":v")[-1].startswith(rancher + "."), \
-        f"the guest's cattle-cluster-agent runs {image}, the matrix row asks for Rancher {rancher}"
+    attach_text("guest nodes", guests.check_matrix_row(guest, rke2, rancher))
     return story
+
+
+def _given_guest(run_config: RunConfig, host: Any) -> guests.GuestCluster:
+    """A real backend's guest: `existing.guest` {name, host_namespace, kubeconfig?} in the configuration."""
+    given = getattr(run_config.existing, "guest", None) if run_config.existing is not None else None
+    if given is None:
+        pytest.skip("no guest cluster configured: set existing.guest {name, host_namespace, kubeconfig} "
+                    "(the kubeconfig is read from the host Secret <name>-kubeconfig when not given)")
+    namespace = getattr(given, "host_namespace", None) or "default"
+    if getattr(given, "kubeconfig", None):
+        return guests.guest_from_kubeconfig(host, given.name, given.kubeconfig, namespace)
+    return guests.guest_from_host_secret(host, given.name, namespace)
 
 
 @given("no node of the guest is labelled as a control-plane node")
@@ -152,8 +156,7 @@ def uninstall_chart(name: str, guest_story: GuestStory) -> None:
 
 
 def _history(story: GuestStory, release: str) -> str:
-    rows = charts.release_history(story.kube, release)
-    return "\n".join(f"{r.revision:<4} {r.status:<11} {r.chart:<32} {r.app_version:<8} {r.description}" for r in rows)
+    return charts.history_table(charts.release_history(story.kube, release))
 
 
 @then(parsers.parse("the {name} Deployment is rolled out"))
@@ -163,74 +166,48 @@ def deployment_rolled_out(name: str, guest_story: GuestStory) -> None:
         rollout.placements(guest_story.kube, "kube-system", rollout.selector_of(deployment))))
 
 
-@then("nothing of the harvester-csi-driver chart remains in the guest")
-def csi_chart_gone(guest_story: GuestStory) -> None:
-    audit.assert_chart_gone(guest_story.kube, CSI, guest_story.budget)
+@then(parsers.parse("nothing of the {name} chart remains in the guest"))
+def chart_gone(name: str, guest_story: GuestStory) -> None:
+    audit.assert_chart_gone(guest_story.kube, name, guest_story.budget)
 
 
 # ---- the CSI controllers' placement ---------------------------------------------------------------------
 
 @then("where the CSI controller pods run is recorded")
 def record_controller_placement(guest_story: GuestStory) -> None:
-    rows = rollout.placements(guest_story.kube, "kube-system", CSI_CONTROLLER_SELECTOR)
+    rows = csi.controller_placements(guest_story.kube)
     attach_text("CSI controller pods before the upgrade", rollout.placement_table(rows))
     assert rows and all(r.phase == "Running" for r in rows), rollout.placement_table(rows)
 
 
 @then("every CSI controller pod runs on a control-plane node")
 def controllers_on_control_plane(guest_story: GuestStory) -> None:
-    rows = rollout.placements(guest_story.kube, "kube-system", CSI_CONTROLLER_SELECTOR)
-    attach_text("CSI controller pods after the upgrade", rollout.placement_table(rows))
-    elsewhere = [f"{r.pod} on {r.node} ({','.join(r.roles) or 'no role'})" for r in rows if not r.on_control_plane]
-    assert rows and not elsewhere, "CSI controller pods outside the control plane: " + "; ".join(elsewhere)
+    attach_text("CSI controller pods after the upgrade",
+                rollout.placement_table(csi.assert_controllers_on_control_plane(guest_story.kube)))
 
 
 @then("every CSI controller pod stays Pending because no node matches its required control-plane affinity")
 def controllers_pending(guest_story: GuestStory) -> None:
-    kube = guest_story.kube
-    deployment = kube.get("apps/v1", "Deployment", CSI_CONTROLLERS, "kube-system")
-    replicas = int(deployment["spec"]["replicas"])
-    pending = rollout.wait_unschedulable(kube, "kube-system", CSI_CONTROLLER_SELECTOR, replicas, guest_story.budget)
-    attach_text("scheduler's verdict", "\n".join(f"{p.pod}: {p.reason}: {p.message}" for p in pending))
-    terms = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    attach_json("the controllers' required node affinity", terms)
-    wanted = {e["key"] for t in terms for e in t.get("matchExpressions") or []}
-    assert wanted == set(guests.CONTROL_PLANE_LABELS), f"the required affinity asks for {sorted(wanted)}"
-    not_affinity = [p for p in pending if "didn't match Pod's node affinity/selector" not in p.message]
-    assert len(pending) == replicas and not not_affinity, \
-        "controllers Pending for another reason than the node affinity: " + "; ".join(p.message for p in not_affinity)
-    status = kube.get("apps/v1", "Deployment", CSI_CONTROLLERS, "kube-system").get("status") or {}
-    assert not status.get("availableReplicas"), f"{CSI_CONTROLLERS} reports available replicas: {status}"
+    pending = csi.wait_controllers_pending_for_affinity(guest_story.kube, guest_story.budget)
+    attach_text("why the CSI controllers are Pending", pending.report())
 
 
 @then("the CSI node plugin runs on every node")
 def node_plugin_everywhere(guest_story: GuestStory) -> None:
-    rollout.wait_daemonset_rolled_out(guest_story.kube, CSI, "kube-system", guest_story.budget)
-    rows = rollout.placements(guest_story.kube, "kube-system", CSI_NODE_SELECTOR)
+    rows = csi.assert_node_plugin_everywhere(guest_story.kube, {n.name for n in guest_story.guest.nodes()},
+                                             guest_story.budget)
     attach_text("CSI node plugin pods", rollout.placement_table(rows))
-    nodes = {n.name for n in guest_story.guest.nodes()}
-    assert {r.node for r in rows if r.phase == "Running"} == nodes, rollout.placement_table(rows)
 
 
 # ---- volumes and data -------------------------------------------------------------------------------------
 
 @when("a workload writes data to a PVC on the harvester StorageClass")
 def workload_writes_data(guest_story: GuestStory, cleanup: CleanupStack) -> None:
-    kube, story = guest_story.kube, guest_story
-    namespace = story.workload_namespace(cleanup)
-    claim = "data"
-    story.data_workload = workload.DataWorkload(namespace, "data-writer", claim)
-    cleanup.defer(f"delete guest PVC {namespace}/{claim}", lambda: (
-        kube.delete("v1", "PersistentVolumeClaim", claim, namespace),
-        kube.wait_for_gone("v1", "PersistentVolumeClaim", claim, namespace=namespace, budget=story.budget)))
-    kube.create(workload.claim_manifest(namespace, claim, story.run_id))
-    cleanup.defer(f"delete guest Deployment {namespace}/data-writer",
-                  lambda: kube.delete("apps/v1", "Deployment", "data-writer", namespace))
-    kube.create(story.data_workload.manifest(story.run_id))
-    pods = workload.scale(kube, story.data_workload, 1, story.budget)
-    story.data = workload.write_data(story.files(), story.data_workload, pods[0]["metadata"]["name"])
-    attach_json("data written", {"pod": pods[0]["metadata"]["name"], "node": pods[0]["spec"]["nodeName"],
+    story = guest_story
+    story.data_workload, pod = workload.deploy(story.kube, story.workload_namespace(cleanup), story.run_id,
+                                               cleanup.defer, story.budget)
+    story.data = workload.write_data(story.files(), story.data_workload, pod["metadata"]["name"])
+    attach_json("data written", {"pod": pod["metadata"]["name"], "node": pod["spec"]["nodeName"],
                                  "bytes": story.data.size, "sha256": story.data.sha256})
 
 
@@ -261,10 +238,6 @@ def scale_workload(replicas: int, guest_story: GuestStory) -> None:
 def detached(guest_story: GuestStory) -> None:
     assert guest_story.chain is not None
     volumes.wait_detached(guest_story.guest, guest_story.chain, guest_story.budget)
-    hotplugged = {n.name: volumes.vm_hotplug_volumes(guest_story.guest.host, guest_story.guest.host_namespace, n.vm)
-                  for n in guest_story.guest.nodes()}
-    still = {vm: v for vm, v in hotplugged.items() if guest_story.chain.host_pvc in v}
-    assert not still, f"detached in Longhorn, but still hotplugged into VMs: {still}"
 
 
 @then("the data and its checksum are intact")
@@ -305,49 +278,30 @@ def create_lb_service(name: str, ipam: str, guest_story: GuestStory, cleanup: Cl
     cleanup.defer(f"delete guest Service {namespace}/{name}", lambda: (
         kube.delete("v1", "Service", name, namespace),
         kube.wait_for_gone("v1", "Service", name, namespace=namespace, budget=guest_story.budget)))
-    guest_story.services[f"{namespace}/{name}"] = kube.create(lbs.service_manifest(namespace, name, ipam,
-                                                                                   guest_story.run_id))
+    kube.create(lbs.service_manifest(namespace, name, ipam, guest_story.run_id))
+    guest_story.services.append(f"{namespace}/{name}")
 
 
 @then("every LoadBalancer Service gets an address and the host shows where it came from")
 def every_service_served(guest_story: GuestStory) -> None:
     story = guest_story
-    for key in story.services:
-        namespace, name = key.split("/")
-        service = lbs.wait_service_address(story.kube, namespace, name, story.budget)
-        story.services[key] = service
-        story.served[key] = lbs.served_address(story.guest, story.guest.name, service, story.budget)
+    story.served = lbs.serve_all(story.guest, story.guest.name, list(story.services), story.budget)
     attach_text("addresses and their source", "\n".join(s.row() for s in story.served.values()))
-    addresses = [s.address for s in story.served.values()]
-    assert len(set(addresses)) == len(addresses), f"two load balancers share an address: {addresses}"
-    for served in story.served.values():
-        if served.ipam == "dhcp":
-            assert lbs.in_dhcp_network(served.address), f"{served.service} got {served.address} from DHCP, " \
-                                                        "outside the VM network 198.51.100.0/24"
     if story.guest.simulated:
-        attach_json("VM network DHCP leases", twin_call(story.guest.host, "GET", "/twin/v1/dhcp/leases"))
+        attach_json("VM network DHCP leases", lbs.dhcp_leases(story.guest.host))
 
 
 @then("no LoadBalancer Service lost or changed its address during the upgrade")
 def no_interruption(guest_story: GuestStory) -> None:
     changes = guest_story.address_changes
-    attach_text("address changes seen during the upgrade",
-                "\n".join(f"{c.service}: {c.before or '<none>'} -> {c.after or '<none>'}" for c in changes) or "none")
-    assert not changes, "load balancer addresses changed during the upgrade: " + \
-        "; ".join(f"{c.service} {c.before or '<none>'} -> {c.after or '<none>'}" for c in changes)
+    attach_text("address changes seen during the upgrade", lbs.describe_changes(changes) or "none")
+    assert not changes, "load balancer addresses changed during the upgrade: " + lbs.describe_changes(changes)
 
 
 @then("every LoadBalancer Service still serves its address")
 def still_served(guest_story: GuestStory) -> None:
     story = guest_story
-    for key, before in list(story.served.items()):
-        namespace, name = key.split("/")
-        service = story.kube.get("v1", "Service", name, namespace)
-        assert lbs.ingress_ip(service) == before.address, \
-            f"{key} now has {lbs.ingress_ip(service) or 'no address'}, it had {before.address}"
-        story.served[key] = lbs.served_address(story.guest, story.guest.name, service, story.budget)
-    kube_vip = rollout.wait_daemonset_rolled_out(story.kube, "kube-vip", "kube-system", story.budget)
-    assert int((kube_vip.get("status") or {}).get("numberAvailable", 0)) > 0, "no kube-vip pod serves the addresses"
+    story.served = lbs.still_served(story.guest, story.guest.name, story.served, story.budget)
     attach_text("addresses after the upgrade", "\n".join(s.row() for s in story.served.values()))
 
 
@@ -369,7 +323,4 @@ def pool_released(guest_story: GuestStory) -> None:
     pool = lbs.wait_pool_released(story.guest.host, story.pool, lent, story.budget)
     attach_json(f"IPPool {story.pool} status", pool.get("status") or {})
     if story.guest.simulated:
-        leases = twin_call(story.guest.host, "GET", "/twin/v1/dhcp/leases")["leases"]
-        held = [lease for lease in leases for s in story.served.values()
-                if s.ipam == "dhcp" and lease["ip"] == s.address]
-        assert not held, f"DHCP leases of deleted load balancers are still held: {held}"
+        lbs.assert_leases_released(story.guest.host, story.served)

@@ -24,7 +24,7 @@ def stored_data(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) 
 @when(parsers.parse("the cluster is upgraded to {version}"), target_fixture="upgrade")
 def upgrade_to(cluster: Cluster, version: str, run_config: RunConfig, cleanup: CleanupStack,
                backend: Backend) -> UpgradeAttempt:
-    cleanup.defer(f"retire {cluster.name}: an upgrade changed it for good", lambda: backend.retire(cluster))
+    backend.retire(cluster)        # an upgrade changes it for good: the next scenario gets a fresh one
     run = UpgradeRun.start(cluster.kube(), version, run_id=run_config.run_id, cleanup=cleanup)
     attempt = follow(run, run_config)
     attach_upgrade_record(attempt)
@@ -69,13 +69,11 @@ def early(upgrade: UpgradeAttempt) -> None:
                                      f"({100 * spent / global_budget:.2f}%)")
 
 
-@when(parsers.parse("the operator upgrades Helm release {namespace}/{release} to the chart the upgrade repo asks for"))
-def operator_remedy(cluster: Cluster, upgrade: UpgradeAttempt, namespace: str, release: str) -> None:
-    from infra.harvester.upgrade.remedy import upgrade_release_as_repo_asks
+@when("the operator upgrades every Rancher dependency release to the chart the upgrade repo asks for")
+def operator_remedy(cluster: Cluster, upgrade: UpgradeAttempt) -> None:
+    from infra.harvester.upgrade.remedy import upgrade_dependencies_as_repo_asks
     assert isinstance(upgrade.problem, UpgradeStalled), "the remedy follows a stall"
-    awaited = upgrade.problem.diagnosis.details["awaited"]
-    result = upgrade_release_as_repo_asks(cluster, namespace, release, awaited["chart"], awaited["app_version"])
-    attach_text("operator remedy", result)
+    attach_text("operator remedy", upgrade_dependencies_as_repo_asks(cluster, upgrade.run.get()))
 
 
 @when("the harness re-attaches to the upgrade under way", target_fixture="upgrade")

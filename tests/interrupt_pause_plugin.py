@@ -14,5 +14,5 @@ from typing import Any
 def pytest_bdd_after_step(request: Any, feature: Any, scenario: Any, step: Any, step_func: Any,
                           step_func_args: dict) -> None:
     if step.name.startswith("I inject "):
-        print(f"\n[interrupt-pause] injected; holding the scenario for a signal", flush=True)
+        print("\n[interrupt-pause] injected; holding the scenario for a signal", flush=True)
         time.sleep(float(os.environ.get("H5_PAUSE_AFTER_INJECT", "60")))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from .base import Backend, BackendError, Cluster, NodeHandle
 from .sim_power import attach_node_power, detach_node_power
 
 PR_SET_PDEATHSIG = 1
+log = logging.getLogger("harvester_e2e.backends.simulated")
 
 
 def _die_with_parent() -> None:
@@ -66,6 +68,7 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harvester-twin-{version}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig, ready, log_path = workdir / "kubeconfig", workdir / "ready.json", workdir / "twin.log"
+    ready.unlink(missing_ok=True)     # a file left by an earlier twin must not pass for this one
     command = [sys.executable, "-m", "infra.simulator", "--version", version, "--kubeconfig", str(kubeconfig),
                "--ready-file", str(ready), "--time-scale", str(time_scale), "--nodes", str(nodes),
                "--log-level", "INFO"]
@@ -73,7 +76,7 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
         command += ["--ssh-authorized-key", str(ssh_authorized_key)]
     if ssh_password_file is not None:
         command += ["--ssh-password-file", str(ssh_password_file)]
-    with open(log_path, "wb") as log_file:
+    with open(log_path, "ab") as log_file:      # appended: a restarted twin keeps its predecessor's log
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=Path(__file__).resolve().parents[2], preexec_fn=_die_with_parent)
     twin = TwinProcess(version, process, workdir, kubeconfig, log_path)
@@ -106,10 +109,17 @@ class SimulatedBackend(Backend):
         super().__init__(config)
         self._twins: dict[str, TwinProcess] = {}
         self._clusters: dict[str, Cluster] = {}
+        self._retired: list[tuple[Cluster, TwinProcess]] = []
 
     def acquire(self, harvester_version: str) -> Cluster:
+        self._stop_retired()
         if harvester_version in self._clusters and self._twins[harvester_version].process.poll() is None:
             return self._clusters[harvester_version]
+        if harvester_version in self._twins:
+            dead = self._twins[harvester_version]
+            log.warning("the simulated Harvester %s exited with status %s; starting a new one. Its log ends with:\n%s",
+                        harvester_version, dead.process.returncode, dead.stderr_tail())
+            self._clusters[harvester_version].close_sessions()
         sim = self.config.simulated
         run_dir = (self.config.artifacts_dir / self.config.run_id).resolve()
         workdir = run_dir / f"twin-{harvester_version}"
@@ -134,7 +144,22 @@ class SimulatedBackend(Backend):
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         return cluster
 
+    def retire(self, cluster: Cluster) -> None:
+        """An upgraded twin is not handed to another scenario. It keeps serving until this scenario's
+        cleanup is done, and is stopped when the next cluster is acquired (or at the end of the run)."""
+        if self._clusters.get(cluster.harvester_version) is cluster:
+            del self._clusters[cluster.harvester_version]
+            self._retired.append((cluster, self._twins.pop(cluster.harvester_version)))
+
+    def _stop_retired(self) -> None:
+        while self._retired:
+            cluster, twin = self._retired.pop()
+            cluster.close_sessions()
+            detach_node_power(cluster)
+            twin.stop()
+
     def release_all(self) -> None:
+        self._stop_retired()
         for cluster in self._clusters.values():
             cluster.close_sessions()
             detach_node_power(cluster)

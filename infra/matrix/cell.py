@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from infra.report.plugin import CELL_ENV_VAR
+from infra.report.matrix_cell import CELL_ENV_VAR
 
 # Parameter names a cell always uses for its fixed axes; chart pairs add <chart>_from / <chart>_to.
 HARVESTER_FROM, HARVESTER_TO, RANCHER, RKE2, BACKEND = "harvester_from", "harvester_to", "rancher", "rke2", "backend"
@@ -90,7 +90,8 @@ class MatrixCell:
         data = json.loads(text)
         return cls(id=str(data["id"]), matrix=str(data.get("matrix") or ""),
                    parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
-                   markers=data.get("markers"), columns={str(k): str(v) for k, v in (data.get("columns") or {}).items()},
+                   markers=data.get("markers"),
+                   columns={str(k): str(v) for k, v in (data.get("columns") or {}).items()},
                    steps=tuple(str(pattern) for pattern in data.get("steps") or ()))
 
 

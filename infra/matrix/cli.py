@@ -16,6 +16,7 @@ Exit status: 0 when every cell ran and passed, 1 otherwise, 2 for a wrong matrix
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import shutil
 import signal
@@ -37,6 +38,7 @@ from infra.report.plugin import write_categories_json, write_environment_propert
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harvester-e2e matrix", description=__doc__.split("\n\n")[0],
+                                     epilog="\n\n".join(__doc__.split("\n\n")[2:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("matrix", type=Path, help="matrix file, e.g. ci/matrix/nightly.yaml")
     parser.add_argument("--out", type=Path, help="output directory (default: artifacts/matrix/<name>)")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None, *, runner: CellRunner = run_cell_subproc
     argv = list(sys.argv[1:] if argv is None else argv)
     pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = _parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    console = console or Console(stderr=True)
+    console = console or _console()
     try:
         spec = load_matrix(args.matrix)
         cells = select_cells(spec, args)
@@ -112,8 +114,8 @@ def main(argv: list[str] | None = None, *, runner: CellRunner = run_cell_subproc
 def select_cells(spec: MatrixSpec, args: argparse.Namespace) -> list[MatrixCell]:
     cells = expand(spec)
     if args.backend or args.markers:
-        cells = [MatrixCell(id=c.id, matrix=c.matrix, columns=c.columns, markers=args.markers or c.markers,
-                            parameters={**c.parameters, **({"backend": args.backend} if args.backend else {})})
+        cells = [dataclasses.replace(c, markers=args.markers or c.markers,
+                                     parameters={**c.parameters, **({"backend": args.backend} if args.backend else {})})
                  for c in cells]
     if args.cells:
         wanted = [name.strip() for name in args.cells.split(",") if name.strip()]
@@ -188,6 +190,11 @@ def _print_summary(outcomes: list[CellOutcome], wall: float, console: Console) -
     console.print(
         f"matrix finished in {wall:.1f}s: cells " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
         + "; results " + (", ".join(f"{n} {s}" for s, n in sorted(results.items())) or "none"), highlight=False)
+
+
+def _console() -> Console:
+    console = Console(stderr=True)
+    return console if console.is_terminal else Console(stderr=True, width=160)  # CI logs: no wrapping at 80
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from allure_commons.utils import represent
 
 from infra.matrix.cell import MatrixCell
-from infra.report.plugin import CELL_PARAMETER_PREFIX
+from infra.report.matrix_cell import CELL_PARAMETER_PREFIX
 from infra.report.redact import REDACTOR
 
 # Files each cell writes for itself; the merged folder gets its own once.

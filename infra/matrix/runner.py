@@ -30,7 +30,7 @@ from infra.config import ENV_PREFIX
 from infra.matrix.cell import MatrixCell
 from infra.matrix.merge import count_statuses
 from infra.report.categories import classify_result, is_infrastructure
-from infra.report.plugin import CELL_ENV_VAR
+from infra.report.matrix_cell import CELL_ENV_VAR
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PYTEST_NO_TESTS = 5  # pytest's exit status when every test was deselected
@@ -186,7 +186,8 @@ def judge_cell(cell: MatrixCell, paths: CellPaths, exit_code: int | None, *, tim
     outcome = CellOutcome(cell, "failed", exit_code=exit_code, counts=counts, log_tail=tail)
     if interrupted:
         outcome.state, outcome.reason = "interrupted", "the matrix run was interrupted"
-        outcome.synthetic_message = f"infrastructure: {who} was stopped before it finished: the matrix run was interrupted"
+        outcome.synthetic_message = (f"infrastructure: {who} was stopped before it finished: "
+                                     "the matrix run was interrupted")
     elif timed_out:
         outcome.state = "infrastructure"
         outcome.reason = f"did not finish within {timeout_s / 60:g} min"
@@ -263,7 +264,8 @@ class _Board:
 
 
 def run_cells(cells: Sequence[MatrixCell], out: Path, settings: RunSettings, *, width: int,
-              runner: CellRunner = run_cell_subprocess, console: Console | None = None) -> tuple[list[CellOutcome], bool]:
+              runner: CellRunner = run_cell_subprocess,
+              console: Console | None = None) -> tuple[list[CellOutcome], bool]:
     """Run every cell, ``width`` at a time; returns the outcomes (in cell order) and whether it was interrupted.
 
     Ctrl-C (or SIGTERM, which the CLI turns into it) stops the running cells through their cleanup and

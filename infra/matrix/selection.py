@@ -19,11 +19,19 @@ import pytest
 from infra.matrix.cell import MatrixCell, current_cell
 
 
+def same_version(value: str, cell_value: str) -> bool:
+    """A story's value matches the cell's when equal, with or without the leading "v", or when the cell names a
+    line the value belongs to: RKE2 line v1.31 takes v1.31.6+rke2r1, Rancher v2.10 takes 2.10 and 2.10.3.
+    v1.5.0 does not take v1.5.0-rc2."""
+    value, cell_value = str(value).removeprefix("v"), str(cell_value).removeprefix("v")
+    return value == cell_value or value.startswith(cell_value + ".") or value.startswith(cell_value + "+")
+
+
 def belongs_to_cell(row: Mapping[str, str] | None, cell: MatrixCell) -> bool:
     if not row:
         return True
     for column, parameter in cell.columns.items():
-        if column in row and parameter in cell.parameters and str(row[column]) != cell.parameters[parameter]:
+        if column in row and parameter in cell.parameters and not same_version(row[column], cell.parameters[parameter]):
             return False
     return True
 
@@ -36,7 +44,7 @@ def steps_belong_to_cell(step_texts: Iterable[str], cell: MatrixCell) -> bool:
             if found is None:
                 continue
             for name, value in found.named.items():
-                if name in cell.parameters and str(value) != cell.parameters[name]:
+                if name in cell.parameters and not same_version(value, cell.parameters[name]):
                     return False
     return True
 

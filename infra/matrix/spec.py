@@ -106,7 +106,7 @@ def expand(spec: MatrixSpec) -> list[MatrixCell]:
         markers.append(extra.markers or spec.markers)
     seen: set[tuple] = set()
     cells = []
-    for parameters, cell_markers in zip(combinations, markers):
+    for parameters, cell_markers in zip(combinations, markers, strict=True):
         key = tuple(sorted(parameters.items()))
         if key in seen:  # an include that repeats a product cell
             continue

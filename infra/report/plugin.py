@@ -49,6 +49,7 @@ from allure_commons.types import LabelType, Severity
 from infra.report.attach import DEFAULT_MAX_BYTES, attach_evidence, attach_text
 from infra.report.categories import CATEGORIES_FILE
 from infra.report.known_issues import KNOWN_ISSUES_FILE, KnownIssuesError, issue_ref, load_known_issues
+from infra.report.matrix_cell import CELL_ENV_VAR, CELL_PARAMETER_PREFIX
 from infra.report.redact import REDACTOR, install_log_redaction, uninstall_log_redaction
 
 logger = logging.getLogger(__name__)
@@ -59,10 +60,6 @@ ENVIRONMENT_KEY = pytest.StashKey[dict]()
 DEFAULT_ISSUE_LINK_PATTERN = "https://github.com/harvester/harvester/issues/{}"
 DEFAULT_HISTORY_FROM = Path("allure-report") / "history"
 NOT_RUN = "not run"
-CELL_ENV_VAR = "HARVESTER_MATRIX_CELL"
-"""JSON ``{"id": "...", "parameters": {"harvester_from": "v1.4.2", ...}}`` naming the matrix cell of this run.
-(Not ``HARVESTER_E2E_*``: that prefix is the run configuration's, which rejects unknown keys.)"""
-CELL_PARAMETER_PREFIX = "cell."
 KNOWN_ISSUE_MARKER = "known_issue"
 
 _TAG_FAMILY = re.compile(r"^(?P<family>issue|severity|owner)_(?P<value>.+)$")

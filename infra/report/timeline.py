@@ -7,8 +7,8 @@ Input types (stable; the upgrade tracker builds them):
     ``datetime`` (naive values are taken as UTC); ``ended_at=None`` means still running when drawn (the bar
     runs to ``now`` and is hatched). ``budget_seconds`` is the phase's budget, drawn as a mark at
     ``started_at + budget`` (``None``: no mark); time past the budget is overlaid in red. ``outcome`` is
-    one of ``OUTCOMES`` ("passed", "failed", "stalled", "timed_out", "running", "skipped"); another value
-    is drawn in grey.
+    one of ``OUTCOMES`` ("passed", "failed", "stalled", "over-budget", "running", "skipped", as the
+    upgrade tracker's PhaseRecord.outcome); another value is drawn in grey.
 ``NodeSpan(node, state, started_at, ended_at)``
     One node in one upgrade state (e.g. "Pre-drained", "Waiting Reboot", "Succeeded") for a while. A node
     has as many spans as states it went through; all of them share the node's row.
@@ -35,9 +35,9 @@ from typing import Any
 
 from infra.report.attach import attach_png
 
-OUTCOMES = ("passed", "failed", "stalled", "timed_out", "running", "skipped")
+OUTCOMES = ("passed", "failed", "stalled", "over-budget", "running", "skipped")
 _OUTCOME_COLOURS = {
-    "passed": "#4caf50", "failed": "#e53935", "stalled": "#fb8c00", "timed_out": "#b71c1c",
+    "passed": "#4caf50", "failed": "#e53935", "stalled": "#fb8c00", "over-budget": "#b71c1c",
     "running": "#1e88e5", "skipped": "#bdbdbd",
 }
 _UNKNOWN_COLOUR = "#9e9e9e"
@@ -123,7 +123,7 @@ def build_upgrade_timeline_figure(phases: Sequence[PhaseSpan], node_spans: Seque
                           alpha=0.75 if running else 1.0)
         bar.set_gid(f"phase:{phase.name}")
         legend.setdefault(f"phase {phase.outcome}", Patch(facecolor=colour, edgecolor="#424242",
-                                                          label=f"phase {phase.outcome.replace('_', ' ')}"))
+                                                          label=f"phase {phase.outcome}"))
         duration_s = (right - left) * 60.0
         axes.text(right, row, f" {_format_duration(duration_s)}{' …' if running else ''}", va="center",
                   ha="left", fontsize=8)

@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _stopping(signum: int, stop: asyncio.Event) -> None:
+    logging.getLogger("infra.simulator").info("stopping on %s", signal.Signals(signum).name)
+    stop.set()
+
+
 async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
     twin = await start_twin(args.version, node_count=args.nodes, time_scale=args.time_scale, port=args.port,
                             bookmark_interval=args.bookmark_interval,
@@ -44,7 +49,7 @@ async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _stopping, signum, stop)
     try:
         write_kubeconfig(args.kubeconfig, twin.url, twin.tls.ca_cert_pem, twin.token)
         info = {"url": twin.url, "kubeconfig": str(args.kubeconfig), "pid": os.getpid(),

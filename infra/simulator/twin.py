@@ -50,7 +50,12 @@ class Twin:
         return self.server.url
 
     def spawn(self, make: Callable[[], Awaitable[Any]], name: str) -> None:
-        self.tasks.append(asyncio.get_running_loop().create_task(make(), name=name))
+        self.track(asyncio.get_running_loop().create_task(make(), name=name))
+
+    def track(self, task: "asyncio.Task[Any]") -> None:
+        """Keep a task for stop(), and log it if it dies: a twin bug must show, not hang a scenario."""
+        self.tasks.append(task)
+        task.add_done_callback(_log_if_failed)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -59,6 +64,11 @@ class Twin:
         if self.nodes is not None:
             self.nodes.stop()
         await self.server.stop()
+
+
+def _log_if_failed(task: "asyncio.Task[Any]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("twin task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def seed(api: ObjectApi, version: HarvesterVersion, node_count: int) -> None:

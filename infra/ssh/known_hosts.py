@@ -21,6 +21,13 @@ log = logging.getLogger("harvester_e2e.ssh")
 
 PINNED = "pinned from provisioning"
 FIRST_USE = "recorded on first use"
+_FILE_LOCKS: dict[Path, threading.RLock] = {}     # one per file: every KnownHosts on it shares it
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.RLock:
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(path.resolve(), threading.RLock())
 
 
 def entry_name(host: str, port: int) -> str:
@@ -89,7 +96,7 @@ class KnownHosts:
     def __init__(self, path: Path, *, trust_on_first_use: bool = True) -> None:
         self.path = Path(path)
         self.trust_on_first_use = trust_on_first_use
-        self._lock = threading.RLock()
+        self._lock = _lock_for(self.path)
         self._sources: dict[str, str] = {}
 
     # --- reading and writing the file ---------------------------------------------------------------

@@ -2,7 +2,6 @@
 uninstalls them; the harness reports helm's errors and what an uninstall left behind."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -10,11 +9,11 @@ import pytest
 from infra.backends.simulated import TwinProcess
 from infra.harvester.guest import audit, charts, rollout
 from infra.harvester.guest import cluster as guests
-from infra.kube import Kube
+from infra.kube import ApiFailure, Kube
 from infra.simulator.guest import catalog
 from infra.waits.budget import Budget, WaitTimeout
 
-from .guest_support import BUDGET, a_guest, installer, own_twin
+from .guest_support import BUDGET, RUN_ID, a_guest, installer, own_twin
 
 Obj = dict[str, Any]
 CSI = "harvester-csi-driver"
@@ -209,3 +208,14 @@ def test_the_guests_kubeconfig_is_on_the_host_as_rancher_keeps_it(host: Kube) ->
             assert all(n.host_node.startswith("harvester-node-") for n in found.nodes())
         finally:
             guests.forget_kubeconfig(found)
+
+
+def test_the_guest_endpoint_refuses_what_it_cannot_simulate(host: Kube) -> None:
+    with pytest.raises(ApiFailure, match="is not an RKE2 release"):
+        guests.provision_simulated_guest(host, "bad-version", "v1.31.6", "2.10", RUN_ID)
+    with pytest.raises(ApiFailure, match="rancherLine '2.7' is not one of"):
+        guests.provision_simulated_guest(host, "bad-line", "v1.31.6+rke2r1", "2.7", RUN_ID)
+    with pytest.raises(ApiFailure) as missing:
+        guests.provision_simulated_guest(host, "no-namespace", "v1.31.6+rke2r1", "2.10", RUN_ID,
+                                         host_namespace="nowhere")
+    assert missing.value.status == 404

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.report import categories as cat
-from infra.report.plugin import CELL_ENV_VAR
+from infra.report.matrix_cell import CELL_ENV_VAR
 
 pytest_plugins = ["pytester"]
 
@@ -82,6 +82,12 @@ Feature: Failure sorting
   Scenario: Admission denies the upgrade
     Given admission denies the upgrade
 
+  Scenario: The twin's endpoint refuses connections
+    Given the twin's endpoint refuses connections
+
+  Scenario: Cleanup cannot reach the API
+    Given cleanup cannot reach the API
+
   Scenario: A step expects a known issue that does not happen
     Given a step expects known issue 103
     And nothing happens
@@ -132,6 +138,19 @@ def unavailable():
     raise ApiFailure(503, "ServiceUnavailable", "the server is currently unable to handle the request")
 
 
+@given("the twin's endpoint refuses connections")
+def twin_refuses():
+    import urllib.error
+    raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+
+@given("cleanup cannot reach the API")
+def cleanup_unreachable():
+    import pytest
+    pytest.fail("cleanup failed: delete namespace e2e-1: HTTPSConnectionPool(host='127.0.0.1', port=40131): Max "
+                "retries exceeded (Caused by NewConnectionError(... [Errno 111] Connection refused))", pytrace=False)
+
+
 @given("SSH drops")
 def ssh_drops():
     raise TransportDropped("harvester-node-1: SSH transport dropped while running journalctl")
@@ -170,6 +189,8 @@ EXPECTED = {
     "API refuses connections": ("broken", cat.INFRA_API_UNAVAILABLE),
     "API answers 503": ("broken", cat.INFRA_API_UNAVAILABLE),
     "SSH drops": ("broken", cat.INFRA_SSH),
+    "The twin's endpoint refuses connections": ("broken", cat.INFRA_API_UNAVAILABLE),
+    "Cleanup cannot reach the API": ("failed", cat.INFRA_API_UNAVAILABLE),
     "Step nobody wrote": ("broken", cat.HARNESS_DEFECT),
     "Harness bug": ("broken", cat.HARNESS_DEFECT),
     "Product assertion": ("failed", cat.PRODUCT_DEFECT),
@@ -178,7 +199,8 @@ EXPECTED = {
     "A step expects a known issue that does not happen": ("failed", cat.KNOWN_ISSUE_PASSES),
 }
 
-CELL = {"id": "c07", "title": "v1.5.0-rc2 to master-head, Rancher v2.11", "parameters": {"harvester_from": "v1.5.0-rc2", "rancher": "v2.11"}}
+CELL = {"id": "c07", "title": "v1.5.0-rc2 to master-head, Rancher v2.11",
+        "parameters": {"harvester_from": "v1.5.0-rc2", "rancher": "v2.11"}}
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,8 @@ def test_a_cell_without_a_cluster_blocks_as_infrastructure(tmp_path: Path, polic
 def test_failures_outside_the_blocking_scope_only_warn(tmp_path: Path, policy: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     failing = dict(message="AssertionError: controller pod on a worker")
-    results = write(tmp_path / "r", result("Upgrade"), result("CSI upgrade", "failed", feature="Guest charts", **failing))
+    results = write(tmp_path / "r", result("Upgrade"),
+                    result("CSI upgrade", "failed", feature="Guest charts", **failing))
 
     assert run_gate(results, policy) == 0
     assert "warn: Product defect (not blocking)" in capsys.readouterr().out

@@ -25,13 +25,14 @@ from infra.matrix.runner import (
 from infra.matrix.selection import belongs_to_cell, steps_belong_to_cell
 from infra.matrix.spec import MatrixError, MatrixSpec, expand, load_matrix
 from infra.report import categories as cat
-from infra.report.plugin import CELL_ENV_VAR
+from infra.report.matrix_cell import CELL_ENV_VAR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec(**overrides: object) -> MatrixSpec:
-    data = {"name": "t", "harvester": [{"from": "v1.4.2", "to": "master-head"}, {"from": "v1.5.1", "to": "master-head"}],
+    data = {"name": "t",
+            "harvester": [{"from": "v1.4.2", "to": "master-head"}, {"from": "v1.5.1", "to": "master-head"}],
             "rancher": ["v2.10", "v2.11"], "rke2": ["v1.31", "v1.32"]}
     return MatrixSpec.model_validate({**data, **overrides})
 
@@ -51,7 +52,8 @@ def test_the_shipped_matrices_expand_into_distinct_cells() -> None:
     for cells in (nightly, release):
         assert len({c.id for c in cells}) == len(cells)
         assert len({tuple(sorted(c.parameters.items())) for c in cells}) == len(cells)
-    assert not [c for c in release if c.rancher == "v2.10" and c.rke2 == "v1.32"]  # excluded in the file
+    assert not [c for c in release if c.rancher == "v2.11" and c.rke2 == "v1.29"]  # excluded in the file
+    assert {c.markers for c in nightly if c.rancher in ("v2.8", "v2.9")} == {"csi or cloud_provider"}  # includes
 
 
 def test_axes_multiply_exclude_removes_include_adds() -> None:
@@ -83,6 +85,15 @@ def test_a_wrong_matrix_file_says_where(tmp_path: Path) -> None:
         load_matrix(path)
 
 
+def test_command_line_overrides_keep_the_rest_of_the_cell(tmp_path: Path) -> None:
+    args = matrix_cli._parser().parse_args([str(REPO_ROOT / "ci" / "matrix" / "nightly.yaml"), "--backend", "libvirt",
+                                            "--markers", "upgrade", "--cells", "c05"])
+    [cell] = matrix_cli.select_cells(load_matrix(args.matrix), args)
+
+    assert cell.backend == "libvirt" and cell.markers == "upgrade" and cell.harvester_from == "v1.5.0-rc2"
+    assert cell.steps and cell.columns
+
+
 def test_cell_round_trips_through_the_environment() -> None:
     [cell] = expand(_spec(harvester=[{"from": "v1.4.2"}], rancher=[], rke2=[]))
 
@@ -98,7 +109,12 @@ def test_examples_rows_belong_to_the_cell_with_their_versions() -> None:
     assert belongs_to_cell({"from": "v1.5.0-rc2", "to": "master-head"}, cell)
     assert not belongs_to_cell({"from": "v1.5.0-rc2", "to": "v1.5.2"}, cell)
     assert not belongs_to_cell({"rancher": "v2.10"}, cell)
+    assert belongs_to_cell({"rancher": "2.11"}, cell) and belongs_to_cell({"rancher": "v2.11.0"}, cell)
     assert belongs_to_cell({"rke2": "v1.29"}, cell)  # the cell has no RKE2 line: no constraint
+    [lines] = expand(_spec(harvester=[{"from": "v1.5.0"}], rancher=["v2.10"], rke2=["v1.31"]))
+    assert belongs_to_cell({"rancher": "2.10", "rke2": "v1.31.6+rke2r1"}, lines)
+    assert not belongs_to_cell({"rancher": "2.10", "rke2": "v1.32.2+rke2r1"}, lines)
+    assert not belongs_to_cell({"version": "v1.5.0-rc2"}, lines)
     assert belongs_to_cell(None, cell)  # a plain Scenario runs in every cell
 
 
@@ -109,6 +125,10 @@ def test_plain_scenarios_belong_to_the_cell_their_cluster_step_names() -> None:
                                 cell)
     assert not steps_belong_to_cell(["a Harvester cluster at version v1.5.0-rc2"], cell)
     assert steps_belong_to_cell(["an IPPool pool1 with 8 addresses"], cell)
+    guest = MatrixCell("c01", "t", {"rancher": "v2.10", "rke2": "v1.31"},
+                       steps=("a guest RKE2 {rke2} cluster managed by Rancher {rancher}",))
+    assert steps_belong_to_cell(["a guest RKE2 v1.31.6+rke2r1 cluster managed by Rancher 2.10"], guest)
+    assert not steps_belong_to_cell(["a guest RKE2 v1.29.14+rke2r1 cluster managed by Rancher 2.8"], guest)
 
 
 def test_config_overrides_travel_as_run_configuration_variables() -> None:

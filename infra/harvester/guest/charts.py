@@ -212,3 +212,9 @@ def release_history(kube: Kube, release: str, namespace: str = "kube-system") ->
                                       f"{meta['name']}-{meta['version']}", meta.get("appVersion", ""),
                                       record["info"].get("description", "")))
     return sorted(revisions, key=lambda r: r.revision)
+
+
+def history_table(revisions: list[HelmRevision]) -> str:
+    """`helm history` as text: REVISION STATUS CHART APP VERSION DESCRIPTION."""
+    return "\n".join(f"{r.revision:<4} {r.status:<11} {r.chart:<32} {r.app_version:<8} {r.description}"
+                     for r in revisions)

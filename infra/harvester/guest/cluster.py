@@ -156,3 +156,37 @@ def strip_control_plane_labels(kube: Kube, defer: Callable[[str, Callable[[], An
     for name, labels in saved.items():
         kube.patch("v1", "Node", name, {"metadata": {"labels": {k: None for k in labels}}})
     return saved
+
+
+@dataclass
+class GuestMismatch(AssertionError):
+    """The guest is not the cluster the matrix row asked for."""
+
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.summary
+
+
+def check_matrix_row(guest: GuestCluster, rke2_version: str, rancher_line: str) -> str:
+    """The guest reports the RKE2 release (API and every kubelet) and runs the Rancher line's agent.
+
+    Returns the node table (name, roles, kubelet, host node) for the report.
+    """
+    kube = guest.kube()
+    kubelets = {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in kube.list("v1", "Node")}
+    table = "\n".join(f"{n.name:<28} roles={','.join(n.roles) or '<none>':<30} kubelet={kubelets[n.name]:<18} "
+                      f"host node={n.host_node}" for n in guest.nodes())
+    reported = guest.server_version()
+    agent = kube.find("apps/v1", "Deployment", "cattle-cluster-agent", "cattle-system")
+    image = (agent or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("image", "")
+    problems = []
+    if reported != rke2_version or set(kubelets.values()) != {rke2_version}:
+        problems.append(f"the guest reports {reported} (kubelets {sorted(set(kubelets.values()))}), "
+                        f"not {rke2_version}")
+    if not image.split(":v")[-1].startswith(rancher_line + "."):
+        problems.append(f"its cattle-cluster-agent runs {image or 'nothing'}, not a Rancher {rancher_line} agent")
+    if problems:
+        raise GuestMismatch("; ".join(problems), evidence={"nodes": table})
+    return table

@@ -26,6 +26,7 @@ from infra.waits.budget import Budget
 
 from ..names import RUN_ID_LABEL
 from .cluster import GuestCluster
+from .twin_endpoints import twin_call
 
 LB_API = "loadbalancer.harvesterhci.io/v1beta1"
 PREFIX = "cloudprovider.harvesterhci.io/"
@@ -260,3 +261,54 @@ class AddressWatch:
                     break                  # stopping closes the stream under the reader
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 self._stop.wait(0.5)
+
+
+def serve_all(guest: GuestCluster, cluster: str, services: list[str], budget: Budget) -> dict[str, ServedAddress]:
+    """Every `namespace/name` Service gets an address, distinct from the others, from its source."""
+    served = {}
+    for key in services:
+        namespace, name = key.split("/")
+        service = wait_service_address(guest.kube(), namespace, name, budget)
+        served[key] = served_address(guest, cluster, service, budget)
+    addresses = [s.address for s in served.values()]
+    problems = [f"{s.service} got {s.address} from DHCP, outside the VM network 198.51.100.0/24"
+                for s in served.values() if s.ipam == "dhcp" and not in_dhcp_network(s.address)]
+    if len(set(addresses)) != len(addresses):
+        problems.append(f"load balancers share an address: {addresses}")
+    if problems:
+        raise LoadBalancerProblem("; ".join(problems), evidence={"served": [s.row() for s in served.values()]})
+    return served
+
+
+def still_served(guest: GuestCluster, cluster: str, before: dict[str, ServedAddress],
+                 budget: Budget) -> dict[str, ServedAddress]:
+    """Each Service keeps its address, the host still records it, and kube-vip is there to serve it."""
+    now = {}
+    for key, was in before.items():
+        namespace, name = key.split("/")
+        service = guest.kube().get("v1", "Service", name, namespace)
+        if ingress_ip(service) != was.address:
+            raise LoadBalancerProblem(f"{key} now has {ingress_ip(service) or 'no address'}, it had {was.address}",
+                                      evidence={"Service": service})
+        now[key] = served_address(guest, cluster, service, budget)
+    kube_vip = guest.kube().find("apps/v1", "DaemonSet", "kube-vip", "kube-system")
+    if not int(((kube_vip or {}).get("status") or {}).get("numberAvailable", 0)):
+        raise LoadBalancerProblem("no kube-vip pod is available to serve the addresses",
+                                  evidence={"kube-vip DaemonSet": kube_vip or "absent"})
+    return now
+
+
+def describe_changes(changes: list[AddressChange]) -> str:
+    return "; ".join(f"{c.service}: {c.before or '<none>'} -> {c.after or '<none>'}" for c in changes)
+
+
+def dhcp_leases(host: Kube) -> list[Obj]:
+    """The VM network's DHCP leases (the simulated lab's DHCP server answers this)."""
+    return list(twin_call(host, "GET", "/twin/v1/dhcp/leases")["leases"])
+
+
+def assert_leases_released(host: Kube, served: dict[str, ServedAddress]) -> None:
+    dhcp = {s.address for s in served.values() if s.ipam == "dhcp"}
+    held = [lease for lease in dhcp_leases(host) if lease["ip"] in dhcp]
+    if held:
+        raise LoadBalancerProblem(f"DHCP leases of deleted load balancers are still held: {held}")

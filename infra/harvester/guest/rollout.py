@@ -131,12 +131,29 @@ def unschedulable(pod: Obj) -> PendingPod | None:
     return None
 
 
+@dataclass
+class PodsWereScheduled(AssertionError):
+    """Pods expected to stay Pending were placed instead (the scheduler found nodes for them)."""
+
+    summary: str
+    evidence: dict[str, Any]
+
+    def __str__(self) -> str:
+        return self.summary
+
+
 def wait_unschedulable(kube: Kube, namespace: str, label_selector: str, count: int, budget: Budget) -> list[PendingPod]:
-    """Wait until `count` selected pods are Pending with kube-scheduler's Unschedulable verdict."""
+    """Wait until `count` selected pods are Pending with kube-scheduler's Unschedulable verdict.
+
+    Fails at once (`PodsWereScheduled`) when the pods get nodes instead: that answer will not change.
+    """
     def verdicts(pods: list[Obj]) -> list[PendingPod]:
         return [v for p in pods if not p["metadata"].get("deletionTimestamp")
                 and (p.get("status") or {}).get("phase", "Pending") == "Pending"
                 and (v := unschedulable(p)) is not None and v.reason == "Unschedulable"]
+
+    def scheduled(pods: list[Obj]) -> list[Obj]:
+        return [p for p in pods if (p.get("spec") or {}).get("nodeName") and not p["metadata"].get("deletionTimestamp")]
 
     def describe(pods: list[Obj]) -> str:
         return "; ".join(f"{p['metadata']['name']} phase={(p.get('status') or {}).get('phase')} "
@@ -144,10 +161,17 @@ def wait_unschedulable(kube: Kube, namespace: str, label_selector: str, count: i
                          f"scheduled={(unschedulable(p) or PendingPod('', 'True', '')).reason}"
                          for p in pods) or "no pods"
 
-    pods = kube.wait_for_all("v1", "Pod", lambda ps: len(verdicts(ps)) >= count, budget=budget, namespace=namespace,
-                             label_selector=label_selector, describe=describe,
+    pods = kube.wait_for_all("v1", "Pod", lambda ps: len(verdicts(ps)) >= count or len(scheduled(ps)) >= count,
+                             budget=budget, namespace=namespace, label_selector=label_selector, describe=describe,
                              awaited=f"{count} pods ({label_selector}) to be reported Unschedulable")
-    return verdicts(pods)
+    found = verdicts(pods)
+    if len(found) < count:
+        rows = placements(kube, namespace, label_selector)
+        raise PodsWereScheduled(f"expected {count} pods ({label_selector}) to stay Pending, but the scheduler "
+                                f"placed them: " + "; ".join(f"{r.pod} on {r.node} ({','.join(r.roles) or 'no role'})"
+                                                             for r in rows),
+                                evidence={"placements": placement_table(rows)})
+    return found
 
 
 def ready_pods(kube: Kube, namespace: str, label_selector: str) -> list[Obj]:

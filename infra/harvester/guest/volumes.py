@@ -131,6 +131,10 @@ def wait_detached(guest: GuestCluster, chain: VolumeChain, budget: Budget) -> At
     volume = guest.host.wait_for(LONGHORN, "Volume", chain.longhorn_volume, detached, budget=budget,
                                  namespace=LONGHORN_NAMESPACE,
                                  awaited=f"Longhorn volume {chain.longhorn_volume} to be detached")
+    still = [n.vm for n in guest.nodes() if chain.host_pvc in vm_hotplug_volumes(guest.host, guest.host_namespace, n.vm)]
+    if still:
+        raise VolumeChainBroken(f"Longhorn says detached, but host PVC {chain.host_pvc} is still hotplugged into "
+                                f"VM(s) {', '.join(still)}")
     status = _volume_status(volume)
     return Attachment(status.get("state", ""), "", status.get("robustness", ""), "", "")
 

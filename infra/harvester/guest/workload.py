@@ -13,7 +13,7 @@ import base64
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from infra.kube import Kube
 from infra.waits.budget import Budget
@@ -170,3 +170,16 @@ def verify_data(files: PodFiles, workload: DataWorkload, pod: str, record: DataR
         raise DataNotIntact(f"data on {workload.namespace}/{workload.claim} changed: " + "; ".join(problems),
                             evidence={"pod": pod, "written sha256": record.sha256, "read sha256": actual})
     return actual
+
+
+def deploy(kube: Kube, namespace: str, run_id: str, defer: Callable[[str, Callable[[], Any]], None],
+           budget: Budget, name: str = "data-writer", claim: str = "data") -> tuple[DataWorkload, Obj]:
+    """A PVC on `harvester` and a one-replica workload mounting it; undos deferred before each create."""
+    data = DataWorkload(namespace, name, claim)
+    defer(f"delete guest PVC {namespace}/{claim}", lambda: (
+        kube.delete("v1", "PersistentVolumeClaim", claim, namespace),
+        kube.wait_for_gone("v1", "PersistentVolumeClaim", claim, namespace=namespace, budget=budget)))
+    kube.create(claim_manifest(namespace, claim, run_id))
+    defer(f"delete guest Deployment {namespace}/{name}", lambda: kube.delete("apps/v1", "Deployment", name, namespace))
+    kube.create(data.manifest(run_id))
+    return data, scale(kube, data, 1, budget)[0]

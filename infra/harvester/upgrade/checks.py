@@ -25,8 +25,7 @@ def node_versions_match_release(cluster: Any, repo_info: str | None) -> tuple[li
     problems, rows = [], [("node", "os (ssh)", "kubelet (api)")]
     for node in cluster.kube().list("v1", "Node"):
         name = node["metadata"]["name"]
-        with cluster.ssh(name) as session:
-            pretty = session.os_release().get("PRETTY_NAME", "")
+        pretty = cluster.ssh(name).os_release().get("PRETTY_NAME", "")
         kubelet = node["status"]["nodeInfo"].get("kubeletVersion", "")
         rows.append((name, pretty, kubelet))
         if want_os and pretty != want_os:

@@ -77,7 +77,7 @@ class UpgradeController(Controller):
         if event.type == "ADDED" and name not in self._running:
             task = asyncio.get_running_loop().create_task(self._run(name), name=f"upgrade-{name}")
             self._running[name] = task
-            self.twin.tasks.append(task)
+            self.twin.track(task)
         elif event.type == "DELETED" and name in self._running:
             self._running.pop(name).cancel()
 

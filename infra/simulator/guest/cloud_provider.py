@@ -25,7 +25,7 @@ from ..apiserver import errors
 from .cloud_provider_chart import CHART as CLOUD_PROVIDER_CHART
 from .cloud_provider_chart import DEFAULT_CLUSTER_NAME
 from .dhcp import NoFreeAddress
-from .objects import status_of, Obj, kind, mutate_if_changed, running_ready_pods
+from .objects import Obj, kind, mutate_if_changed, running_ready_pods, status_of
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster

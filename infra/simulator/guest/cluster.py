@@ -34,7 +34,13 @@ from .helm_controller import HelmController
 from .hostside import DEFAULT_CLASS, VM_NETWORK, HostSide
 from .kubelet import Kubelet, Scheduling
 from .objects import Obj, kind, owner_reference, random_suffix, stable_suffix
-from .rke2 import SERVICE_CIDR_PREFIX, GuestNode, Rke2Line, cattle_cluster_agent, rancher_agent_version
+from .rke2 import (
+    SERVICE_CIDR_PREFIX,
+    GuestNode,
+    Rke2Line,
+    cattle_cluster_agent,
+    rancher_agent_version,
+)
 from .storage import GuestStorage
 from .workloads import Workloads
 
@@ -303,6 +309,7 @@ class GuestCluster:
                       "resources": {"limits": {"cpu": "4", "memory": "8Gi"}}}
             networks = [{"name": "default", "multus": {"networkName": "/".join(VM_NETWORK)}}]
             volumes = [{"name": "disk-0", "persistentVolumeClaim": {"claimName": disk}}]
+            self.hostside.serve_claim(ns, disk)
             api.create(pvcs, {"metadata": {"name": disk, "namespace": ns, "labels": self._labels()},
                               "spec": {"accessModes": ["ReadWriteMany"], "volumeMode": "Block",
                                        "storageClassName": DEFAULT_CLASS,

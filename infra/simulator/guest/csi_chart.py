@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 CHART = "harvester-csi-driver"
 APP_VERSION = "v0.2.2"
 VERSIONS = ("0.1.21", "0.1.22", "0.1.23")
-CONTROL_PLANE_AFFINITY_FROM = "0.1.24"
+CONTROL_PLANE_AFFINITY_FROM = "0.1.23"
 DRIVER = "driver.harvesterhci.io"
 
 Obj = dict[str, Any]

@@ -27,7 +27,15 @@ from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from ..harvester import helm_storage
 from . import catalog
-from .objects import status_of, Obj, kind, mutate_if_changed, owner_reference, random_suffix, with_condition
+from .objects import (
+    Obj,
+    kind,
+    mutate_if_changed,
+    owner_reference,
+    random_suffix,
+    status_of,
+    with_condition,
+)
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster
@@ -365,6 +373,13 @@ class HelmController:
                         "parallelism": 1, "template": template},
                "status": {"active": 1, "startTime": rfc3339()}}
         created = self.api.create(self.jobs, job, keep_status=True)
+        uid = created["metadata"]["uid"]
+
+        def select_own_pods(obj: Obj) -> None:      # the API server defaults a Job's selector to its uid
+            obj["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+            obj["spec"]["template"]["metadata"]["labels"].update({"batch.kubernetes.io/controller-uid": uid,
+                                                                  "batch.kubernetes.io/job-name": job_name})
+        created = self.api.mutate(self.jobs, meta["namespace"], job_name, select_own_pods)
         nodes = self.api.list(kind(self.api, "v1", "nodes")).items
         node = next((n["metadata"]["name"] for n in nodes
                      if "node-role.kubernetes.io/control-plane" in (n["metadata"].get("labels") or {})),

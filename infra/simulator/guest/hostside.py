@@ -4,7 +4,9 @@ Started with the first guest, it adds to the host what a Harvester cluster runni
 * the default StorageClass `harvester-longhorn` (provisioner `driver.longhorn.io`) and the VM
   network `default/vm-network` whose DHCP server (`dhcp`) hands addresses to the VMs;
 * Longhorn's CSI provisioner: a PVC of a Longhorn class gets a PV and a Longhorn Volume
-  (`longhorn.io/v1beta2`, `longhorn-system`) both named `pvc-<PVC uid>`, and is bound;
+  (`longhorn.io/v1beta2`, `longhorn-system`) both named `pvc-<PVC uid>`, and is bound. It serves the
+  claims the guests make (their VMs' root disks, the CSI driver's host PVCs) and no others, so that
+  PVCs and Volumes other parts of the twin (or a test) create keep exactly the state they were given;
 * Longhorn's attachment: a Volume is `attached` to the host node of the Running pod that uses its
   PVC (a VM's virt-launcher pod, or the `hp-volume-*` pod KubeVirt runs for a hotplugged disk),
   robustness `healthy`, `kubernetesStatus.workloadsStatus` naming that pod; otherwise `detached`;
@@ -21,7 +23,7 @@ from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from ..apiserver.store import StoredEvent
 from .dhcp import DhcpServer
-from .objects import status_of, Obj, kind, mutate_if_changed
+from .objects import Obj, kind, mutate_if_changed, status_of
 
 if TYPE_CHECKING:
     from ..twin import Twin
@@ -61,6 +63,8 @@ class HostSide:
         self.contents = VolumeContents()
         self._dirty = asyncio.Event()
         self._started = False
+        self._claims: set[tuple[str, str]] = set()      # (namespace, name) of the claims guests made
+        self._volumes: set[str] = set()                 # Longhorn volumes provisioned for them
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -78,6 +82,10 @@ class HostSide:
 
     def poke(self) -> None:
         self._dirty.set()
+
+    def serve_claim(self, namespace: str, name: str) -> None:
+        """A guest made this host PVC: provision it (call before creating it)."""
+        self._claims.add((namespace, name))
 
     async def _run(self) -> None:
         while True:
@@ -127,12 +135,15 @@ class HostSide:
         longhorn, default = self._longhorn_classes()
         for pvc in self.api.list(pvcs_kind).items:
             spec, meta = pvc.get("spec") or {}, pvc["metadata"]
+            if (meta["namespace"], meta["name"]) not in self._claims:
+                continue
             if meta.get("deletionTimestamp") or (pvc.get("status") or {}).get("phase") == "Bound":
                 continue
             klass = spec.get("storageClassName") or default
             if klass not in longhorn:
                 continue
             name = f"pvc-{meta['uid']}"
+            self._volumes.add(name)
             size = str((spec.get("resources") or {}).get("requests", {}).get("storage", "1Gi"))
             access = (spec.get("accessModes") or ["ReadWriteOnce"])[0]
             block = spec.get("volumeMode") == "Block"
@@ -164,7 +175,8 @@ class HostSide:
                                                           "staleReplicaTimeout": "30", "migratable": "true"}}},
                     "status": {"phase": "Bound"}}, keep_status=True)
 
-            def bind(obj: Obj, pv: str = name, capacity: str = size) -> None:
+            def bind(obj: Obj, pv: str = name, capacity: str = size, access: str = access,
+                     klass: str = klass) -> None:
                 obj["spec"]["volumeName"] = pv
                 if not obj["spec"].get("storageClassName"):
                     obj["spec"]["storageClassName"] = klass
@@ -183,6 +195,8 @@ class HostSide:
         pods = [p for p in self.api.list(kind(self.api, "v1", "pods")).items
                 if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
         for volume in self.api.list(volumes, LONGHORN_NAMESPACE).items:
+            if volume["metadata"]["name"] not in self._volumes:
+                continue
             k8s = (volume.get("status") or {}).get("kubernetesStatus") or {}
             namespace, claim = k8s.get("namespace", ""), k8s.get("pvcName", "")
             if not claim:
@@ -231,6 +245,9 @@ class HostSide:
         except errors.ApiError:
             pass
         self.contents.drop(name)
+        self._volumes.discard(name)
+        k8s = (volume.get("status") or {}).get("kubernetesStatus") or {}
+        self._claims.discard((k8s.get("namespace", ""), k8s.get("pvcName", "")))
 
     # ---- lookups guests use ----------------------------------------------------------------------
     def longhorn_volume_for(self, namespace: str, claim: str) -> Obj | None:

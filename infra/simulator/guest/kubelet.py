@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from . import scheduler
-from .objects import status_of, Obj, condition, is_active, kind, mutate_if_changed, with_condition
+from .objects import (
+    Obj,
+    condition,
+    is_active,
+    kind,
+    mutate_if_changed,
+    status_of,
+    with_condition,
+)
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster

@@ -28,7 +28,16 @@ from ..apiserver.clock import rfc3339
 from .csi_chart import CHART as CSI_CHART
 from .csi_chart import DRIVER
 from .hostside import DEFAULT_CLASS_ANNOTATION, bytes_of
-from .objects import status_of, Obj, is_active, kind, mutate_if_changed, owner_reference, random_suffix, running_ready_pods
+from .objects import (
+    Obj,
+    is_active,
+    kind,
+    mutate_if_changed,
+    owner_reference,
+    random_suffix,
+    running_ready_pods,
+    status_of,
+)
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster
@@ -154,6 +163,7 @@ class GuestStorage:
                 host_class = self._host_storage_class(klass)
                 if host_class:
                     host_spec["storageClassName"] = host_class
+                self.guest.hostside.serve_claim(self.guest.host_namespace, f"pvc-{meta['uid']}")
                 self.host.create(host_pvcs, {
                     "metadata": {"name": f"pvc-{meta['uid']}", "namespace": self.guest.host_namespace},
                     "spec": host_spec, "status": {"phase": "Pending"}}, keep_status=True)
@@ -176,7 +186,7 @@ class GuestStorage:
                                      "fsType": "ext4"}},
                     "status": {"phase": "Bound"}}, keep_status=True)
 
-            def bind(obj: Obj) -> None:
+            def bind(obj: Obj, pv_name: str = pv_name, access: list[str] = access, capacity: str = capacity) -> None:
                 obj["spec"]["volumeName"] = pv_name
                 obj["metadata"].setdefault("annotations", {}).update({
                     "pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"})

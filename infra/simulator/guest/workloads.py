@@ -15,10 +15,20 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..apiserver import errors
-from ..apiserver.clock import rfc3339
 from . import scheduler
-from .objects import (Obj, status_of, controller_uid, is_active, is_pod_ready, kind, mutate_if_changed, owned_by,
-                      owner_reference, random_suffix, template_hash, with_condition)
+from .objects import (
+    Obj,
+    is_active,
+    is_pod_ready,
+    kind,
+    mutate_if_changed,
+    owned_by,
+    owner_reference,
+    random_suffix,
+    status_of,
+    template_hash,
+    with_condition,
+)
 
 if TYPE_CHECKING:
     from .cluster import GuestCluster
@@ -368,10 +378,3 @@ def _pinned_node(pod: Obj) -> str | None:
             if field.get("key") == "metadata.name" and field.get("values"):
                 return field["values"][0]
     return (pod.get("spec") or {}).get("nodeName")
-
-
-def rfc_now() -> str:
-    return rfc3339()
-
-
-__all__ = ["Workloads", "new_pod", "controller_uid"]

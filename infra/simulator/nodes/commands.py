@@ -20,6 +20,7 @@ from typing import Any, Callable
 import yaml
 
 from ..apiserver.objects import ObjectApi
+from ..harvester.helm_releases import HelmReleases
 from ..harvester.helm_storage import history_entries
 from .bridge import LoopBridge
 from .files import RKE2_KUBECONFIG, ROOT_UID, NodeFiles
@@ -151,6 +152,8 @@ class NodeCommands:
 
     def helm(self, call: Call) -> Output:
         args = call.argv[1:]
+        if args and args[0] == "upgrade":
+            return self._helm_upgrade(call, args[1:])
         if not args or args[0] != "history":
             verb = args[0] if args else ""
             return Output(1, "", f'Error: unknown command "{verb}" for "helm"\nRun \'helm --help\' for usage.\n')
@@ -184,6 +187,46 @@ class NodeCommands:
             return Output(1, "", "Error: release: not found\n")
         entries = entries[-int(options["max"]):] if options["max"].isdigit() and int(options["max"]) else entries
         return Output(0, _format_history(entries, options["output"]))
+
+    def _helm_upgrade(self, call: Call, args: list[str]) -> Output:
+        """`helm upgrade RELEASE REPO/CHART --version V -n NS [--reuse-values]`: a new deployed revision.
+
+        The app version follows Rancher's chart convention `<chart>+up<app version>`."""
+        options = {"namespace": "default", "version": ""}
+        names = {"-n": "namespace", "--namespace": "namespace", "--version": "version"}
+        positional: list[str] = []
+        while args:
+            arg = args.pop(0)
+            flag, eq, value = arg.partition("=")
+            if flag in names:
+                if not eq:
+                    if not args:
+                        return Output(1, "", f"Error: flag needs an argument: {flag}\n")
+                    value = args.pop(0)
+                options[names[flag]] = value
+            elif arg in ("--reuse-values", "--wait", "--atomic"):
+                continue
+            elif arg.startswith("-"):
+                return Output(1, "", f"Error: unknown flag: {flag}\n")
+            else:
+                positional.append(arg)
+        if len(positional) != 2:
+            return Output(1, "", '"helm upgrade" requires 2 arguments\n\nUsage:  helm upgrade [RELEASE] [CHART] [flags]\n')
+        if call.uid != ROOT_UID:
+            return Output(1, "", f"Error: Kubernetes cluster unreachable: {_KUBECONFIG_DENIED}\n")
+        release, chart = positional[0], positional[1].rsplit("/", 1)[-1]
+        version = options["version"]
+        if not version:
+            return Output(1, "", f"Error: no chart version given for {chart}: pass --version\n")
+        app = version.split("+up", 1)[1] if "+up" in version else version
+        if not self.services.bridge.call(self._release_history, release, options["namespace"]):
+            return Output(1, "", f'Error: UPGRADE FAILED: "{release}" has no deployed releases\n')
+        record = self.services.bridge.call(
+            lambda: HelmReleases(self.services.api).upgrade(options["namespace"], release, version, app,
+                                                            chart_name=chart))
+        return Output(0, f'Release "{release}" has been upgraded. Happy Helming!\nNAME: {release}\n'
+                         f'NAMESPACE: {options["namespace"]}\nSTATUS: deployed\nREVISION: {record["version"]}\n'
+                         'TEST SUITE: None\n')
 
     def _release_history(self, release: str, namespace: str) -> list[dict[str, Any]]:
         """On the loop: the revisions of one release, from its Secrets (Helm's storage driver)."""

@@ -60,7 +60,7 @@ class NodePower:
             "reboot": self._reboot, "shutdown": lambda: self._go_down(graceful=True), "start": self._boot,
             "destroy": lambda: self._go_down(graceful=False)}
         self._transition = asyncio.get_running_loop().create_task(steps[action](), name=f"{self.node.name}-{action}")
-        self.twin.tasks.append(self._transition)
+        self.twin.track(self._transition)
         log.info("node %s: %s requested (was %s)", self.node.name, action, state.value)
         return {"node": self.node.name, "action": action, "previousPower": state.value}
 
@@ -78,7 +78,7 @@ class NodePower:
         if self._grace is None or self._grace.done():
             self._grace = asyncio.get_running_loop().create_task(self._node_stops_posting(),
                                                                   name=f"{node.name}-grace")
-            self.twin.tasks.append(self._grace)
+            self.twin.track(self._grace)
         if graceful:
             await self.twin.clock.sleep(SHUTDOWN_SECONDS)
         node.power = Power.OFF

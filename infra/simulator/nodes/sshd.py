@@ -161,6 +161,12 @@ class NodeSshd:
         with self._lock:
             listener, self._listener = self._listener, None
         if listener is not None:
+            try:
+                # close() alone leaves a thread blocked in accept() holding the port in LISTEN,
+                # so the node could not listen again after a reboot; shutdown() wakes it.
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         self.drop_sessions()
 
