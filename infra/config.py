@@ -46,10 +46,19 @@ class NodeAccess(_Model):
                                  "without it the first key seen is recorded in the run's known_hosts")
 
 
+class GuestCluster(_Model):
+    """An RKE2 guest cluster running on the Harvester cluster (for the CSI/cloud-provider stories)."""
+
+    name: str
+    host_namespace: str = Field("default", description="the host namespace its VMs live in")
+    kubeconfig: Path | None = Field(None, description="default: read from the host Secret <name>-kubeconfig")
+
+
 class ExistingBackend(_Model):
     kubeconfig: Path
     context: str | None = None
     nodes: list[NodeAccess] = []
+    guest: GuestCluster | None = None
 
     @field_validator("kubeconfig")
     @classmethod

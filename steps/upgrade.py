@@ -8,6 +8,7 @@ from infra.backends import Backend, Cluster
 from infra.cleanup import CleanupStack
 from infra.config import RunConfig
 from infra.harvester.upgrade import UpgradeRun, UpgradeStalled
+from infra.harvester.upgrade.diagnostics import collect_upgrade_diagnostics
 from infra.harvester.upgrade.follow import UpgradeAttempt, follow
 from infra.harvester.upgrade.preflight import check_release_file
 from infra.harvester.upgrade.report import attach_upgrade_record
@@ -28,6 +29,8 @@ def upgrade_to(cluster: Cluster, version: str, run_config: RunConfig, cleanup: C
     run = UpgradeRun.start(cluster.kube(), version, run_id=run_config.run_id, cleanup=cleanup)
     attempt = follow(run, run_config)
     attach_upgrade_record(attempt)
+    if attempt.problem is not None:
+        collect_upgrade_diagnostics(cluster, run)       # before any cleanup runs
     return attempt
 
 

@@ -10,6 +10,7 @@ import datetime
 import json
 import logging
 import shutil
+import subprocess
 import threading
 import time
 import urllib.error
@@ -31,7 +32,7 @@ from infra.simulator.nodes.commands import NodeServices, node_shell
 from infra.simulator.nodes.files import NodeFiles
 from infra.simulator.nodes.system import NodeSystem
 from infra.simulator.harvester.versions import get_version
-from infra.ssh import (HostKeyChanged, KeyPair, KnownHosts, RemoteFileError, SshAuthFailed, SshNode, SshTarget,
+from infra.ssh import (CommandTimeout, HostKeyChanged, KeyPair, KnownHosts, RemoteFileError, SshAuthFailed, SshNode, SshTarget,
                        UnknownHostKey, generate_keypair)
 from infra.ssh.known_hosts import describe, public_key
 from infra.waits.budget import Budget, WaitTimeout
@@ -184,6 +185,27 @@ def test_lists_and_pipes(node0: SshNode) -> None:
     assert node0.run("grep -q Harvester /etc/os-release && echo found").stdout == "found\n"
     unsupported = node0.run("echo hi > /tmp/x")
     assert unsupported.exit_status == 2 and "redirection" in unsupported.stderr
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (see README)")
+def test_a_command_past_its_timeout_is_abandoned_and_stopped_on_the_node(node0: SshNode,
+                                                                      ssh_twin: TwinProcess) -> None:
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"`sudo -n -- sh -c 'kubectl get nodes --watch'` on harvester-node-0 "
+                                             r"did not finish within 2s"):
+        node0.sudo("kubectl get nodes --watch", timeout=2)
+    assert time.monotonic() - started < 10
+    assert node0.run("true").ok, "the session is still usable after a timed-out command"
+
+    def watching_kubectl() -> list[str]:
+        found = subprocess.run(["pgrep", "-P", str(ssh_twin.process.pid), "-f", "kubectl get nodes --watch"],
+                               capture_output=True, text=True)
+        return found.stdout.split()
+
+    deadline = time.monotonic() + 10
+    while watching_kubectl() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not watching_kubectl(), "the node kills the command of a closed session (as sshd's SIGHUP does)"
 
 
 def test_sudo_runs_as_root(node0: SshNode) -> None:

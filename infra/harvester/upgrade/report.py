@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from infra.report.attach import attach_text
+from infra.report.timeline import NodeSpan, PhaseSpan, attach_upgrade_timeline
 from infra.waits.budget import format_seconds
 
 if TYPE_CHECKING:
@@ -25,9 +26,11 @@ def phase_table(attempt: "UpgradeAttempt") -> str:
 
 
 def attach_upgrade_record(attempt: "UpgradeAttempt") -> None:
+    """The phase table, and the timeline picture: one bar per phase and per node state, budgets marked."""
     attach_text(f"upgrade {attempt.run.name}: phases", phase_table(attempt))
-    try:
-        from .timeline import attach_timeline
-    except ImportError:          # the timeline picture arrives with the reporting work
-        return
-    attach_timeline(attempt)
+    phases = [PhaseSpan(r.name, r.started, r.ended, r.budget.seconds,
+                        "passed" if r.outcome.startswith("passed") else r.outcome)
+              for r in attempt.tracker.phases]
+    nodes = [NodeSpan(r.node, r.state, r.started, r.ended) for r in attempt.tracker.node_states]
+    if phases:
+        attach_upgrade_timeline(phases, nodes, f"upgrade {attempt.run.name} to {attempt.run.target_version}")

@@ -71,7 +71,7 @@ class HostSide:
         if self._started:
             return
         self._started = True
-        self._ensure_infrastructure()
+        self.ensure_infrastructure()
         self.api.store.listeners.append(self._offer)
         self.twin.spawn(self._run, "guest-hostside")
         self._dirty.set()
@@ -97,7 +97,7 @@ class HostSide:
                 log.exception("host-side guest support failed")
             await asyncio.sleep(0)
 
-    def _ensure_infrastructure(self) -> None:
+    def ensure_infrastructure(self) -> None:
         classes = kind(self.api, "storage.k8s.io/v1", "storageclasses")
         if self.api.find(classes, None, DEFAULT_CLASS) is None:
             self.api.create(classes, {

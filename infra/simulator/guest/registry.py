@@ -42,6 +42,8 @@ class GuestRegistry:
         server.add_twin_route("DELETE", "/twin/v1/guests/{name}", self._delete)
         server.add_twin_route("GET", "/twin/v1/dhcp/leases", self._leases)
         self.twin.spawn(self._stop_guests_with_the_twin, "guest-registry")
+        # A Harvester cluster has its default StorageClass and the VM network from the start.
+        self.hostside.ensure_infrastructure()
 
     async def _stop_guests_with_the_twin(self) -> None:
         import asyncio

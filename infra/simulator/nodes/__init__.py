@@ -25,7 +25,7 @@ from ..kubeconfig import kubeconfig_dict
 
 from .bridge import LoopBridge
 from .commands import NodeServices, node_shell
-from .files import NodeFiles
+from .files import RANCHER_UID, NodeFiles
 from .power import NodePower
 from .sftp import NodeSftp, SftpView
 from .sshd import NodeLogin, NodeSshd, new_host_key
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeFleet", "NodeLogin", "NodeSystem", "Power", "SimulatedNode", "start_nodes"]
 log = logging.getLogger(__name__)
-_KEEP_BOOT_UPTIME = dt.timedelta(hours=2)     # how long the seeded nodes have been up
+SEEDED_UPTIME = dt.timedelta(hours=2)     # how long the nodes have been up when the twin starts
 
 
 @dataclass
@@ -75,14 +75,15 @@ class NodeFleet:
     def add(self, node_object: dict[str, Any]) -> SimulatedNode:
         name = node_object["metadata"]["name"]
         boot_id = (node_object.get("status", {}).get("nodeInfo") or {}).get("bootID", "")
-        system = NodeSystem.installed(name, self.twin.version, boot_id, _KEEP_BOOT_UPTIME)
+        system = NodeSystem.installed(name, self.twin.version, boot_id, SEEDED_UPTIME)
         services = NodeServices(self.twin.api, self.bridge, self.files, self.kubeconfig_file, self.workdir / "home",
                                 request_power=lambda node, action: self.bridge.soon(self._power_quietly, node,
                                                                                     action, delay=0.1),
                                 sudo_password=self.login.password)
         shell = node_shell(system, services)
         sshd = NodeSshd(name, self.login, new_host_key(),
-                        run_command=lambda line, stdin: shell.run(line, stdin, uid=1000),
+                        run_command=lambda line, stdin, hung_up: shell.run(line, stdin, RANCHER_UID,
+                                                                           hung_up=hung_up),
                         sftp_interface=NodeSftp, sftp_view=SftpView(system, self.files))
         sshd.listen()
         node = SimulatedNode(system, sshd, NodePower(self.twin, system, sshd))

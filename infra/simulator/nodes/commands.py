@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,14 +24,14 @@ from ..apiserver.objects import ObjectApi
 from ..harvester.helm_releases import HelmReleases
 from ..harvester.helm_storage import history_entries
 from .bridge import LoopBridge
-from .files import RKE2_KUBECONFIG, ROOT_UID, NodeFiles
+from .files import RANCHER_UID, RKE2_KUBECONFIG, ROOT_UID, NodeFiles
 from .journal import RKE2_SERVER, SYSTEM_AGENT
 from .shell import Call, Output, Shell
 from .system import NodeSystem, Power
 
 KUBECTL_TIMEOUT_SECONDS = 120
 _KUBECONFIG_DENIED = (f'error loading config file "{RKE2_KUBECONFIG}": open {RKE2_KUBECONFIG}: permission denied')
-_USERS = {ROOT_UID: ("root", 0, "root"), 1000: ("rancher", 100, "users")}
+_USERS = {ROOT_UID: ("root", 0, "root"), RANCHER_UID: ("rancher", 100, "users")}
 
 
 @dataclass
@@ -90,7 +91,7 @@ class NodeCommands:
         args = call.argv[1:]
         if len(args) < 2 or args[0] != "-c":
             return Output(2, "", f"{call.name}: the simulated node runs only `{call.name} -c '<command>'`\n")
-        return call.shell.run(args[1], call.stdin, call.uid, shell_name=call.name)
+        return call.shell.run(args[1], call.stdin, call.uid, shell_name=call.name, hung_up=call.hung_up)
 
     def sudo(self, call: Call) -> Output:
         args = call.argv[1:]
@@ -130,7 +131,7 @@ class NodeCommands:
                                      "sudo: a password is required\n")
         if not call.shell.knows(args[0]):
             return Output(1, "", f"sudo: {args[0]}: command not found\n")
-        return call.shell.execute(args, stdin, ROOT_UID, call.shell_name)
+        return call.shell.execute(args, stdin, ROOT_UID, call.shell_name, call.hung_up)
 
     # --- Kubernetes ---------------------------------------------------------------------------------
     def kubectl(self, call: Call) -> Output:
@@ -143,12 +144,20 @@ class NodeCommands:
         wants_stdin = "-" in args or any(a in ("--filename=-", "-f-") for a in args)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.services.kubectl_home),
                "KUBECONFIG": str(self.services.kubeconfig_file)}
-        try:
-            done = subprocess.run([binary, *args], input=call.stdin() if wants_stdin else "", capture_output=True,
-                                  text=True, env=env, timeout=KUBECTL_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            return Output(124, "", f"kubectl did not finish within {KUBECTL_TIMEOUT_SECONDS}s\n")
-        return Output(done.returncode, done.stdout, done.stderr)
+        process = subprocess.Popen([binary, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=env)
+        give_up = time.monotonic() + KUBECTL_TIMEOUT_SECONDS
+        pending_input: str | None = call.stdin() if wants_stdin else ""
+        while True:
+            try:
+                stdout, stderr = process.communicate(pending_input, timeout=0.5)
+                return Output(process.returncode, stdout, stderr)
+            except subprocess.TimeoutExpired:
+                pending_input = None             # already handed over; a retry must not send it again
+                if call.hung_up() or time.monotonic() > give_up:
+                    process.kill()
+                    stdout, stderr = process.communicate()
+                    return Output(124, stdout, stderr + "kubectl stopped: the session closed or it ran too long\n")
 
     def helm(self, call: Call) -> Output:
         args = call.argv[1:]

@@ -32,6 +32,7 @@ class Call:
     uid: int
     shell: "Shell"
     shell_name: str = "bash"
+    hung_up: Callable[[], bool] = lambda: False     # the SSH channel closed: stop, as sshd's SIGHUP would
 
     @property
     def name(self) -> str:
@@ -150,7 +151,8 @@ class Shell:
     read_file: Callable[[str, int], str] | None = None       # (path, uid) -> text, raising OSError
     installed: Callable[[str], bool] = lambda name: True     # False for a command whose binary is absent
 
-    def run(self, line: str, stdin: Stdin, uid: int, shell_name: str = "bash") -> Output:
+    def run(self, line: str, stdin: Stdin, uid: int, shell_name: str = "bash",
+            hung_up: Callable[[], bool] = lambda: False) -> Output:
         try:
             commands = parse(line)
         except ShellSyntaxError as exc:
@@ -159,24 +161,26 @@ class Shell:
         for joiner, pipeline in commands:
             if (joiner == "&&" and status != 0) or (joiner == "||" and status == 0):
                 continue
-            result = self._pipeline(pipeline, stdin, uid, shell_name)
+            result = self._pipeline(pipeline, stdin, uid, shell_name, hung_up)
             out.append(result.stdout)
             err.append(result.stderr)
             status = result.status
         return Output(status, "".join(out), "".join(err))
 
-    def _pipeline(self, pipeline: list[list[str]], stdin: Stdin, uid: int, shell_name: str) -> Output:
+    def _pipeline(self, pipeline: list[list[str]], stdin: Stdin, uid: int, shell_name: str,
+                  hung_up: Callable[[], bool]) -> Output:
         errors: list[str] = []
         result = Output(0)
         source = stdin
         for argv in pipeline:
-            result = self.execute(argv, source, uid, shell_name)
+            result = self.execute(argv, source, uid, shell_name, hung_up)
             errors.append(result.stderr)
             source = (lambda text: lambda: text)(result.stdout)
         return Output(result.status, result.stdout, "".join(errors))
 
-    def execute(self, argv: list[str], stdin: Stdin, uid: int, shell_name: str = "bash") -> Output:
-        call = Call(argv, stdin, uid, self, shell_name)
+    def execute(self, argv: list[str], stdin: Stdin, uid: int, shell_name: str = "bash",
+                hung_up: Callable[[], bool] = lambda: False) -> Output:
+        call = Call(argv, stdin, uid, self, shell_name, hung_up)
         command = self.commands.get(call.name) or TEXT_TOOLS.get(call.name)
         if command is None or not self.installed(call.name):
             return Output(127, "", f"{shell_name}: {argv[0]}: command not found\n")

@@ -55,7 +55,7 @@ def new_host_key() -> paramiko.PKey:
     return paramiko.Ed25519Key(file_obj=io.StringIO(pem))
 
 
-RunCommand = Callable[[str, Callable[[], str]], Output]      # (command line, stdin reader) -> output
+RunCommand = Callable[[str, Callable[[], str], Callable[[], bool]], Output]   # (line, stdin, hung up?) -> output
 
 
 class _Interface(paramiko.ServerInterface):
@@ -220,7 +220,7 @@ class NodeSshd:
 
     def exec(self, channel: paramiko.Channel, command: str) -> None:
         try:
-            output = self.run_command(command, _ChannelStdin(channel))
+            output = self.run_command(command, _ChannelStdin(channel), lambda: channel.closed)
         except Exception:  # noqa: BLE001 - a command bug must answer like a crashed program, not hang
             log.exception("sshd %s: command failed: %s", self.name, command)
             output = Output(1, "", "simulated node: internal error running the command\n")
