@@ -10,7 +10,7 @@ RESULTS := allure-results
 REPORT  := allure-report
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
-.PHONY: all setup test e2e report bench clean
+.PHONY: all setup test e2e report bench nightly gate clean
 
 all: test
 
@@ -49,6 +49,12 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_ssh.py
 	$(BIN)/python tests/bench/bench_libvirt.py
 	$(BIN)/python tests/bench/bench_upgrade.py
+
+nightly: $(STAMP) $(NODE_STAMP)
+	$(BIN)/harvester-e2e matrix ci/matrix/nightly.yaml
+
+gate: $(STAMP)
+	$(BIN)/harvester-e2e gate artifacts/matrix/nightly/allure-results --markdown artifacts/matrix/nightly/gate.md
 
 clean:
 	rm -rf $(VENV) node_modules $(RESULTS) $(REPORT) artifacts

@@ -46,6 +46,7 @@ class Cluster:
     power_control: Any = None        # node power through libvirt domains (see `power`); None: not available
     known_hosts: Path | None = None  # the run's known_hosts file (never ~/.ssh)
     _kube: Any = None
+    gone: Any = None            # () -> reason the API server will never answer again, or None
     _sessions: dict[str, SshNode] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -58,7 +59,7 @@ class Cluster:
         from infra.kube import Kube
 
         if self._kube is None:
-            self._kube = Kube(self.kubeconfig)
+            self._kube = Kube(self.kubeconfig, gone=self.gone)
         return self._kube
 
     def node(self, name: str) -> NodeHandle:

@@ -46,6 +46,13 @@ class TwinProcess:
     log_path: Path
     info: dict[str, Any] = field(default_factory=dict)     # the ready file: URL, nodes' SSH ports and host keys
 
+    def exit_reason(self) -> str | None:
+        """None while the twin runs; once it has exited, why its API will never answer again."""
+        if self.process.poll() is None:
+            return None
+        return (f"the simulated Harvester {self.version} exited with status {self.process.returncode}; "
+                f"its log ({self.log_path}) ends with:\n{self.stderr_tail(10)}")
+
     def stderr_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -140,6 +147,7 @@ class SimulatedBackend(Backend):
         cluster = Cluster(name=f"twin-{harvester_version}", backend=self.name, kubeconfig=twin.kubeconfig,
                           harvester_version=harvester_version, run_id=self.config.run_id, simulated=True,
                           nodes=nodes, known_hosts=run_dir / "known_hosts")
+        cluster.gone = twin.exit_reason        # a dead twin fails fast instead of being retried for minutes
         self._clusters[harvester_version] = cluster
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         return cluster

@@ -68,10 +68,11 @@ def _key(obj: Obj) -> tuple[str, str]:
 
 class Kube:
     def __init__(self, kubeconfig: Path, *, context: str | None = None, unavailable_budget: float = 300.0,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, gone: Callable[[], str | None] | None = None) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.api_client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig), context=context)
         self.unavailable_budget = unavailable_budget
+        self.gone = gone          # says why the API server will not come back (no point retrying), if known
         self.request_timeout = request_timeout
         cache = Path(tempfile.mkdtemp(prefix="harvester-e2e-discovery-")) / "discovery.json"
         self.dynamic = retry_api_unavailable(unavailable_budget)(DynamicClient, self.api_client, cache_file=str(cache))
@@ -80,17 +81,30 @@ class Kube:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", self.request_timeout)
         try:
-            return retry_api_unavailable(self.unavailable_budget)(fn, *args, **kwargs)
-        except (ApiException, DynamicApiError) as exc:
+            return retry_api_unavailable(self.unavailable_budget, self.gone)(fn, *args, **kwargs)
+        except Exception as exc:
+            self._raise_if_gone(exc)
+            if not isinstance(exc, (ApiException, DynamicApiError)):
+                raise
             failure = ApiFailure.from_exception(exc)
             if failure.status == 404:
                 raise NotFound(failure.status, failure.reason, failure.message) from None
             raise failure from None
 
+    def _raise_if_gone(self, exc: BaseException) -> None:
+        """A transport failure from a server known to be gone becomes one clear failure, at once."""
+        reason = self.gone() if self.gone is not None and is_api_unavailable(exc) else None
+        if reason:
+            raise ApiFailure(503, "ServerGone", reason) from exc
+
     def resource(self, api_version: str, kind: str) -> Any:
         try:
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
+            return retry_api_unavailable(self.unavailable_budget, self.gone)(
+                self.dynamic.resources.get, api_version=api_version, kind=kind)
+        except Exception as exc:
+            self._raise_if_gone(exc)
+            if not isinstance(exc, ResourceNotFoundError):
+                raise
             self.dynamic.resources.invalidate_cache()   # a CRD registered since discovery
             try:
                 return self.dynamic.resources.get(api_version=api_version, kind=kind)
@@ -263,7 +277,7 @@ class Kube:
     def _relist(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
                 field_selector: str | None, cache: dict[tuple[str, str], Obj], deadline: Deadline) -> str:
         resource = self.resource(api_version, kind)
-        listing = retry_api_unavailable(max(deadline.remaining, 0.1))(
+        listing = retry_api_unavailable(max(deadline.remaining, 0.1), self.gone)(
             resource.get, namespace=namespace, label_selector=label_selector, field_selector=field_selector,
             _request_timeout=self.request_timeout)
         data = self._dict(listing)

@@ -65,11 +65,16 @@ def _log_attempt(policy: str) -> Callable[[tenacity.RetryCallState], None]:
     return before_sleep
 
 
-def retry_api_unavailable(budget_seconds: float) -> tenacity.Retrying:
+def retry_api_unavailable(budget_seconds: float,
+                          gone: Callable[[], str | None] | None = None) -> tenacity.Retrying:
+    """`gone()` may say the server will not come back (a simulated cluster's process exited): stop then."""
+    stop = tenacity.stop_after_delay(budget_seconds)
+    if gone is not None:
+        stop = stop | (lambda state: gone() is not None)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_api_unavailable),
         wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),
-        stop=tenacity.stop_after_delay(budget_seconds),
+        stop=stop,
         before_sleep=_log_attempt("api_unavailable"),
         reraise=True,
     )

@@ -164,7 +164,7 @@ def _host_key(cache: Path) -> tuple[Path, str]:
     if not key_path.exists():
         _run([str(GUEST_TOOLS["dropbearkey"]), "-t", "ed25519", "-f", str(key_path)])
     public = _run([str(GUEST_TOOLS["dropbearkey"]), "-y", "-f", str(key_path)]).stdout
-    line = next(l for l in public.splitlines() if l.startswith("ssh-ed25519 "))
+    line = next(text for text in public.splitlines() if text.startswith("ssh-ed25519 "))
     return key_path, " ".join(line.split()[:2])
 
 

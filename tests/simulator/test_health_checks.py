@@ -43,3 +43,22 @@ def test_a_node_that_stays_not_ready_times_out_naming_the_node(kube: Kube) -> No
     finally:
         kube.patch("v1", "Node", "harvester-node-2", {"status": {"conditions": conditions}},
                    subresource="status", patch_type="merge")
+
+
+def test_a_dead_simulated_cluster_fails_fast_with_the_reason(tmp_path) -> None:  # noqa: ANN001
+    import time
+
+    from infra.kube import ApiFailure
+    from infra.kube import Kube as KubeClient
+
+    from ..conftest import start_twin
+
+    twin = start_twin("v1.4.2", tmp_path)
+    kube = KubeClient(twin.kubeconfig, unavailable_budget=300, gone=twin.exit_reason)
+    twin.process.kill()
+    twin.process.wait(10)
+    started = time.monotonic()
+    with pytest.raises(ApiFailure) as caught:
+        kube.list("v1", "Node")
+    assert time.monotonic() - started < 10, "no 5-minute retry against a process that is gone"
+    assert "exited with status" in caught.value.message

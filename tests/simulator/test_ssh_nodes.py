@@ -37,7 +37,7 @@ from infra.ssh import (CommandTimeout, HostKeyChanged, KeyPair, KnownHosts, Remo
 from infra.ssh.known_hosts import describe, public_key
 from infra.waits.budget import Budget, WaitTimeout
 
-scenarios("../tests/simulator/node_reboot.feature")
+scenarios("node_power.feature")
 
 NODE_PASSWORD = "p@ssword-never-logged-7c1e"
 

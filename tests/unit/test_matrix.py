@@ -149,7 +149,7 @@ def test_no_more_cells_run_at_once_than_the_width(tmp_path: Path) -> None:
             active[0] += 1
             most[0] = max(most[0], active[0])
             lock.notify_all()
-            lock.wait_for(lambda: active[0] >= 2, timeout=5)  # hold until the pair is running together
+            lock.wait_for(lambda: most[0] >= 2, timeout=5)  # hold until two ran together once
             active[0] -= 1
         return CellOutcome(cell, "passed", exit_code=0, counts={"passed": 1})
 

@@ -547,8 +547,8 @@ def _int(text: str | None, name: str) -> int:
 async def _read_body(request: web.Request) -> bytes:
     content_type = request.headers.get("Content-Type", "")
     if "protobuf" in content_type:
-        raise errors.ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                              f"accepted media types include: application/json, application/yaml")
+        raise errors.ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                              "accepted media types include: application/json, application/yaml")
     return await request.read()
 
 

@@ -267,7 +267,7 @@ class NodeCommands:
                 lines = int(value)
             elif flag in ("-o", "--output"):
                 if value not in ("short", "cat"):
-                    return Output(1, "", f"journalctl: the simulated node supports -o short and -o cat\n")
+                    return Output(1, "", "journalctl: the simulated node supports -o short and -o cat\n")
                 output = value
             elif arg in ("--no-pager", "-q", "--quiet", "--no-hostname"):
                 continue
