@@ -59,6 +59,7 @@ class ExistingBackend(_Model):
     context: str | None = None
     nodes: list[NodeAccess] = []
     guest: GuestCluster | None = None
+    harvester_url: str | None = Field(None, description="Harvester's API, e.g. https://<vip>: support bundles")
 
     @field_validator("kubeconfig")
     @classmethod

@@ -47,6 +47,7 @@ class Cluster:
     known_hosts: Path | None = None  # the run's known_hosts file (never ~/.ssh)
     _kube: Any = None
     gone: Any = None            # () -> reason the API server will never answer again, or None
+    harvester_url: str | None = None   # Harvester's own API (support bundles); the VIP on a real cluster
     _sessions: dict[str, SshNode] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -24,7 +24,8 @@ class ExistingBackend(Backend):
                 nodes=[NodeHandle(n.name, n.host, n.port, ssh_user=n.user, ssh_key_file=n.key_file,
                                   ssh_password=n.password, ssh_host_key=n.host_key)
                        for n in self.config.existing.nodes],
-                known_hosts=(self.config.artifacts_dir / self.config.run_id / "known_hosts").resolve())
+                known_hosts=(self.config.artifacts_dir / self.config.run_id / "known_hosts").resolve(),
+                harvester_url=self.config.existing.harvester_url)
         return self._cluster
 
     def release_all(self) -> None:

@@ -148,6 +148,7 @@ class SimulatedBackend(Backend):
                           harvester_version=harvester_version, run_id=self.config.run_id, simulated=True,
                           nodes=nodes, known_hosts=run_dir / "known_hosts")
         cluster.gone = twin.exit_reason        # a dead twin fails fast instead of being retried for minutes
+        cluster.harvester_url = cluster.api_url   # the twin serves Harvester's API beside Kubernetes'
         self._clusters[harvester_version] = cluster
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         return cluster

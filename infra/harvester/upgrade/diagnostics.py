@@ -9,9 +9,14 @@ the others.
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
-from infra.report.attach import attach_text, attach_yaml
+from infra.report.attach import attach_file, attach_text, attach_yaml
+from infra.waits.budget import Budget
+
+from ..supportbundle import request_and_download
 
 from ..names import HARVESTER, SYSTEM_NAMESPACE
 from .run import UpgradeRun
@@ -28,7 +33,8 @@ def _safely(what: str, collect: Callable[[], Any]) -> None:
         log.warning("diagnostics: %s not collected: %s", what, exc)
 
 
-def collect_upgrade_diagnostics(cluster: Any, run: UpgradeRun, journal_lines: int = 200) -> None:
+def collect_upgrade_diagnostics(cluster: Any, run: UpgradeRun, journal_lines: int = 200,
+                                bundle_budget_s: float = 600.0) -> None:
     kube = run.kube
 
     def upgrade_and_version() -> None:
@@ -52,6 +58,18 @@ def collect_upgrade_diagnostics(cluster: Any, run: UpgradeRun, journal_lines: in
             _safely(f"journal of {node.name}", lambda n=node.name: attach_text(
                 f"journal {n}", cluster.ssh(n).sudo(f"journalctl {units} --no-pager -n {journal_lines}").stdout))
 
+    def support_bundle() -> None:
+        if not getattr(cluster, "harvester_url", None):
+            attach_text("support bundle (not requested)", "no Harvester API URL is configured "
+                        "(existing.harvester_url); request one from the UI: Support > Generate Support Bundle")
+            return
+        bundle = request_and_download(kube, cluster.harvester_url, cluster.run_id,
+                                      f"harvester-e2e: upgrade {run.name} to {run.target_version} failed",
+                                      Budget("support bundle ready", bundle_budget_s))
+        saved = Path(tempfile.mkdtemp(prefix="harvester-e2e-bundle-")) / bundle.filename
+        saved.write_bytes(bundle.archive)           # already redacted, member by member
+        attach_file(f"support bundle {bundle.filename}", saved, "application/zip")
+
     for what, collect in (("Upgrade and Version", upgrade_and_version), ("upgrade job logs", job_logs),
-                          ("events", events), ("node journals", journals)):
+                          ("events", events), ("node journals", journals), ("support bundle", support_bundle)):
         _safely(what, collect)

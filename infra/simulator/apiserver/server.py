@@ -37,6 +37,7 @@ KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.2+rke2r1", "gi
 
 
 TwinRoute = Callable[[web.Request, str], Awaitable[dict[str, Any]]]
+ProductRoute = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
 def _dumps(body: Any) -> bytes:
@@ -98,6 +99,11 @@ class ApiServer:
         self._streams: set[web.StreamResponse] = set()
         self.requests_served = 0
         self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
+        self._product_routes: dict[str, ProductRoute] = {}
+
+    def add_product_route(self, prefix: str, handler: "ProductRoute") -> None:
+        """A route of the product's own API beside Kubernetes' (e.g. Harvester's /v1/harvester/...)."""
+        self._product_routes[prefix] = handler
 
     def add_twin_route(self, method: str, path: str, handler: "TwinRoute") -> None:
         """A twin-only endpoint under /twin/v1/ (e.g. node power); `path` may hold one `{name}` segment."""
@@ -163,6 +169,9 @@ class ApiServer:
         try:
             if path.startswith("/twin/v1/"):
                 return await self._twin(request, path)
+            for prefix, handler in self._product_routes.items():
+                if path.startswith(prefix):
+                    return await handler(request, path[len(prefix):])
             if self.faults.api_unavailable():
                 raise errors.unavailable("the server is currently unable to handle the request")
             burst = self.faults.take_burst()

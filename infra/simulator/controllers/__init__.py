@@ -12,6 +12,7 @@ from .. import guest
 from . import ipam, ippool_webhook, loadbalancer
 from . import upgrade_webhook
 from . import upgrade
+from . import supportbundle
 
 if TYPE_CHECKING:
     from ..twin import Twin
@@ -22,6 +23,7 @@ INSTALLERS: list[Callable[["Twin"], None]] = [
     ipam.install, ippool_webhook.install, loadbalancer.install,
     upgrade_webhook.install,
     upgrade.install,
+    supportbundle.install,
 ]
 
 
