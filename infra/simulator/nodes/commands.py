@@ -167,23 +167,11 @@ class NodeCommands:
             verb = args[0] if args else ""
             return Output(1, "", f'Error: unknown command "{verb}" for "helm"\nRun \'helm --help\' for usage.\n')
         options: dict[str, str] = {"namespace": "default", "output": "table", "max": "256"}
-        positional: list[str] = []
-        rest = args[1:]
-        names = {"-n": "namespace", "--namespace": "namespace", "-o": "output", "--output": "output",
-                 "--max": "max"}
-        while rest:
-            arg = rest.pop(0)
-            flag, eq, value = arg.partition("=")
-            if flag in names:
-                if not eq:
-                    if not rest:
-                        return Output(1, "", f"Error: flag needs an argument: {flag}\n")
-                    value = rest.pop(0)
-                options[names[flag]] = value
-            elif arg.startswith("-"):
-                return Output(1, "", f"Error: unknown flag: {flag}\n")
-            else:
-                positional.append(arg)
+        parsed = _helm_flags(args[1:], options, {"-n": "namespace", "--namespace": "namespace", "-o": "output",
+                                                 "--output": "output", "--max": "max"})
+        if isinstance(parsed, Output):
+            return parsed
+        positional = parsed
         if len(positional) != 1:
             return Output(1, "", '"helm history" requires 1 argument\n\nUsage:  helm history RELEASE_NAME [flags]\n')
         if options["output"] not in ("table", "yaml", "json"):
@@ -202,23 +190,11 @@ class NodeCommands:
 
         The app version follows Rancher's chart convention `<chart>+up<app version>`."""
         options = {"namespace": "default", "version": ""}
-        names = {"-n": "namespace", "--namespace": "namespace", "--version": "version"}
-        positional: list[str] = []
-        while args:
-            arg = args.pop(0)
-            flag, eq, value = arg.partition("=")
-            if flag in names:
-                if not eq:
-                    if not args:
-                        return Output(1, "", f"Error: flag needs an argument: {flag}\n")
-                    value = args.pop(0)
-                options[names[flag]] = value
-            elif arg in ("--reuse-values", "--wait", "--atomic"):
-                continue
-            elif arg.startswith("-"):
-                return Output(1, "", f"Error: unknown flag: {flag}\n")
-            else:
-                positional.append(arg)
+        parsed = _helm_flags(args, options, {"-n": "namespace", "--namespace": "namespace", "--version": "version"},
+                             switches=("--reuse-values", "--wait", "--atomic"))
+        if isinstance(parsed, Output):
+            return parsed
+        positional = parsed
         if len(positional) != 2:
             return Output(1, "", '"helm upgrade" requires 2 arguments\n\nUsage:  helm upgrade [RELEASE] [CHART] [flags]\n')
         if call.uid != ROOT_UID:
@@ -301,6 +277,29 @@ class NodeCommands:
             return Output(1, "", "Failed to reboot system via logind: Interactive authentication required.\n")
         self.services.request_power(self.node.name, "reboot")
         return Output(0)
+
+
+def _helm_flags(args: list[str], options: dict[str, str], names: dict[str, str],
+                switches: tuple[str, ...] = ()) -> list[str] | Output:
+    """helm's flag parsing for what the node supports: fills `options`, returns the positional
+    arguments, or helm's error as an Output."""
+    rest, positional = list(args), []
+    while rest:
+        arg = rest.pop(0)
+        flag, eq, value = arg.partition("=")
+        if flag in names:
+            if not eq:
+                if not rest:
+                    return Output(1, "", f"Error: flag needs an argument: {flag}\n")
+                value = rest.pop(0)
+            options[names[flag]] = value
+        elif arg in switches:
+            continue
+        elif arg.startswith("-"):
+            return Output(1, "", f"Error: unknown flag: {flag}\n")
+        else:
+            positional.append(arg)
+    return positional
 
 
 def _ansic(stamp: str) -> str:
