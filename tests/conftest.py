@@ -32,6 +32,21 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
         process.stop()
 
 
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], TwinProcess]]:
+    """One twin per version for a module, started on first use. Tests put back what they change."""
+    started: dict[str, TwinProcess] = {}
+
+    def get(version: str) -> TwinProcess:
+        if version not in started:
+            started[version] = start_twin(version, tmp_path_factory.mktemp(f"twin-{version}"))
+        return started[version]
+
+    yield get
+    for twin in started.values():
+        twin.stop()
+
+
 @pytest.fixture(scope="session")
 def kube(twin: TwinProcess) -> Kube:
     return Kube(twin.kubeconfig, unavailable_budget=20)

@@ -22,6 +22,16 @@ def own_twin(tmp: Path) -> TwinProcess:
 
 
 @contextlib.contextmanager
+def host_kube(tmp: Path) -> Iterator[Kube]:
+    """A Kube on a twin of the test module's own, stopped when the module is done."""
+    twin = own_twin(tmp)
+    try:
+        yield Kube(twin.kubeconfig, unavailable_budget=20)
+    finally:
+        twin.stop()
+
+
+@contextlib.contextmanager
 def a_guest(host: Kube, rke2: str = "v1.31.6+rke2r1", rancher: str = "2.10") -> Iterator[guests.GuestCluster]:
     name = guests.guest_name("t")
     guest = guests.provision_simulated_guest(host, name, rke2, rancher, RUN_ID)

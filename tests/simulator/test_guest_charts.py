@@ -6,14 +6,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from infra.backends.simulated import TwinProcess
 from infra.harvester.guest import audit, charts, rollout
 from infra.harvester.guest import cluster as guests
 from infra.kube import ApiFailure, Kube
 from infra.simulator.guest import catalog
 from infra.waits.budget import Budget, WaitTimeout
 
-from .guest_support import BUDGET, RUN_ID, a_guest, installer, own_twin
+from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
 
 Obj = dict[str, Any]
 CSI = "harvester-csi-driver"
@@ -97,11 +96,8 @@ def test_an_unknown_version_or_repository_fails_as_helm_says() -> None:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
-    twin: TwinProcess = own_twin(tmp_path_factory.mktemp("guest-charts-twin"))
-    try:
-        yield Kube(twin.kubeconfig, unavailable_budget=20)
-    finally:
-        twin.stop()
+    with host_kube(tmp_path_factory.mktemp("guest-charts-twin")) as kube:
+        yield kube
 
 
 def test_install_then_upgrade_keeps_helm_history_and_moves_the_controllers(host: Kube) -> None:

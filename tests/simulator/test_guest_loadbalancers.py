@@ -7,7 +7,6 @@ from typing import Iterator
 
 import pytest
 
-from infra.backends.simulated import TwinProcess
 from infra.harvester.guest import charts
 from infra.harvester.guest import cluster as guests
 from infra.harvester.guest import loadbalancers as lbs
@@ -15,16 +14,13 @@ from infra.harvester.guest.twin_endpoints import twin_call
 from infra.kube import Kube
 from infra.waits.budget import Budget, WaitTimeout
 
-from .guest_support import BUDGET, RUN_ID, a_guest, installer, own_twin
+from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
-    twin: TwinProcess = own_twin(tmp_path_factory.mktemp("guest-lb-twin"))
-    try:
-        yield Kube(twin.kubeconfig, unavailable_budget=20)
-    finally:
-        twin.stop()
+    with host_kube(tmp_path_factory.mktemp("guest-lb-twin")) as kube:
+        yield kube
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,18 @@ from typing import Iterator
 
 import pytest
 
-from infra.backends.simulated import TwinProcess
 from infra.harvester.guest import charts, volumes, workload
 from infra.harvester.guest import cluster as guests
 from infra.kube import ApiFailure, Kube
 from infra.waits.budget import Budget, WaitTimeout
 
-from .guest_support import BUDGET, RUN_ID, a_guest, installer, own_twin
+from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
-    twin: TwinProcess = own_twin(tmp_path_factory.mktemp("guest-volumes-twin"))
-    try:
-        yield Kube(twin.kubeconfig, unavailable_budget=20)
-    finally:
-        twin.stop()
+    with host_kube(tmp_path_factory.mktemp("guest-volumes-twin")) as kube:
+        yield kube
 
 
 @pytest.fixture(scope="module")

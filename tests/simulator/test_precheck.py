@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -22,25 +21,10 @@ from infra.kube import Kube
 from infra.waits.budget import Budget
 from steps import precheck as steps
 
-from ..conftest import start_twin
 
 RUN = "e2e-precheck-tests"
 HARVESTER = "harvesterhci.io/v1beta1"
 COUNT_MISMATCH = "nodes({nodes}) and machines({machines}) do not match, check the cluster provision"
-
-
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], TwinProcess]]:
-    started: dict[str, TwinProcess] = {}
-
-    def get(version: str) -> TwinProcess:
-        if version not in started:
-            started[version] = start_twin(version, tmp_path_factory.mktemp(f"twin-{version}"))
-        return started[version]
-
-    yield get
-    for twin in started.values():
-        twin.stop()
 
 
 def cluster_of(twin: TwinProcess) -> Cluster:

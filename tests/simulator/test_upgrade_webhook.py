@@ -43,21 +43,6 @@ Obj = dict[str, Any]
 
 # ---- fixtures and helpers ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], TwinProcess]]:
-    """One twin per version for the module, started on first use. Tests put back what they change."""
-    started: dict[str, TwinProcess] = {}
-
-    def get(version: str) -> TwinProcess:
-        if version not in started:
-            started[version] = start_twin(version, tmp_path_factory.mktemp(f"twin-{version}"))
-        return started[version]
-
-    yield get
-    for twin in started.values():
-        twin.stop()
-
-
 @pytest.fixture
 def fresh_twin(tmp_path: Path) -> Iterator[Callable[[str], TwinProcess]]:
     """A twin of its own, for tests that break many things at once."""
