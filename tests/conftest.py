@@ -14,7 +14,7 @@ from infra.backends.simulated import TwinProcess, start_twin_process
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
-SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "crds"
+UPSTREAM_CRDS = Path(__file__).resolve().parent / "data" / "upstream-crds"
 KUBECTL = shutil.which("kubectl")
 
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 import yaml
 
-from ..conftest import KUBECTL, SHARED_CRDS
+from ..conftest import KUBECTL, UPSTREAM_CRDS
 
 pytestmark = pytest.mark.kubectl
 
@@ -127,7 +127,7 @@ def test_dry_run_server_stores_nothing(kubectl, ns: str) -> None:  # noqa: ANN00
     assert kubectl("get", "cm", "dry", "-n", ns, check=False).returncode == 1
 
 
-@pytest.mark.skipif(not SHARED_CRDS.is_dir(), reason="upstream CRDs (../shared/reference/crds) not present")
+@pytest.mark.skipif(not UPSTREAM_CRDS.is_dir(), reason="upstream CRDs (tests/data/upstream-crds) not present")
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 def test_upstream_crds_apply_cleanly(tmp_path) -> None:  # noqa: ANN001
     import os
@@ -137,7 +137,7 @@ def test_upstream_crds_apply_cleanly(tmp_path) -> None:  # noqa: ANN001
     fresh = start_twin("v1.5.1", tmp_path)     # its own twin: these CRDs replace the project's own
     env = {**os.environ, "KUBECONFIG": str(fresh.kubeconfig), "HOME": str(tmp_path)}
     try:
-        for path in sorted(SHARED_CRDS.glob("*.yaml")):
+        for path in sorted(UPSTREAM_CRDS.glob("*.yaml")):
             result = subprocess.run([KUBECTL, "apply", "-f", str(path)], capture_output=True, text=True, env=env,
                                     timeout=60)
             assert result.returncode == 0, f"{path.name}: {result.stderr}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,8 @@ from infra.simulator.harvester.versions import (
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
-# upstream CRDs to compare with (read-only test input); override the location with UPSTREAM_CRDS_DIR
-UPSTREAM_CRDS = Path(os.environ.get("UPSTREAM_CRDS_DIR", "/work/shared/reference/crds"))
-REQUIRED_VERSIONS = ("v1.4.2", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "master-head")
+from ..conftest import UPSTREAM_CRDS     # the upstream CRDs to compare with (tests/data/upstream-crds)
+REQUIRED_VERSIONS = ("v1.4.2", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "master-ce188325-head")
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str, api_version: str | None = None) -> list[dict[str, Any]]:
@@ -87,7 +85,7 @@ FLAG_TABLE = {
     "v1.5.0": (True, False, False, True, "Version", True, False),
     "v1.5.1": (True, True, False, True, "Upgrade", True, False),
     "v1.5.2": (True, True, False, True, "Upgrade", True, False),
-    "master-head": (True, True, True, True, "Upgrade", True, True),
+    "master-ce188325-head": (True, True, True, True, "Upgrade", True, True),
 }
 
 
@@ -107,7 +105,7 @@ def test_min_upgradable_versions_follow_the_upgrade_matrix():
     assert get_version("v1.4.2").min_upgradable_version == "v1.4.1"
     assert get_version("v1.5.0-rc2").min_upgradable_version == "v1.4.2"
     assert get_version("v1.5.1").min_upgradable_version == "v1.4.2"
-    assert get_version("master-head").min_upgradable_version == ""   # dev builds carry no restriction
+    assert get_version("master-ce188325-head").min_upgradable_version == ""   # dev builds carry no restriction
 
 
 def test_release_file_has_every_key_detect_repo_reads():
@@ -125,7 +123,7 @@ def test_release_file_has_every_key_detect_repo_reads():
 
 def test_v150rc2_and_master_head_carry_the_seed_scenario_fleet_versions():
     rc2 = get_version("v1.5.0-rc2").release_file()["rancherDependencies"]
-    head = get_version("master-head").release_file()["rancherDependencies"]
+    head = get_version("master-ce188325-head").release_file()["rancherDependencies"]
     for dep in ("fleet", "fleet-crd"):
         assert rc2[dep] == {"chart": "106.0.0+up0.12.0-rc.3", "app": "0.12.0-rc.3"}
         assert head[dep] == {"chart": "106.0.0+up0.12.0", "app": "0.12.0"}
@@ -171,7 +169,7 @@ def test_prerelease_helpers_do_not_mistake_metadata_for_a_prerelease():
     assert parse_semver("106.0.0+up0.12.0-rc.3").build == "up0.12.0-rc.3"
 
 
-@pytest.mark.parametrize("bad", ["master-head", "1.2", "01.2.3", "1.2.3-", "1.2.3+", ""])
+@pytest.mark.parametrize("bad", ["master-ce188325-head", "1.2", "01.2.3", "1.2.3-", "1.2.3+", ""])
 def test_invalid_semver_is_rejected(bad):
     with pytest.raises(ValueError):
         parse_semver(bad)
