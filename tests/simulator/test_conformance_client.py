@@ -365,3 +365,18 @@ def test_pod_logs_follow_and_tail_lines(kube: Kube) -> None:
     assert len(tail.splitlines()) == 2 and 'value="info"' in tail.splitlines()[-1]
     events = kube.list("v1", "Event", "default", field_selector="involvedObject.name=log-level")
     assert events and events[0]["reason"] == "SettingUpdated"
+
+
+# --- services/proxy -----------------------------------------------------------------------------
+def test_service_proxy_answers_as_kube_apiserver_without_endpoints(kube: Kube, namespace: str) -> None:
+    core = kubernetes.client.CoreV1Api(kube.api_client)
+    with pytest.raises(ApiException) as missing:
+        core.connect_get_namespaced_service_proxy_with_path("nosuch:80", namespace, "index.html")
+    assert missing.value.status == 404
+    assert json.loads(missing.value.body)["message"] == 'services "nosuch" not found'
+    kube.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
+                 "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}})
+    with pytest.raises(ApiException) as unserved:
+        core.connect_get_namespaced_service_proxy_with_path("http:web:80", namespace, "index.html")
+    assert unserved.value.status == 503
+    assert json.loads(unserved.value.body)["message"] == 'no endpoints available for service "web"'

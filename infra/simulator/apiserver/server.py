@@ -38,6 +38,9 @@ KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.2+rke2r1", "gi
 
 TwinRoute = Callable[[web.Request, str], Awaitable[dict[str, Any]]]
 ProductRoute = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+# A Service's backend as the API server's proxy reaches it: (request, port as written in the URL, path
+# below .../proxy). Used for what a real cluster serves behind a Service, e.g. the upgrade repo.
+ServiceProxy = Callable[[web.Request, str, str], Awaitable[web.StreamResponse]]
 
 
 def _dumps(body: Any) -> bytes:
@@ -100,10 +103,18 @@ class ApiServer:
         self.requests_served = 0
         self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
         self._product_routes: dict[str, ProductRoute] = {}
+        self._service_proxies: dict[tuple[str, str], ServiceProxy] = {}
 
     def add_product_route(self, prefix: str, handler: "ProductRoute") -> None:
         """A route of the product's own API beside Kubernetes' (e.g. Harvester's /v1/harvester/...)."""
         self._product_routes[prefix] = handler
+
+    def add_service_proxy(self, namespace: str, service: str, handler: "ServiceProxy") -> None:
+        """What answers behind Service namespace/service: `.../services/[scheme:]name[:port]/proxy/...`."""
+        self._service_proxies[(namespace, service)] = handler
+
+    def remove_service_proxy(self, namespace: str, service: str) -> None:
+        self._service_proxies.pop((namespace, service), None)
 
     def add_twin_route(self, method: str, path: str, handler: "TwinRoute") -> None:
         """A twin-only endpoint under /twin/v1/ (e.g. node power); `path` may hold one `{name}` segment."""
@@ -216,6 +227,9 @@ class ApiServer:
             return _json(doc)
         if segments[0] == "openapi":
             return self._openapi(segments)
+        if segments[:2] == ["api", "v1"] and len(segments) >= 6 and segments[2] == "namespaces" \
+                and segments[4] == "services" and segments[6:7] == ["proxy"]:
+            return await self._service_proxy(request, segments[3], segments[5], "/".join(segments[7:]))
         target = parse_resource_path(segments)
         if target is None:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -223,6 +237,20 @@ class ApiServer:
         if target.namespace is not None and not rtype.namespaced:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         return await self._resource(request, rtype, target)
+
+    async def _service_proxy(self, request: web.Request, namespace: str, spec: str, rest: str) -> web.StreamResponse:
+        """kube-apiserver's services/proxy: `[scheme:]name[:port]`; 503 while nothing serves the Service."""
+        parts = spec.split(":")
+        name = parts[1] if len(parts) == 3 or (len(parts) == 2 and parts[0] in ("http", "https")) else parts[0]
+        port = parts[-1] if len(parts) == 3 or (len(parts) == 2 and parts[0] not in ("http", "https")) else ""
+        services = self.api.lookup("", "v1", "services")
+        self.api.get(services, namespace, name)         # 404 services "<name>" not found, as kube says
+        handler = self._service_proxies.get((namespace, name))
+        if handler is None:
+            raise errors.ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
+        if request.path.endswith("/") and rest:
+            rest += "/"
+        return await handler(request, port, rest)
 
     def _openapi(self, segments: list[str]) -> web.Response:
         if segments == ["openapi", "v3"]:
