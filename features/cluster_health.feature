@@ -17,4 +17,4 @@ Feature: A Harvester cluster is healthy before an upgrade
       | v1.5.0-rc2  |
       | v1.5.0      |
       | v1.5.1      |
-      | master-head |
+      | master-ce188325-head |

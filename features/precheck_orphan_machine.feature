@@ -14,7 +14,7 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
     Given a Harvester cluster at version <version>
     And the cluster's machines and nodes are consistent
     When I inject <orphan>
-    And I check whether an upgrade to master-head would be admitted
+    And I check whether an upgrade to master-ce188325-head would be admitted
     Then the upgrade is <outcome>
 
     @issue_6253
@@ -24,12 +24,12 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
       | v1.5.0-rc2  | a Machine that never ran (no phase) | denied (InternalError) with "machine {namespace}/{machine} is not running" |
       | v1.5.0      | a Machine that never ran (no phase) | denied (InternalError) with "machine {namespace}/{machine} is not running" |
       | v1.5.1      | a Machine that never ran (no phase) | denied (InternalError) with "machine {namespace}/{machine} is not running" |
-      | master-head | a Machine that never ran (no phase) | denied (InternalError) with "machine {namespace}/{machine} is not running" |
+      | master-ce188325-head | a Machine that never ran (no phase) | denied (InternalError) with "machine {namespace}/{machine} is not running" |
       | v1.4.2      | a Machine stuck in Provisioning     | denied (InternalError) with "machine {namespace}/{machine} is not running" |
       | v1.5.0-rc2  | a Machine stuck in Provisioning     | denied (InternalError) with "machine {namespace}/{machine} is not running" |
       | v1.5.0      | a Machine stuck in Provisioning     | denied (InternalError) with "machine {namespace}/{machine} is not running" |
       | v1.5.1      | a Machine stuck in Provisioning     | denied (InternalError) with "machine {namespace}/{machine} is not running" |
-      | master-head | a Machine stuck in Provisioning     | denied (InternalError) with "machine {namespace}/{machine} is not running" |
+      | master-ce188325-head | a Machine stuck in Provisioning     | denied (InternalError) with "machine {namespace}/{machine} is not running" |
 
     @issue_8179
     Examples: A Running Machine that no Node backs passes before v1.5.1; the strict match refuses it
@@ -38,12 +38,12 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
       | v1.5.0-rc2  | a Running Machine with no nodeRef                    | accepted, a gap the v1.5.1 check closed                                                                   |
       | v1.5.0      | a Running Machine with no nodeRef                    | accepted, a gap the v1.5.1 check closed                                                                   |
       | v1.5.1      | a Running Machine with no nodeRef                    | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
-      | master-head | a Running Machine with no nodeRef                    | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
+      | master-ce188325-head | a Running Machine with no nodeRef                    | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
       | v1.4.2      | a Running Machine whose nodeRef names a missing node | accepted, a gap the v1.5.1 check closed                                                                   |
       | v1.5.0-rc2  | a Running Machine whose nodeRef names a missing node | accepted, a gap the v1.5.1 check closed                                                                   |
       | v1.5.0      | a Running Machine whose nodeRef names a missing node | accepted, a gap the v1.5.1 check closed                                                                   |
       | v1.5.1      | a Running Machine whose nodeRef names a missing node | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
-      | master-head | a Running Machine whose nodeRef names a missing node | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
+      | master-ce188325-head | a Running Machine whose nodeRef names a missing node | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
 
     @issue_8179
     Examples: A Node that names a Machine that is gone passes before v1.5.1; the strict match refuses it
@@ -52,16 +52,16 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
       | v1.5.0-rc2  | a Node whose machine annotation names a Machine that is gone | accepted, a gap the v1.5.1 check closed                                                    |
       | v1.5.0      | a Node whose machine annotation names a Machine that is gone | accepted, a gap the v1.5.1 check closed                                                    |
       | v1.5.1      | a Node whose machine annotation names a Machine that is gone | denied (InternalError) with "node {node} refers to machine {machine}, but the machine does not exist" |
-      | master-head | a Node whose machine annotation names a Machine that is gone | denied (InternalError) with "node {node} refers to machine {machine}, but the machine does not exist" |
+      | master-ce188325-head | a Node whose machine annotation names a Machine that is gone | denied (InternalError) with "node {node} refers to machine {machine}, but the machine does not exist" |
 
   Scenario Outline: Once the orphan is removed, the same upgrade passes admission on <version>
     Given a Harvester cluster at version <version>
     And the cluster's machines and nodes are consistent
     When I inject <orphan>
-    And I check whether an upgrade to master-head would be admitted
+    And I check whether an upgrade to master-ce188325-head would be admitted
     Then the upgrade is <outcome>
     When the injected orphan is removed
-    And I check whether an upgrade to master-head would be admitted
+    And I check whether an upgrade to master-ce188325-head would be admitted
     Then the upgrade is admitted
     And the cluster's machines and nodes are consistent
 
@@ -70,17 +70,17 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
       | v1.4.2      | a Machine stuck in Provisioning                              | denied (InternalError) with "machine {namespace}/{machine} is not running"                                |
       | v1.5.0      | a Machine that never ran (no phase)                          | denied (InternalError) with "machine {namespace}/{machine} is not running"                                |
       | v1.5.1      | a Running Machine with no nodeRef                            | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
-      | master-head | a Running Machine whose nodeRef names a missing node         | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
-      | master-head | a Node whose machine annotation names a Machine that is gone | denied (InternalError) with "node {node} refers to machine {machine}, but the machine does not exist"      |
+      | master-ce188325-head | a Running Machine whose nodeRef names a missing node         | denied (InternalError) with "nodes({nodes}) and machines({machines}) do not match, check the cluster provision" |
+      | master-ce188325-head | a Node whose machine annotation names a Machine that is gone | denied (InternalError) with "node {node} refers to machine {machine}, but the machine does not exist"      |
 
   Scenario Outline: The denial names the offending Machine on <version>, so an operator can find it
     Given a Harvester cluster at version <version>
     When I inject <orphan>
-    And I check whether an upgrade to master-head would be admitted
+    And I check whether an upgrade to master-ce188325-head would be admitted
     Then the denial names the injected Machine, and the API finds it by that name
 
     Examples:
       | version     | orphan                              |
       | v1.4.2      | a Machine stuck in Provisioning     |
       | v1.5.1      | a Machine that never ran (no phase) |
-      | master-head | a Machine stuck in Provisioning     |
+      | master-ce188325-head | a Machine stuck in Provisioning     |

@@ -24,29 +24,29 @@ Feature: Upgrading Harvester to master
 
     Examples: a stable release to master
       | from   | to          |
-      | v1.4.2 | master-head |
+      | v1.4.2 | master-ce188325-head |
 
     @known_issue @issue_8750
     Examples: a release candidate to master
       | from       | to          |
-      | v1.5.0-rc2 | master-head |
+      | v1.5.0-rc2 | master-ce188325-head |
 
   @issue_8750
   Scenario: The hang from a release candidate is detected and explained early
     Given a Harvester cluster at version v1.5.0-rc2
-    When the cluster is upgraded to master-head
+    When the cluster is upgraded to master-ce188325-head
     Then the upgrade stalls in SystemServicesUpgraded waiting for Helm release cattle-fleet-system/fleet
     And the diagnosis says fleet-106.0.0+up0.12.0 is awaited and fleet-106.0.0+up0.12.0-rc.3 is installed
     And the stall was reported well before the global upgrade budget
 
   Scenario: After the hang, the operator's remedy lets the upgrade complete
     Given a Harvester cluster at version v1.5.0-rc2
-    When the cluster is upgraded to master-head
+    When the cluster is upgraded to master-ce188325-head
     Then the upgrade stalls in SystemServicesUpgraded waiting for Helm release cattle-fleet-system/fleet
     When the operator upgrades every Rancher dependency release to the chart the upgrade repo asks for
     And the harness re-attaches to the upgrade under way
     Then the upgrade completes within its phase budgets
-    And the server-version setting is master-head
+    And the server-version setting is master-ce188325-head
 
   Scenario Outline: A pre-flight check of the target's release file flags pre-releases hidden in build metadata
     Given the upgrade repo release file of Harvester <target>
@@ -55,5 +55,5 @@ Feature: Upgrading Harvester to master
     Examples:
       | target      | flagged                                                       |
       | v1.5.0-rc2  | fleet 106.0.0+up0.12.0-rc.3, fleet-crd 106.0.0+up0.12.0-rc.3  |
-      | master-head | nothing                                                       |
+      | master-ce188325-head | nothing                                                       |
       | v1.4.2      | nothing                                                       |

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "HARVESTER_E2E_"
-SIMULATED_VERSIONS = ("v1.4.2", "v1.4.3", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.5.2", "master-head")
+SIMULATED_VERSIONS = ("v1.4.2", "v1.4.3", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.5.2", "master-ce188325-head")
 
 
 class ConfigError(ValueError):

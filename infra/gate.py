@@ -196,7 +196,7 @@ def evaluate(records: Sequence[ResultRecord], policy: GatePolicy, *, today: dt.d
 
 
 def compact_cell(record: ResultRecord) -> str:
-    """``v1.4.2→master-head rancher v2.10 rke2 v1.31`` from the cell's parameters ("-" outside a matrix)."""
+    """``v1.4.2→master-ce188325-head rancher v2.10 rke2 v1.31`` from the cell's parameters ("-" outside a matrix)."""
     params = record.cell_parameters
     if not params:
         return record.cell or "-"
@@ -270,7 +270,7 @@ def _acceptance(record: ResultRecord, policy: GatePolicy, today: dt.date, versio
 
 
 def version_key(version: str) -> tuple[int, Any]:
-    """Order Harvester versions: v1.5.0-rc2 < v1.5.0 < v1.5.1; a dev build (master-head) after every release."""
+    """Order Harvester versions: v1.5.0-rc2 < v1.5.0 < v1.5.1; a dev build (master-ce188325-head) after every release."""
     try:
         return 0, Version(version.removeprefix("v"))
     except InvalidVersion:

@@ -70,7 +70,7 @@ class MatrixCell:
 
     @property
     def title(self) -> str:
-        """For people: ``v1.4.2 → master-head · Rancher v2.10 · RKE2 v1.31`` (chart pairs are parameters)."""
+        """For people: ``v1.4.2 → master-ce188325-head · Rancher v2.10 · RKE2 v1.31`` (chart pairs are parameters)."""
         parts = []
         if self.harvester_from:
             parts.append(self.harvester_from + (f" → {self.harvester_to}" if self.harvester_to else ""))

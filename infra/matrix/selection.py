@@ -1,7 +1,7 @@
 """pytest plugin for matrix cells: run only the Examples rows that belong to this cell.
 
 A story's Scenario Outline lists its versions in Examples (``| version |``, ``| from | to |``). In a matrix
-cell for v1.4.2 -> master-head, a row whose ``version`` is v1.5.1 belongs to another cell: it is
+cell for v1.4.2 -> master-ce188325-head, a row whose ``version`` is v1.5.1 belongs to another cell: it is
 deselected here (shown in pytest's "deselected" count), so every row runs once across the matrix, on
 the cell whose cluster it needs. Which columns compare to which cell parameters is the matrix file's
 ``columns`` map; its ``steps`` patterns do the same for plain Scenarios ("Given a Harvester cluster at

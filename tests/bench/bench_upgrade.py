@@ -33,14 +33,14 @@ def timed_upgrade(source: str, target: str, time_scale: float) -> tuple[float, o
 def main() -> int:
     config = load_config(None, environ={})
     scale = config.simulated.time_scale
-    seconds, attempt = timed_upgrade("v1.5.0-rc2", "master-head", scale)
+    seconds, attempt = timed_upgrade("v1.5.0-rc2", "master-ce188325-head", scale)
     global_budget = sum(b.seconds for b in attempt.tracker.budgets.values())
     if not isinstance(attempt.problem, UpgradeStalled):
         print(f"unexpected: the RC -> master upgrade did not stall ({attempt.problem or 'it completed'})")
         return 1
-    healthy_seconds, healthy = timed_upgrade("v1.4.2", "master-head", scale)
+    healthy_seconds, healthy = timed_upgrade("v1.4.2", "master-ce188325-head", scale)
     if healthy.problem is not None:
-        print(f"unexpected: v1.4.2 -> master-head did not complete: {healthy.problem}")
+        print(f"unexpected: v1.4.2 -> master-ce188325-head did not complete: {healthy.problem}")
         return 1
     print(f"\nUpgrade figures (time scale x{scale:g}, stall window {config.stall_window_seconds():.0f}s)")
     print(f"  RC -> master hang reported after      {seconds:6.1f} s  (phase {attempt.problem.phase})")

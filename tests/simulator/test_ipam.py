@@ -135,7 +135,7 @@ def test_addresses_are_handed_out_round_robin_after_the_last_one() -> None:
 
 def test_the_removal_line_is_the_info_text_from_v0_4_4_on() -> None:
     assert pool_removed_log("v0.4.4", "pool1") == 'level=info msg="IP Pool pool1 is deleted"'
-    assert pool_removed_log("v1.5.0", "pool1") == pool_removed_log("master-head", "pool1")
+    assert pool_removed_log("v1.5.0", "pool1") == pool_removed_log("master-ce188325-head", "pool1")
     assert pool_removed_log("v0.4.0", "pool1") is None, "v0.2.6-v0.4.0 logged it at debug level only"
 
 

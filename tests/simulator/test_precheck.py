@@ -36,24 +36,24 @@ def admission_with(cluster: Cluster, kind: str, stack: CleanupStack) -> tuple[st
     kube = cluster.kube()
     injection = capi.inject_orphan(kube, kind, RUN, stack, budget=Budget("removal", 10))
     nodes, machines = capi.list_nodes_and_machines(kube)
-    result = precheck.check_upgrade_admission(kube, "master-head", RUN, stack)
+    result = precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack)
     return steps.Admission(result, len(nodes), len(machines)), injection
 
 
 def test_a_healthy_cluster_is_admitted_and_the_version_made_for_it_is_removed(twins) -> None:  # noqa: ANN001
     kube = Kube(twins("v1.5.1").kubeconfig)
     stack = CleanupStack()
-    result = precheck.check_upgrade_admission(kube, "master-head", RUN, stack)
+    result = precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack)
     assert result.admitted and result.code == 201 and result.message == ""
     assert result.would_create and result.would_create["metadata"]["name"].startswith("hvst-upgrade-")
-    version = kube.get(HARVESTER, "Version", "master-head", "harvester-system")
+    version = kube.get(HARVESTER, "Version", "master-ce188325-head", "harvester-system")
     assert version["metadata"]["labels"][RUN_ID_LABEL] == RUN
     assert version["spec"]["isoURL"] == "https://releases.rancher.com/harvester/master/harvester-master-amd64.iso"
     assert kube.list(HARVESTER, "Upgrade", "harvester-system") == [], "a dry run starts nothing"
-    assert precheck.check_upgrade_admission(kube, "master-head", RUN, stack).admitted, "the Version is reused"
+    assert precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack).admitted, "the Version is reused"
     assert len(stack) == 1
     assert stack.run() == []
-    assert kube.find(HARVESTER, "Version", "master-head", "harvester-system") is None
+    assert kube.find(HARVESTER, "Version", "master-ce188325-head", "harvester-system") is None
     assert leaks.audit(kube, RUN).clean
 
 
@@ -76,7 +76,7 @@ def test_a_webhook_500_is_an_answer_not_an_outage_so_it_is_not_retried(twins) ->
     try:
         capi.inject_orphan(kube, "provisioning", RUN, stack, budget=Budget("removal", 10))
         started = time.monotonic()
-        result = precheck.check_upgrade_admission(kube, "master-head", RUN, stack)
+        result = precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack)
         assert time.monotonic() - started < 5
         assert (result.admitted, result.code, result.reason, result.webhook) == \
             (False, 500, "InternalError", "validator.harvesterhci.io")
@@ -94,7 +94,7 @@ def test_a_release_that_admits_what_the_row_says_it_refuses_fails_the_scenario_s
         with pytest.raises(AssertionError) as caught:
             precheck.expect_denied(admission.result, "InternalError", COUNT_MISMATCH,
                                    admission.substitutions(injection))
-        assert str(caught.value) == ("expected the upgrade to master-head to be denied (InternalError) with "
+        assert str(caught.value) == ("expected the upgrade to master-ce188325-head to be denied (InternalError) with "
                                      "'nodes(3) and machines(4) do not match, check the cluster provision', "
                                      "but admission accepted it")
         steps.upgrade_accepted_gap(admission, cluster, injection)          # its own row passes
@@ -110,7 +110,7 @@ def test_a_release_that_refuses_what_the_row_calls_a_gap_fails_the_scenario_sayi
         with pytest.raises(AssertionError) as caught:
             steps.upgrade_accepted_gap(admission, cluster, injection)
         assert str(caught.value) == (
-            "expected the upgrade to master-head to be admitted (Harvester v1.5.1 has no strict node-machine check; "
+            "expected the upgrade to master-ce188325-head to be admitted (Harvester v1.5.1 has no strict node-machine check; "
             "it first shipped in v1.5.1), but it was denied (InternalError 500): admission webhook "
             '"validator.harvesterhci.io" denied the request: nodes(3) and machines(4) do not match, check the '
             "cluster provision")

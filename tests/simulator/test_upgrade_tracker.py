@@ -32,7 +32,7 @@ def tracker_for(run: UpgradeRun, kube: Kube, stall_window: float = 4.0, **budget
 
 def test_rc_to_master_stalls_with_a_diagnosis_through_api_outages(rc_twin: TwinProcess) -> None:
     kube = Kube(rc_twin.kubeconfig, unavailable_budget=30)
-    run = UpgradeRun.start(kube, "master-head", run_id="t-stall")
+    run = UpgradeRun.start(kube, "master-ce188325-head", run_id="t-stall")
     faults = [{"errorBurst": {"count": 5, "code": 503}, "dropWatches": True},
               {"unavailableSeconds": 2},
               {"refuseConnectionsSeconds": 2}]
@@ -73,9 +73,9 @@ def test_a_downgrade_fails_at_once_on_completed_false(tmp_path: Path) -> None:
 
 def test_reattach_finds_the_upgrade_under_way_by_run_id(rc_twin: TwinProcess) -> None:
     kube = Kube(rc_twin.kubeconfig)
-    started = UpgradeRun.start(kube, "master-head", run_id="t-reattach")
+    started = UpgradeRun.start(kube, "master-ce188325-head", run_id="t-reattach")
     attached = UpgradeRun.attach(Kube(rc_twin.kubeconfig), run_id="t-reattach")
-    assert (attached.name, attached.target_version) == (started.name, "master-head")
+    assert (attached.name, attached.target_version) == (started.name, "master-ce188325-head")
     with pytest.raises(UpgradeStalled):
         tracker_for(attached, attached.kube).follow()
 
@@ -84,7 +84,7 @@ def test_a_phase_over_its_budget_fails_naming_the_phase(tmp_path: Path) -> None:
     twin = start_twin("v1.4.2", tmp_path, time_scale=1)      # real time: LogReady takes 20 s
     try:
         kube = Kube(twin.kubeconfig)
-        run = UpgradeRun.start(kube, "master-head", run_id="t-budget")
+        run = UpgradeRun.start(kube, "master-ce188325-head", run_id="t-budget")
         with pytest.raises(PhaseBudgetExceeded) as caught:
             tracker_for(run, kube, stall_window=60, LogReady=0.02).follow()
         assert caught.value.phase == "LogReady" and "budget 1.2s" in str(caught.value)

@@ -2,7 +2,7 @@
 
 Expectations here are written from harvester/harvester's validator.go at each tag (facts §1.3), not
 from the twin's flags: the Running check in every simulated release (>= v1.4.0), the strict
-Node <-> Machine match only in v1.5.1, v1.5.2 and master-head, the cleanup-pending check and the
+Node <-> Machine match only in v1.5.1, v1.5.2 and master-ce188325-head, the cleanup-pending check and the
 pause-map validation only at HEAD. Checked over the wire with the `kubernetes` client and kubectl.
 """
 from __future__ import annotations
@@ -33,9 +33,9 @@ HARVESTER = "harvesterhci.io/v1beta1"
 CAPI = "cluster.x-k8s.io/v1beta1"
 NS = "harvester-system"
 PREFIX = 'admission webhook "validator.harvesterhci.io" denied the request: '
-ALL_VERSIONS = ("v1.4.2", "v1.4.3", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.5.2", "master-head")
-STRICT_MATCH = {"v1.5.1", "v1.5.2", "master-head"}        # commit 999ac37f2, first in v1.5.1
-HEAD_ONLY = {"master-head"}
+ALL_VERSIONS = ("v1.4.2", "v1.4.3", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.5.2", "master-ce188325-head")
+STRICT_MATCH = {"v1.5.1", "v1.5.2", "master-ce188325-head"}        # commit 999ac37f2, first in v1.5.1
+HEAD_ONLY = {"master-ce188325-head"}
 RUN_ID = "e2e-webhook-tests"
 
 Obj = dict[str, Any]
@@ -61,7 +61,7 @@ def client(twin: TwinProcess) -> Kube:
     return Kube(twin.kubeconfig, unavailable_budget=5)
 
 
-def ensure_version(kube: Kube, name: str = "master-head", **annotations: str) -> None:
+def ensure_version(kube: Kube, name: str = "master-ce188325-head", **annotations: str) -> None:
     if kube.find(HARVESTER, "Version", name, NS) is None:
         meta: Obj = {"name": name, "namespace": NS}
         if annotations:
@@ -70,7 +70,7 @@ def ensure_version(kube: Kube, name: str = "master-head", **annotations: str) ->
                      "spec": {"isoURL": f"https://releases.rancher.com/harvester/{name}/harvester.iso"}})
 
 
-def upgrade(version: str | None = "master-head", *, name: str | None = None, **annotations: str) -> Obj:
+def upgrade(version: str | None = "master-ce188325-head", *, name: str | None = None, **annotations: str) -> Obj:
     meta: Obj = {"namespace": NS}
     meta.update({"name": name} if name else {"generateName": "hvst-upgrade-"})
     if annotations:
@@ -201,7 +201,7 @@ def test_a_denied_real_create_stores_nothing_either(twins) -> None:  # noqa: ANN
 
 # ---- the order of the checks ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("version", ["v1.4.2", "v1.5.0", "v1.5.1", "master-head"])
+@pytest.mark.parametrize("version", ["v1.4.2", "v1.5.0", "v1.5.1", "master-ce188325-head"])
 def test_checks_run_in_the_source_order_and_stop_at_the_first_failure(fresh_twin, version: str) -> None:  # noqa: ANN001
     """Break everything at once, then mend one thing at a time: each denial names the next check."""
     kube = client(fresh_twin(version))
@@ -324,7 +324,7 @@ def test_skipping_the_disk_check_also_skips_its_internal_ip_read(fresh_twin, ver
 def test_pause_map_is_validated_on_create_and_update_at_head_only(twins) -> None:  # noqa: ANN001
     bad_action = {hook.PAUSE_MAP_ANNOTATION: json.dumps({"harvester-node-0": "stop"})}
     not_json = {hook.PAUSE_MAP_ANNOTATION: "nodes"}
-    for version in ("v1.5.2", "master-head"):
+    for version in ("v1.5.2", "master-ce188325-head"):
         kube = client(twins(version))
         ensure_version(kube)
         if version in HEAD_ONLY:
@@ -388,7 +388,7 @@ def test_delete_is_refused_while_nodes_upgrade_or_the_cluster_provisions(twins) 
     ("v1.5.0", {hook.MIN_CERTS_EXPIRATION_ANNOTATION: "0"},
      "invalid value 0 for annotation harvesterhci.io/minCertsExpirationInDay, it should be greater than 0"),
     ("v1.5.1", {hook.MIN_CERTS_EXPIRATION_ANNOTATION: "0", hook.SKIP_GC_THRESHOLD_ANNOTATION: "maybe"}, None),
-    ("master-head", {"harvesterhci.io/anything": "x"}, None),
+    ("master-ce188325-head", {"harvesterhci.io/anything": "x"}, None),
 ])
 def test_the_version_validator_checks_the_annotations_its_release_reads(twins, version: str, annotations: dict,  # noqa: ANN001
                                                                          message: str | None) -> None:
@@ -422,14 +422,14 @@ def test_the_checks_each_release_runs_in_order() -> None:
     assert names("v1.5.0-rc2") == names("v1.5.0") == v14 + ["certs"]
     strict = v14[:-2] + ["node-machine-matching"] + common_tail + ["certs"]
     assert names("v1.5.1") == names("v1.5.2") == strict
-    assert names("master-head") == pre + ["cleanup-pending", "skip-webhook", "pause-map", "degraded-volumes",
+    assert names("master-ce188325-head") == pre + ["cleanup-pending", "skip-webhook", "pause-map", "degraded-volumes",
                                           "local-cluster", "vmbackups", "schedulevmbackups", "managed-charts",
                                           "addons", "nodes", "machines", "node-machine-matching",
                                           "single-replica-volumes", "nonlivemigratablevms", "stalehotplug", "certs"]
 
 
 def test_unmodelled_checks_are_listed() -> None:
-    checks = hook.UpgradeValidator(get_version("master-head"), ObjectApi()).checks()
+    checks = hook.UpgradeValidator(get_version("master-ce188325-head"), ObjectApi()).checks()
     assert {c.name for c in checks if not c.modelled} <= set(hook.UNMODELLED)
 
 

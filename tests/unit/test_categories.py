@@ -115,7 +115,7 @@ def expects_known_issue(request):
 
 @given("the product misbehaves")
 def misbehaves():
-    assert "v1.4.2" == "master-head", "server-version is 'v1.4.2', expected 'master-head'"
+    assert "v1.4.2" == "master-ce188325-head", "server-version is 'v1.4.2', expected 'master-ce188325-head'"
 
 
 @given("the product never gets there")
@@ -199,7 +199,7 @@ EXPECTED = {
     "A step expects a known issue that does not happen": ("failed", cat.KNOWN_ISSUE_PASSES),
 }
 
-CELL = {"id": "c07", "title": "v1.5.0-rc2 to master-head, Rancher v2.11",
+CELL = {"id": "c07", "title": "v1.5.0-rc2 to master-ce188325-head, Rancher v2.11",
         "parameters": {"harvester_from": "v1.5.0-rc2", "rancher": "v2.11"}}
 
 
@@ -242,7 +242,7 @@ def test_known_issue_messages_name_the_issue(results: dict[str, dict]) -> None:
     bookkeeping = results["Known issue missing from the file"]["statusDetails"]["message"]
 
     assert xfail.startswith("XFAIL known issue harvester/harvester#101 (open): upgrade hangs on fleet")
-    assert "expected 'master-head'" in xfail  # the real failure is still shown
+    assert "expected 'master-ce188325-head'" in xfail  # the real failure is still shown
     assert xpass.startswith("XPASS(strict) known issue harvester/harvester#102 (open)") and "no longer" in xpass
     assert closed.startswith("known issue harvester/harvester#201 is closed upstream but still fails: ")
     assert "harvester/harvester#999 not listed in" in bookkeeping
@@ -255,7 +255,7 @@ def test_cell_parameters_on_every_result(results: dict[str, dict], pytester_modu
         parameters = {p["name"]: p for p in result["parameters"]}
         assert parameters["cell.harvester_from"]["value"] == "'v1.5.0-rc2'"
         assert parameters["cell.rancher"]["value"] == "'v2.11'"
-        assert parameters["cell"]["value"] == "'v1.5.0-rc2 to master-head, Rancher v2.11'"
+        assert parameters["cell"]["value"] == "'v1.5.0-rc2 to master-ce188325-head, Rancher v2.11'"
         assert parameters["cell"].get("excluded") is True
     properties = (pytester_module / "environment.properties").read_text()
     assert "matrix.cell=c07" in properties

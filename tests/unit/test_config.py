@@ -26,8 +26,8 @@ def test_file_then_environment_then_cli(tmp_path: Path) -> None:
     env = {"HARVESTER_E2E_SIMULATED__TIME_SCALE": "120", "HARVESTER_E2E_HARVESTER_VERSION": "v1.5.1"}
     config = load_config(path, environ=env)
     assert (config.simulated.time_scale, config.harvester_version) == (120, "v1.5.1")
-    config = load_config(path, environ=env, cli={"harvester_version": "master-head"})
-    assert config.harvester_version == "master-head"
+    config = load_config(path, environ=env, cli={"harvester_version": "master-ce188325-head"})
+    assert config.harvester_version == "master-ce188325-head"
 
 
 @pytest.mark.parametrize("text, expected", [

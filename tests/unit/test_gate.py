@@ -24,7 +24,7 @@ accepted_known_issues:
   - {issue: 7942, reason: fixed in the v2.11 line, until_version: v1.6.0}
 """
 TODAY = dt.date(2026, 11, 22)
-CELL = {"harvester_from": "v1.5.0-rc2", "harvester_to": "master-head", "rancher": "v2.11"}
+CELL = {"harvester_from": "v1.5.0-rc2", "harvester_to": "master-ce188325-head", "rancher": "v2.11"}
 
 
 def result(name: str, status: str = "passed", *, feature: str = "Upgrade", message: str | None = None,
@@ -70,7 +70,7 @@ def test_all_pass(tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture) -
     assert run_gate(results, policy, "--markdown", str(tmp_path / "gate.md")) == 0
     out = capsys.readouterr().out
     assert out.startswith("Release gate: PASS (2 results in 1 cell(s): 2 passed")
-    assert "v1.5.0-rc2→master-head rancher v2.11" in out and "2 scenarios" in out
+    assert "v1.5.0-rc2→master-ce188325-head rancher v2.11" in out and "2 scenarios" in out
     assert (tmp_path / "gate.md").read_text().startswith("### ✅ Release gate: PASS")
 
 
@@ -96,7 +96,7 @@ def test_known_issue_acceptance_ends_at_a_version(tmp_path: Path, policy: Path, 
     assert run_gate(results, policy, "--release-version", "v1.5.2") == 0
     assert run_gate(results, policy, "--release-version", "v1.6.0") == 1
     assert "acceptance of #7942 ended at v1.6.0 (release v1.6.0)" in capsys.readouterr().out
-    # Without --release-version the cell's target counts: master-head is past every release.
+    # Without --release-version the cell's target counts: master-ce188325-head is past every release.
     assert run_gate(results, policy) == 1
     without_target = write(tmp_path / "r2", xfail("Edit pool selector", 7942, cell={"harvester_from": "v1.5.0"}),
                            result("Edit pool", cell={"harvester_from": "v1.5.0"}))
@@ -127,7 +127,7 @@ def test_missing_results_folder_fails(tmp_path: Path, policy: Path, capsys: pyte
 
 def test_product_defect_blocks(tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture) -> None:
     results = write(tmp_path / "r", result("ok"), result(
-        "Upgrade from v1.4.2", "failed", message="AssertionError: server-version is 'v1.4.2', expected 'master-head'"))
+        "Upgrade from v1.4.2", "failed", message="AssertionError: server-version is 'v1.4.2', expected 'master-ce188325-head'"))
 
     assert run_gate(results, policy) == 1
     assert "BLOCKS: Product defect" in capsys.readouterr().out
@@ -136,7 +136,7 @@ def test_product_defect_blocks(tmp_path: Path, policy: Path, capsys: pytest.Capt
 def test_a_cell_without_a_cluster_blocks_as_infrastructure(tmp_path: Path, policy: Path,
                                                            capsys: pytest.CaptureFixture) -> None:
     results = write(tmp_path / "r", result("ok"))
-    cell = MatrixCell("c02", "nightly", {"harvester_from": "v1.5.1", "harvester_to": "master-head"})
+    cell = MatrixCell("c02", "nightly", {"harvester_from": "v1.5.1", "harvester_to": "master-ce188325-head"})
     synthesize_cell_failure(cell, results, message="infrastructure: cell c02 did not run (exit status 2): "
                                                    "config error: existing.kubeconfig: no such file")
 
@@ -214,5 +214,5 @@ def test_the_shipped_policy_loads() -> None:
 
 
 def test_version_order() -> None:
-    ordered = ["v1.4.2", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.6.0", "master-head"]
+    ordered = ["v1.4.2", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.6.0", "master-ce188325-head"]
     assert sorted(ordered, key=gate.version_key) == ordered

@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _spec(**overrides: object) -> MatrixSpec:
     data = {"name": "t",
-            "harvester": [{"from": "v1.4.2", "to": "master-head"}, {"from": "v1.5.1", "to": "master-head"}],
+            "harvester": [{"from": "v1.4.2", "to": "master-ce188325-head"}, {"from": "v1.5.1", "to": "master-ce188325-head"}],
             "rancher": ["v2.10", "v2.11"], "rke2": ["v1.31", "v1.32"]}
     return MatrixSpec.model_validate({**data, **overrides})
 
@@ -58,9 +58,9 @@ def test_the_shipped_matrices_expand_into_distinct_cells() -> None:
 
 def test_axes_multiply_exclude_removes_include_adds() -> None:
     spec = _spec(exclude=[{"harvester": {"from": "v1.5.1"}, "rancher": "v2.10"}],
-                 include=[{"harvester": {"from": "v1.5.0-rc2", "to": "master-head"}, "rancher": "v2.11",
+                 include=[{"harvester": {"from": "v1.5.0-rc2", "to": "master-ce188325-head"}, "rancher": "v2.11",
                            "markers": "upgrade"},
-                          {"harvester": {"from": "v1.4.2", "to": "master-head"}, "rancher": "v2.10", "rke2": "v1.31",
+                          {"harvester": {"from": "v1.4.2", "to": "master-ce188325-head"}, "rancher": "v2.10", "rke2": "v1.31",
                            "charts": {"csi": {"from": "0.1.21", "to": "0.1.23"}}}],
                  charts=[{"csi": {"from": "0.1.21", "to": "0.1.23"}}], markers="smoke")
     cells = expand(spec)
@@ -68,11 +68,11 @@ def test_axes_multiply_exclude_removes_include_adds() -> None:
     assert len(cells) == 2 * 2 * 2 - 2 + 1  # product, minus two excluded, plus one new include (the other repeats)
     assert [c.id for c in cells] == [f"c{i:02d}" for i in range(1, 8)]
     first, extra = cells[0], cells[-1]
-    assert first.parameters == {"harvester_from": "v1.4.2", "harvester_to": "master-head", "rancher": "v2.10",
+    assert first.parameters == {"harvester_from": "v1.4.2", "harvester_to": "master-ce188325-head", "rancher": "v2.10",
                                 "rke2": "v1.31", "csi_from": "0.1.21", "csi_to": "0.1.23", "backend": "simulated"}
     assert first.markers == "smoke" and extra.markers == "upgrade" and extra.rke2 is None
     assert first.chart("csi").to_version == "0.1.23" and first.chart("cloud_provider") is None
-    assert first.title == "v1.4.2 → master-head · Rancher v2.10 · RKE2 v1.31"
+    assert first.title == "v1.4.2 → master-ce188325-head · Rancher v2.10 · RKE2 v1.31"
 
 
 def test_a_wrong_matrix_file_says_where(tmp_path: Path) -> None:
@@ -102,11 +102,11 @@ def test_cell_round_trips_through_the_environment() -> None:
 
 
 def test_examples_rows_belong_to_the_cell_with_their_versions() -> None:
-    [cell] = expand(_spec(harvester=[{"from": "v1.5.0-rc2", "to": "master-head"}], rancher=["v2.11"], rke2=[]))
+    [cell] = expand(_spec(harvester=[{"from": "v1.5.0-rc2", "to": "master-ce188325-head"}], rancher=["v2.11"], rke2=[]))
 
     assert belongs_to_cell({"version": "v1.5.0-rc2", "orphan": "x"}, cell)
     assert not belongs_to_cell({"version": "v1.5.1"}, cell)
-    assert belongs_to_cell({"from": "v1.5.0-rc2", "to": "master-head"}, cell)
+    assert belongs_to_cell({"from": "v1.5.0-rc2", "to": "master-ce188325-head"}, cell)
     assert not belongs_to_cell({"from": "v1.5.0-rc2", "to": "v1.5.2"}, cell)
     assert not belongs_to_cell({"rancher": "v2.10"}, cell)
     assert belongs_to_cell({"rancher": "2.11"}, cell) and belongs_to_cell({"rancher": "v2.11.0"}, cell)
@@ -119,9 +119,9 @@ def test_examples_rows_belong_to_the_cell_with_their_versions() -> None:
 
 
 def test_plain_scenarios_belong_to_the_cell_their_cluster_step_names() -> None:
-    [cell] = expand(_spec(harvester=[{"from": "v1.4.2", "to": "master-head"}], rancher=[], rke2=[]))
+    [cell] = expand(_spec(harvester=[{"from": "v1.4.2", "to": "master-ce188325-head"}], rancher=[], rke2=[]))
 
-    assert steps_belong_to_cell(["a Harvester cluster at version v1.4.2", "the cluster is upgraded to master-head"],
+    assert steps_belong_to_cell(["a Harvester cluster at version v1.4.2", "the cluster is upgraded to master-ce188325-head"],
                                 cell)
     assert not steps_belong_to_cell(["a Harvester cluster at version v1.5.0-rc2"], cell)
     assert steps_belong_to_cell(["an IPPool pool1 with 8 addresses"], cell)
@@ -170,8 +170,8 @@ def _write_result(results: Path, cell: MatrixCell, name: str, status: str) -> No
 def test_a_cell_without_a_cluster_is_an_infrastructure_failure_and_the_others_go_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     matrix = tmp_path / "m.yaml"
-    matrix.write_text("name: demo\nparallel: 2\nharvester:\n  - {from: v1.4.2, to: master-head}\n"
-                      "  - {from: v1.5.1, to: master-head}\n  - {from: v1.5.0, to: master-head}\n")
+    matrix.write_text("name: demo\nparallel: 2\nharvester:\n  - {from: v1.4.2, to: master-ce188325-head}\n"
+                      "  - {from: v1.5.1, to: master-ce188325-head}\n  - {from: v1.5.0, to: master-ce188325-head}\n")
     out = tmp_path / "out"
 
     def runner(cell: MatrixCell, paths: CellPaths, settings: RunSettings, stop: threading.Event) -> CellOutcome:
@@ -221,7 +221,7 @@ def test_a_cell_that_selects_nothing_or_runs_out_of_time_says_so(tmp_path: Path)
 
 def test_a_real_cell_whose_cluster_never_starts(tmp_path: Path) -> None:
     """`harvester-e2e run` for one cell, with a twin start budget nobody can meet."""
-    [cell] = expand(_spec(harvester=[{"from": "v1.4.2", "to": "master-head"}], rancher=["v2.10"], rke2=[],
+    [cell] = expand(_spec(harvester=[{"from": "v1.4.2", "to": "master-ce188325-head"}], rancher=["v2.10"], rke2=[],
                           markers="smoke"))
     paths = CellPaths(tmp_path / "c01")
     settings = RunSettings("unit-matrix", config_overrides={"simulated": {"startup_timeout_s": 0.001}}, timeout_s=300)

@@ -42,7 +42,7 @@ def _gids(artists: list) -> list[str]:
 
 
 def test_one_bar_per_phase_and_per_node_state_with_budget_marks() -> None:
-    figure = build_upgrade_timeline_figure(PHASES, NODE_SPANS, "v1.4.2 -> master-head", now=at(75))
+    figure = build_upgrade_timeline_figure(PHASES, NODE_SPANS, "v1.4.2 -> master-ce188325-head", now=at(75))
     [axes] = figure.axes
     bars = _gids(axes.patches)
 

@@ -50,7 +50,7 @@ def test_semver_precedence_ignores_build_metadata() -> None:
     assert SemVer.parse("1.0.0-rc.1").precedence_key() < SemVer.parse("1.0.0").precedence_key()
     assert SemVer.parse("1.0.0-alpha.2").precedence_key() < SemVer.parse("1.0.0-alpha.10").precedence_key()
     with pytest.raises(ValueError):
-        SemVer.parse("master-head")
+        SemVer.parse("master-ce188325-head")
 
 
 def test_preflight_flags_pre_releases_hidden_in_build_metadata() -> None:

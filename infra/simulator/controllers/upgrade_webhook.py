@@ -2,7 +2,7 @@
 
 Read from harvester/harvester `pkg/webhook/resources/upgrade/validator.go` and
 `pkg/webhook/resources/version/validator.go` at the tags the twin simulates (v1.4.0 = v1.4.2 = v1.4.3,
-v1.5.0-rc2 = v1.5.0, v1.5.1 = v1.5.2) and at HEAD 3d63c2af (`master-head`); facts §1.3.
+v1.5.0-rc2 = v1.5.0, v1.5.1 = v1.5.2) and at HEAD 3d63c2af (`master-ce188325-head`); facts §1.3.
 
 * The checks run in the source's order and stop at the first failure, with the source's message.
 * A failure is an `AdmitError` (harvester `pkg/webhook/error`): BadRequest 400, Conflict 409, Invalid 422

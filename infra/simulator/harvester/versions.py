@@ -147,7 +147,7 @@ class HarvesterVersion:
 
     @property
     def is_dev(self) -> bool:
-        """master-head is a dev build: its name is not semver (facts §1.2: dev targets are always allowed)."""
+        """master-ce188325-head is a dev build: its name is not semver (facts §1.2: dev targets are always allowed)."""
         return not is_semver(self.name)
 
     @property
@@ -161,7 +161,7 @@ class HarvesterVersion:
     @property
     def image_tag(self) -> str:
         """Tag of rancher/harvester images: the git tag, or "<branch>-head" for dev builds (scripts/version)."""
-        return self.name
+        return f"{self.name.split('-')[0]}-head" if self.is_dev else self.name
 
     @property
     def iso_url(self) -> str:
@@ -277,7 +277,7 @@ _DEPS_RANCHER_2_10_1 = _rancher_deps(fleet=("105.0.2+up0.11.2", "0.11.2"), webho
 # The webhook value is ILLUSTRATIVE and kept final so fleet is the only divergence.
 _DEPS_RANCHER_2_11_0_RC5 = _rancher_deps(fleet=("106.0.0+up0.12.0-rc.3", "0.12.0-rc.3"),
                                          webhook=("106.0.0+up0.7.0", "0.7.0"))
-# Rancher v2.11.0: fleet from the master-head release file of the seed scenario; webhook ILLUSTRATIVE.
+# Rancher v2.11.0: fleet from the master-ce188325-head release file of the seed scenario; webhook ILLUSTRATIVE.
 _DEPS_RANCHER_2_11_0 = _rancher_deps(fleet=("106.0.0+up0.12.0", "0.12.0"), webhook=("106.0.0+up0.7.0", "0.7.0"))
 # Rancher v2.11.2 / v2.11.3: ILLUSTRATIVE patch levels of the 106.x line.
 _DEPS_RANCHER_2_11_2 = _rancher_deps(fleet=("106.0.2+up0.12.2", "0.12.2"), webhook=("106.0.2+up0.7.2", "0.7.2"))
@@ -332,16 +332,16 @@ _ALL = [
              kubevirt_version="1.4.1-150600.5.21.2", longhorn_version="1.8.2", load_balancer_version="v1.5.2",
              min_upgradable_version="v1.4.2", release_date="2025-09-17",
              containerd_version=_CONTAINERD_RKE2_132, rancher_dependencies=_DEPS_RANCHER_2_11_3),
-    # master-head: a dev build of the main branch. Its behaviour flags follow HEAD of the source read;
+    # master-ce188325-head: a dev build of the main branch. Its behaviour flags follow HEAD of the source read;
     # its component set is the main branch of April-May 2025 (installer pinned Rancher v2.11.0 and
     # RKE2 v1.32.3 then), which is what the seed scenario's release file (fleet 106.0.0+up0.12.0) implies.
     # Dev builds: installer VERSION is the branch ("Harvester master"), image tag "<branch>-head",
     # chart "0.0.0-<branch>-<sha>" (the sha part ILLUSTRATIVE), minUpgradableVersion "".
     HarvesterVersion(
-        name="master-head", os_pretty_name="Harvester master", rke2_version="v1.32.3+rke2r1",
+        name="master-ce188325-head", os_pretty_name="Harvester master", rke2_version="v1.32.3+rke2r1",
         kubernetes_version="v1.32.3+rke2r1", rancher_version="v2.11.0",
         ui_extension_version="v1.6.0-dev",                      # ILLUSTRATIVE dev build of the extension
-        harvester_chart_version="0.0.0-master-head", monitoring_chart_version=_MONITORING_V15,
+        harvester_chart_version="0.0.0-master-ce188325", monitoring_chart_version=_MONITORING_V15,
         logging_chart_version=_LOGGING_V15, kubevirt_version="1.4.0-150600.5.15.1", longhorn_version="1.8.1",
         load_balancer_version="master-head", min_upgradable_version="", release_date="",
         containerd_version=_CONTAINERD_RKE2_132, kernel_version=_KERNEL_SLE_MICRO_55,
