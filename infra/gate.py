@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from packaging.version import InvalidVersion, Version
+
+from infra import versions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.report import categories as cat
@@ -272,9 +273,9 @@ def _acceptance(record: ResultRecord, policy: GatePolicy, today: dt.date, versio
 def version_key(version: str) -> tuple[int, Any]:
     """Order Harvester versions: v1.5.0-rc2 < v1.5.0 < v1.5.1; a dev build (master-ce188325-head) after every release."""
     try:
-        return 0, Version(version.removeprefix("v"))
-    except InvalidVersion:
-        return 1, version
+        return versions.order_key(version)
+    except ValueError:
+        return 2, (version,)
 
 
 def _is_pattern(text: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from infra.harvester.helm import HelmRevision, parse_history_yaml
-from infra.harvester.semver import SemVer, prerelease_hidden_in_build_metadata, same_precedence
+from infra.versions import SemVer, prerelease_hidden_in_build_metadata, same_precedence
 from infra.harvester.upgrade.diagnosis import awaited_release, diagnose
 from infra.harvester.upgrade.preflight import check_release_file
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..helm import HelmRevision
-from ..semver import SemVer, same_precedence
+from infra.versions import SemVer, same_precedence
 
 _WAIT_LINE = re.compile(r"wait helm release (\S+) (\S+) (\S+) (\S+) (\S+)")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..semver import prerelease_hidden_in_build_metadata
+from infra.versions import prerelease_hidden_in_build_metadata
 
 
 @dataclass(frozen=True)
