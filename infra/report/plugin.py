@@ -14,10 +14,12 @@
   by ``harvester-e2e matrix``) becomes Allure parameters ``cell.<name>`` on every result (plus ``cell``,
   its title, left out of the history id), so each cell keeps its own history and trend, and lines in
   ``environment.properties``;
-* ``@known_issue @issue_NNNN``: the issue's state comes from ``ci/known-issues.yaml`` (``--known-issues``).
-  Open: the scenario runs as a strict xfail (a pass is reported as "XPASS(strict) known issue ...").
-  Closed: it runs as a normal test, and a failure is reported as "known issue ... is closed upstream but
-  still fails: ...". A missing or unknown issue fails the scenario with "known-issue bookkeeping: ...".
+* ``@known_issue @issue_NNNN``: after the scenario ran, it is judged against issue NNNN of
+  ``ci/known-issues.yaml`` (``--known-issues``) from the facts its steps recorded (``facts`` fixture) and
+  the matrix cell: unaffected versions run as ordinary scenarios; on affected ones a failure that shows
+  as the issue says is an expected failure, any other failure stays the failure it is (its own category,
+  with a "known issue" attachment saying why it is not the known one), and a pass is "known issue ... no
+  longer reproduces" (a failure, so someone looks). A missing or unknown issue fails the scenario with "known-issue bookkeeping: ...".
 
 Load it with ``pytest_plugins = ["infra.report.plugin"]`` or ``-p infra.report.plugin``.
 """
@@ -48,7 +50,9 @@ from allure_commons.types import LabelType, Severity
 
 from infra.report.attach import DEFAULT_MAX_BYTES, attach_evidence, attach_text
 from infra.report.categories import CATEGORIES_FILE
-from infra.report.known_issues import KNOWN_ISSUES_FILE, KnownIssuesError, issue_ref, load_known_issues
+from infra.report.facts import ScenarioFacts, facts_of
+from infra.report.known_issues import (KNOWN_ISSUES_FILE, Judgement, KnownIssue, KnownIssuesError, issue_ref, judge,
+                                       load_known_issues)
 from infra.report.matrix_cell import CELL_ENV_VAR, CELL_PARAMETER_PREFIX
 from infra.report.redact import REDACTOR, install_log_redaction, uninstall_log_redaction
 
@@ -88,11 +92,11 @@ class MatrixCellInfo:
 
 @dataclass(frozen=True)
 class _KnownIssueExpectation:
-    """What a ``@known_issue`` scenario's linked issues say about its outcome."""
+    """The issues a ``@known_issue`` scenario links, as the known-issues file describes them."""
 
-    state: str  # "open" | "closed" | "bookkeeping"
+    issues: tuple[tuple[int, KnownIssue], ...]
     refs: tuple[str, ...]
-    text: str  # the xfail reason, or the bookkeeping problem
+    problem: str = ""       # a bookkeeping problem (no issue tag, an issue not in the file)
 
 
 _PROGRESS_KEY = pytest.StashKey[_ScenarioProgress]()
@@ -100,7 +104,8 @@ _FAMILY_TAGS_KEY = pytest.StashKey[set]()
 _CELL_KEY = pytest.StashKey["MatrixCellInfo | None"]()
 _KNOWN_ISSUE_KEY = pytest.StashKey[_KnownIssueExpectation]()
 _XPASS_STRICT_KEY = pytest.StashKey[str]()  # the xfail reason of a strict xfail that passed
-_PRODUCT_FAILURE_KEY = pytest.StashKey[bool]()
+_JUDGEMENT_KEY = pytest.StashKey[Judgement]()
+_FAILED_STEP_KEY = pytest.StashKey[str]()
 
 
 # --- options and configuration -----------------------------------------------------------------
@@ -347,8 +352,7 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
             allure.dynamic.parameter(name, value)
 
     _apply_tags(request, scenario)
-    if request.node.stash.get(_KNOWN_ISSUE_KEY, None) is not None \
-            and request.node.stash[_KNOWN_ISSUE_KEY].state == "bookkeeping":
+    if request.node.stash.get(_KNOWN_ISSUE_KEY, None) is not None and request.node.stash[_KNOWN_ISSUE_KEY].problem:
         _list_steps_not_run(request.node.stash[_PROGRESS_KEY])
         _fail_on_known_issue_bookkeeping(request.node)
 
@@ -433,8 +437,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def _fail_on_known_issue_bookkeeping(item: pytest.Item) -> None:
     expectation = item.stash.get(_KNOWN_ISSUE_KEY, None)
-    if expectation is not None and expectation.state == "bookkeeping":
-        pytest.fail(f"known-issue bookkeeping: {expectation.text}", pytrace=False)
+    if expectation is not None and expectation.problem:
+        pytest.fail(f"known-issue bookkeeping: {expectation.problem}", pytrace=False)
+
+
+@pytest.fixture
+def facts(request: pytest.FixtureRequest) -> ScenarioFacts:
+    """What this scenario runs against (versions, releases), recorded by its steps."""
+    return ScenarioFacts(request.node)
 
 
 @pytest.hookimpl(trylast=True)
@@ -449,11 +459,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     except KnownIssuesError as error:
         known, problem = None, str(error)
     for item in tagged:
-        expectation = _known_issue_expectation(item, known, problem)
-        item.stash[_KNOWN_ISSUE_KEY] = expectation
-        if expectation.state == "open":
-            item.add_marker(pytest.mark.xfail(strict=True, reason=expectation.text,
-                                              raises=_product_failure_types()))
+        item.stash[_KNOWN_ISSUE_KEY] = _known_issue_expectation(item, known, problem)
 
 
 def _known_issue_expectation(item: pytest.Item, known: Any, problem: str | None) -> _KnownIssueExpectation:
@@ -462,70 +468,88 @@ def _known_issue_expectation(item: pytest.Item, known: Any, problem: str | None)
                       and match["value"].isdigit()})
     refs = tuple(issue_ref(number) for number in numbers)
     if not numbers:
-        return _KnownIssueExpectation("bookkeeping", refs, "@known_issue needs the issue it reproduces, "
-                                                            "e.g. @issue_8750 (harvester/harvester#8750)")
+        return _KnownIssueExpectation((), refs, "@known_issue needs the issue it reproduces, "
+                                                "e.g. @issue_8001 (harvester/harvester#8001)")
     if known is None:
-        return _KnownIssueExpectation("bookkeeping", refs, problem or "no known-issues file")
+        return _KnownIssueExpectation((), refs, problem or "no known-issues file")
     missing = [number for number in numbers if known.get(number) is None]
     if missing:
-        return _KnownIssueExpectation("bookkeeping", refs, ", ".join(issue_ref(n) for n in missing)
-                                      + f" not listed in {known.source}; add its state (open/closed) there")
-    open_issues = [(number, known.get(number)) for number in numbers if known.get(number).state == "open"]
-    if open_issues:
-        reason = "; ".join(f"known issue {issue_ref(number)} (open): {issue.title}" for number, issue in open_issues)
-        return _KnownIssueExpectation("open", refs, reason)
-    return _KnownIssueExpectation("closed", refs, ", ".join(refs))
+        return _KnownIssueExpectation((), refs, ", ".join(issue_ref(n) for n in missing)
+                                      + f" not listed in {known.source}; add it (state, affects, shows) there")
+    return _KnownIssueExpectation(tuple((n, known.get(n)) for n in numbers), refs)
 
 
-def _product_failure_types() -> tuple[type[BaseException], ...]:
-    """Failures that mean "the product behaved as the issue says": an infrastructure or harness error in a
-    known-issue scenario is reported as what it is, never hidden as the expected failure."""
+def _facts_for_judging(item: pytest.Item) -> dict[str, str]:
+    cell = item.config.stash.get(_CELL_KEY, None)
+    return {**(cell.parameters if cell is not None else {}), **facts_of(item)}
+
+
+def _judge(item: pytest.Item, failure: BaseException | None) -> Judgement | None:
+    """The verdict of the first linked issue that applies (an affected one decides; else unaffected)."""
+    expectation = item.stash.get(_KNOWN_ISSUE_KEY, None)
+    if expectation is None or expectation.problem:
+        return None
+    facts, step = _facts_for_judging(item), item.stash.get(_FAILED_STEP_KEY, None)
+    judgements = [judge(number, issue, facts, failure, step) for number, issue in expectation.issues]
+    known = [j for j in judgements if j.verdict == "known"]
+    applicable = [j for j in judgements if j.verdict != "unaffected"]
+    return (known or applicable or judgements or [None])[0]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    # The scenario's outcome is judged here, where the failure is still an exception: an expected one
+    # becomes pytest's xfail, a pass on an affected version a failure; anything else stays what it was.
     try:
-        from infra.waits.budget import WaitTimeout
-    except ImportError:  # the plugin also serves projects without the harness's waits
-        return (AssertionError,)
-    return (AssertionError, WaitTimeout)
+        result = yield
+    except (pytest.skip.Exception, KeyboardInterrupt):
+        raise
+    except BaseException as failure:
+        judgement = _judge(item, failure)
+        if judgement is not None:
+            item.stash[_JUDGEMENT_KEY] = judgement
+            if judgement.verdict == "known":
+                raise pytest.xfail.Exception(judgement.text) from failure
+            if judgement.verdict == "other-failure":
+                item.add_report_section("call", "known issue", judgement.text)
+        raise
+    judgement = _judge(item, None)
+    if judgement is not None:
+        item.stash[_JUDGEMENT_KEY] = judgement
+        if judgement.verdict == "no-longer-reproduces":
+            pytest.fail(judgement.text, pytrace=False)
+    return result
 
 
 @pytest.hookimpl(specname="pytest_runtest_makereport", wrapper=True, tryfirst=True)
 def pytest_runtest_makereport_known_issue(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
     # Outermost: sees the report after pytest's xfail handling has decided the outcome.
     report = yield
-    if report.when != "call":
-        return report
-    if report.failed and isinstance(report.longrepr, str) and report.longrepr.startswith("[XPASS(strict)]"):
+    if report.when == "call" and report.failed and isinstance(report.longrepr, str) \
+            and report.longrepr.startswith("[XPASS(strict)]"):
         item.stash[_XPASS_STRICT_KEY] = report.longrepr.removeprefix("[XPASS(strict)]").strip()
-    if item.stash.get(_KNOWN_ISSUE_KEY, None) is not None:
-        item.stash[_PRODUCT_FAILURE_KEY] = bool(report.failed and call.excinfo is not None
-                                                and call.excinfo.errisinstance(_product_failure_types()))
     return report
 
 
 def _report_known_issue_outcome(item: pytest.Item) -> None:
-    """Word a known-issue scenario's surprising outcome so the categories file can file it.
-
-    allure-pytest leaves a strict xfail that passed without any message; it gets "XPASS(strict) <reason>"
-    (any strict xfail, also one a step adds at run time with a "known issue ..." reason).
-    """
-    expectation = item.stash.get(_KNOWN_ISSUE_KEY, None)
+    """Word a known-issue scenario's outcome in the Allure result so the categories file can file it."""
+    judgement = item.stash.get(_JUDGEMENT_KEY, None)
     xpass_reason = item.stash.get(_XPASS_STRICT_KEY, None)
-    if expectation is None and xpass_reason is None:
-        return
     test_result = _current_test_result(item.config)
-    if test_result is None:
+    if test_result is None or (judgement is None and xpass_reason is None):
         return
-    if expectation is not None and expectation.state == "open" and xpass_reason is not None:
-        test_result.statusDetails = StatusDetails(message=(
-            f"XPASS(strict) {expectation.text}: the scenario passed, so it no longer reproduces the issue. "
-            f"Check {', '.join(expectation.refs)} upstream, then update ci/known-issues.yaml and the tag."))
+    if judgement is not None and judgement.verdict in ("known", "no-longer-reproduces"):
+        details = test_result.statusDetails or StatusDetails()
+        details.message = judgement.text
+        test_result.statusDetails = details
+        allure_link = f"https://github.com/{judgement.issue.repo}/issues/{judgement.number}"
+        if not any(link.url == allure_link for link in test_result.links):
+            allure.dynamic.link(allure_link, name=issue_ref(judgement.number, judgement.issue.repo))
+    elif judgement is not None and judgement.verdict == "other-failure":
+        # A real failure keeps its own message and category; the report says it is not the known one.
+        attach_text("known issue", judgement.text)
     elif xpass_reason is not None and test_result.statusDetails is None:
         test_result.statusDetails = StatusDetails(message=f"XPASS(strict) {xpass_reason}: the scenario passed")
-    elif expectation is not None and expectation.state == "closed" and item.stash.get(_PRODUCT_FAILURE_KEY, False) \
-            and test_result.statusDetails is not None:
-        refs = ", ".join(expectation.refs)
-        verb = "is" if len(expectation.refs) == 1 else "are"
-        test_result.statusDetails.message = (f"known issue {refs} {verb} closed upstream but still fails: "
-                                             f"{test_result.statusDetails.message or ''}")
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -553,6 +577,7 @@ def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: Any, scenario
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any,
                           step_func: Any, step_func_args: dict, exception: BaseException) -> None:
+    request.node.stash.setdefault(_FAILED_STEP_KEY, step.name)     # the first step that failed
     progress = _progress(request, scenario)
     for evidence in _evidence_of(exception):
         attach_evidence(evidence, max_bytes=DEFAULT_MAX_BYTES)

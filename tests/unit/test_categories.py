@@ -24,28 +24,42 @@ Feature: Failure sorting
     Given nothing happens
 
   @known_issue @issue_101
-  Scenario: Open issue still reproduces
+  Scenario: Known issue shows on an affected version
     Given the product misbehaves
 
-  @known_issue @issue_102
-  Scenario: Open issue no longer reproduces
-    Given nothing happens
-
-  @known_issue @issue_201
-  Scenario: Closed issue fails again
-    Given the product misbehaves
-
-  @known_issue @issue_201
-  Scenario: Closed issue times out again
-    Given the product never gets there
-
-  @known_issue @issue_202
-  Scenario: Closed issue stays fixed
+  @known_issue @issue_101
+  Scenario: Known issue no longer reproduces on an affected version
     Given nothing happens
 
   @known_issue @issue_101
-  Scenario: Open issue, but no cluster
+  Scenario: Known issue scenario fails in another way on an affected version
+    Given the product never gets there
+
+  @known_issue @issue_101
+  Scenario: Known issue scenario, but no cluster
     Given no cluster can be provisioned
+
+  @known_issue @issue_201
+  Scenario: A closed issue still explains the builds it affected
+    Given the product misbehaves
+
+  @known_issue @issue_202
+  Scenario: Known issue scenario fails on a version the issue does not affect
+    Given the product misbehaves
+
+  @known_issue @issue_202
+  Scenario: Known issue scenario passes on a version the issue does not affect
+    Given nothing happens
+
+  @known_issue @issue_102
+  Scenario: Known issue on a fact a step records
+    Given the dashboard is at UI extension v1.0.4
+    And the product misbehaves
+
+  @known_issue @issue_102
+  Scenario: Known issue on a fact a step records, with the fix
+    Given the dashboard is at UI extension v1.5.0
+    And the product misbehaves
 
   @known_issue
   Scenario: Known issue without its issue
@@ -94,7 +108,7 @@ Feature: Failure sorting
 """
 
 CONFTEST = """
-from pytest_bdd import given
+from pytest_bdd import given, parsers
 
 from infra.backends.base import BackendError
 from infra.kube.client import ApiFailure
@@ -105,6 +119,11 @@ from infra.waits.budget import Budget, WaitTimeout
 @given("nothing happens")
 def nothing():
     pass
+
+
+@given(parsers.parse("the dashboard is at UI extension {ui}"))
+def dashboard_at(ui, facts):
+    facts.record("ui_extension", ui)
 
 
 @given("a step expects known issue 103")
@@ -169,20 +188,39 @@ def denied():
 
 KNOWN_ISSUES = """\
 issues:
-  101: {state: open, title: "upgrade hangs on fleet", since: v1.5.0-rc2}
-  102: {state: open, title: "pool goes Not Ready"}
-  201: {state: closed, title: "fixed long ago"}
-  202: {state: closed, title: "also fixed"}
+  101:
+    state: open
+    title: "upgrade hangs on fleet"
+    affects: {harvester_from: [v1.5.0-rc2]}
+    shows: {step: "^the product misbehaves$", exception: AssertionError, message: "expected 'master-ce188325-head'"}
+  102:
+    state: open
+    title: "pool goes Not Ready"
+    affects: {ui_extension: ["<=v1.0.4", v1.5.0-rc1]}
+    shows: {step: "^the product misbehaves$", exception: AssertionError}
+  201:
+    state: closed
+    title: "fixed in later builds"
+    affects: {harvester_from: ["<=v1.5.0-rc2"]}
+    shows: {step: "^the product misbehaves$", exception: AssertionError}
+  202:
+    state: closed
+    title: "only old builds"
+    affects: {harvester_from: ["<v1.4.0"]}
+    shows: {step: "^the product misbehaves$", exception: AssertionError}
 """
 
 EXPECTED = {
     "Passes": ("passed", None),
-    "Open issue still reproduces": ("skipped", cat.KNOWN_PRODUCT_ISSUE),
-    "Open issue no longer reproduces": ("failed", cat.KNOWN_ISSUE_PASSES),
-    "Closed issue fails again": ("failed", cat.KNOWN_ISSUE_CLOSED_STILL_FAILS),
-    "Closed issue times out again": ("broken", cat.KNOWN_ISSUE_CLOSED_STILL_FAILS),
-    "Closed issue stays fixed": ("passed", None),
-    "Open issue, but no cluster": ("broken", cat.INFRA_PROVISIONING),
+    "Known issue shows on an affected version": ("skipped", cat.KNOWN_PRODUCT_ISSUE),
+    "Known issue no longer reproduces on an affected version": ("failed", cat.KNOWN_ISSUE_PASSES),
+    "Known issue scenario fails in another way on an affected version": ("broken", cat.PRODUCT_DEFECT),
+    "Known issue scenario, but no cluster": ("broken", cat.INFRA_PROVISIONING),
+    "A closed issue still explains the builds it affected": ("skipped", cat.KNOWN_PRODUCT_ISSUE),
+    "Known issue scenario fails on a version the issue does not affect": ("failed", cat.PRODUCT_DEFECT),
+    "Known issue scenario passes on a version the issue does not affect": ("passed", None),
+    "Known issue on a fact a step records": ("skipped", cat.KNOWN_PRODUCT_ISSUE),
+    "Known issue on a fact a step records, with the fix": ("failed", cat.PRODUCT_DEFECT),
     "Known issue without its issue": ("failed", cat.HARNESS_DEFECT),
     "Known issue missing from the file": ("failed", cat.HARNESS_DEFECT),
     "No cluster": ("broken", cat.INFRA_PROVISIONING),
@@ -236,17 +274,21 @@ def test_every_outcome_gets_its_category(results: dict[str, dict]) -> None:
 
 
 def test_known_issue_messages_name_the_issue(results: dict[str, dict]) -> None:
-    xfail = results["Open issue still reproduces"]["statusDetails"]["message"]
-    xpass = results["Open issue no longer reproduces"]["statusDetails"]["message"]
-    closed = results["Closed issue fails again"]["statusDetails"]["message"]
+    known = results["Known issue shows on an affected version"]["statusDetails"]["message"]
+    closed = results["A closed issue still explains the builds it affected"]["statusDetails"]["message"]
+    gone = results["Known issue no longer reproduces on an affected version"]["statusDetails"]["message"]
+    other = results["Known issue scenario fails in another way on an affected version"]
     bookkeeping = results["Known issue missing from the file"]["statusDetails"]["message"]
 
-    assert xfail.startswith("XFAIL known issue harvester/harvester#101 (open): upgrade hangs on fleet")
-    assert "expected 'master-ce188325-head'" in xfail  # the real failure is still shown
-    assert xpass.startswith("XPASS(strict) known issue harvester/harvester#102 (open)") and "no longer" in xpass
-    assert closed.startswith("known issue harvester/harvester#201 is closed upstream but still fails: ")
+    assert known == ("known issue harvester/harvester#101 (open) on harvester_from v1.5.0-rc2: "
+                     "upgrade hangs on fleet")
+    assert closed.startswith("known issue harvester/harvester#201 (closed) on harvester_from v1.5.0-rc2")
+    assert gone.startswith("known issue harvester/harvester#101 (open) no longer reproduces on harvester_from "
+                           "v1.5.0-rc2")
+    assert other["statusDetails"]["message"].startswith("infra.waits.budget.WaitTimeout") or \
+        "WaitTimeout" in other["statusDetails"]["message"]
     assert "harvester/harvester#999 not listed in" in bookkeeping
-    assert {link["url"] for link in results["Open issue still reproduces"]["links"]} == {
+    assert {link["url"] for link in results["Known issue shows on an affected version"]["links"]} == {
         "https://github.com/harvester/harvester/issues/101"}
 
 

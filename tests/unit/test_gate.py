@@ -42,8 +42,8 @@ def result(name: str, status: str = "passed", *, feature: str = "Upgrade", messa
 
 
 def xfail(name: str, issue: int, **kwargs: object) -> dict:
-    return result(name, "skipped", issues=(issue,), message=f"XFAIL known issue harvester/harvester#{issue} "
-                  "(open): upgrade hangs\n\nAssertionError: stalled in SystemServicesUpgraded", **kwargs)
+    return result(name, "skipped", issues=(issue,), message=f"known issue harvester/harvester#{issue} (open) on "
+                  "harvester_from v1.5.0-rc2, harvester_to master-ce188325-head: upgrade hangs", **kwargs)
 
 
 @pytest.fixture
