@@ -11,10 +11,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from infra.cleanup import CleanupStack
-from infra.config import RunConfig
+from pydantic import SecretStr
 
-from .base import Backend, BackendError, Cluster, NodeHandle
+from infra.cleanup import CleanupStack
+from infra.cluster import AddressRange, Cluster, NodeHandle
+from infra.config import RunConfig
+from infra.https import Endpoint
+
+from .base import Backend, BackendError
+from .existing import default_target, rancher_of, releases_of
 
 log = logging.getLogger("harvester_e2e.backends.libvirt")
 
@@ -46,6 +51,7 @@ class LibvirtBackend(Backend):
         self._conn: Any = None
         self._cluster: Cluster | None = None
         self._provisioned: Any = None
+        self._retired: Cluster | None = None
 
     @property
     def conn(self) -> Any:
@@ -64,11 +70,18 @@ class LibvirtBackend(Backend):
             raise BackendError("no cluster has been provisioned in this run yet")
         return self._provisioned
 
-    def acquire(self, harvester_version: str) -> Cluster:
+    def acquire(self, harvester_version: str | None = None) -> Cluster:
+        harvester_version = harvester_version or self.default_version
+        if self._retired is not None:           # an upgraded cluster: a new one (a golden restore, usually)
+            log.info("tearing down the retired cluster %s before provisioning again", self._retired.name)
+            self._retired.close_sessions()
+            failures = self._teardown()
+            self._retired = None
+            if failures:
+                raise BackendError("libvirt teardown of the retired cluster incomplete: " + "; ".join(failures))
         if self._cluster is not None:
             if self._cluster.harvester_version != harvester_version:
-                raise BackendError(f"this run already provisioned a {self._cluster.harvester_version} cluster; the "
-                                   f"libvirt backend keeps one cluster per run (asked for {harvester_version})")
+                raise self.other_version(harvester_version, self._cluster.harvester_version)
             return self._cluster
         from infra.provision import ClusterProvisioner, GoldenStore, plan_cluster
 
@@ -91,14 +104,37 @@ class LibvirtBackend(Backend):
         if kubeconfig is None:          # install: none boots plain guests: there is no Kubernetes API
             kubeconfig = self.workdir / "kubeconfig"
             kubeconfig.write_text("# install: none - plain guests, no Kubernetes API\n")
-        self._cluster = Cluster(
-            name=f"libvirt-{self.config.run_id}", backend=self.name, kubeconfig=kubeconfig,
-            harvester_version=harvester_version, run_id=self.config.run_id,
-            nodes=[NodeHandle(n.plan.hostname, n.plan.ssh_host, n.plan.ssh_port) for n in provisioned.nodes],
-            power_control=LibvirtNodePower(provisioned))
+        self._cluster = self._cluster_of(provisioned, harvester_version, kubeconfig)
         log.info("libvirt cluster %s ready: %d nodes (%s%s)", self._cluster.name, len(provisioned.nodes),
                  provisioned.domain_type, f", restored from golden image {image.key}" if image else "")
         return self._cluster
+
+    def _cluster_of(self, provisioned: Any, harvester_version: str, kubeconfig: Any) -> Cluster:
+        """The provisioned VMs as a `Cluster`: logins from the install config, host keys the run installed."""
+        settings = self.settings
+        password = SecretStr(provisioned.password) if provisioned.password else settings.ssh_password
+        nodes = [NodeHandle(n.plan.hostname, n.plan.ssh_host, n.plan.ssh_port, ssh_user=settings.ssh_user,
+                            ssh_key_file=settings.ssh_key_file, ssh_password=password,
+                            ssh_host_key=provisioned.host_keys.get(n.plan.hostname))
+                 for n in provisioned.nodes]
+        cluster = Cluster(name=f"libvirt-{self.config.run_id}", backend=self.name, kubeconfig=kubeconfig,
+                          harvester_version=harvester_version, run_id=self.config.run_id, nodes=nodes,
+                          known_hosts=self.workdir / "known_hosts", power_control=LibvirtNodePower(provisioned),
+                          ranchers=rancher_of(self.config), releases=releases_of(self.config),
+                          target=default_target(self.config))
+        vip = provisioned.plan.vip
+        if vip is not None and settings.harvester_api_token is not None:
+            cluster.harvester_api = Endpoint(f"https://{vip}", token=settings.harvester_api_token,
+                                             ca_file=settings.harvester_api_ca_file)
+        if settings.lb_address_range:
+            cluster.lb_addresses = AddressRange.parse(settings.lb_address_range)
+        return cluster
+
+    def retire(self, cluster: Cluster) -> None:
+        """An upgraded cluster is not handed to another scenario: it is torn down at the next acquire
+        (after this scenario's cleanup ran), and a new one provisioned (from the golden image if kept)."""
+        if cluster is self._cluster:
+            self._retired, self._cluster = cluster, None
 
     def _teardown(self) -> list[str]:
         failures = self.stack.run()
@@ -113,6 +149,9 @@ class LibvirtBackend(Backend):
         return failures
 
     def release_all(self) -> None:
+        for cluster in (self._cluster, self._retired):
+            if cluster is not None:
+                cluster.close_sessions()
         failures = self._teardown()
         if self._conn is not None:
             self._conn.close()

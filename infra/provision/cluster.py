@@ -57,12 +57,27 @@ class ProvisionedCluster:
     domain_type: str = "kvm"
     restored_from: GoldenImage | None = None
     kubeconfig: Path | None = None
+    host_keys: dict[str, str] = field(default_factory=dict)     # hostname -> the public host key to pin
+    password: str = field(default="", repr=False)              # the nodes' login password (install config)
 
     def control(self, hostname: str) -> DomainControl:
         for node in self.nodes:
             if hostname in (node.plan.hostname, node.plan.domain):
                 return node.control
         raise KeyError(f"no node {hostname!r} in this cluster; nodes: {[n.plan.hostname for n in self.nodes]}")
+
+
+_KEYS_BEGIN, _KEYS_END = "-----BEGIN SSH HOST KEY KEYS-----", "-----END SSH HOST KEY KEYS-----"
+_PREFERRED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "ssh-rsa")
+
+
+def host_keys_on_console(console: str) -> list[str]:
+    """Host keys a node printed on its console, framed as cloud-init frames them; ed25519 first."""
+    if _KEYS_BEGIN not in console:
+        return []
+    block = console.rsplit(_KEYS_BEGIN, 1)[1].split(_KEYS_END, 1)[0]
+    lines = [" ".join(line.split()[:2]) for line in block.splitlines() if len(line.split()) >= 2]
+    return sorted(lines, key=lambda line: _PREFERRED.index(line.split()[0]) if line.split()[0] in _PREFERRED else 9)
 
 
 def fetch_to_host(url: str, directory: Path, budget: Budget) -> Path:
@@ -90,9 +105,14 @@ class ClusterProvisioner:
         self.objects = Provisioner(conn, plan.run_id, stack)
         self.golden = golden
         self.restore = restore
-        self.node_secrets = node_secrets or NodeSecrets.from_settings(plan.settings)
+        hostnames = tuple(n.hostname for n in plan.nodes) if plan.installs_harvester else ()
+        self.node_secrets = node_secrets or NodeSecrets.from_settings(plan.settings, hostnames)
         self.acceleration = Acceleration(plan.settings.domain_type, plan.settings.kvm_probe_s)
-        self.result = ProvisionedCluster(plan, restored_from=restore)
+        # A restored disk carries the host key of the install it was saved from; a fresh install gets ours.
+        host_keys = dict(restore.host_keys) if restore is not None else \
+            {name: key.public_line for name, key in self.node_secrets.host_keys.items()}
+        self.result = ProvisionedCluster(plan, restored_from=restore, host_keys=host_keys,
+                                         password=self.node_secrets.password)
         settings = plan.settings
         self.boot_budget = Budget.minutes("node boots to SSH", settings.boot_timeout_min)
         self.install_budget = Budget.minutes("Harvester installs on a node", settings.install_timeout_min)
@@ -168,6 +188,11 @@ class ClusterProvisioner:
         for node in nodes or list(self.plan.nodes):
             control = self.result.control(node.hostname)
             wait_for_ssh(node.ssh_host, node.ssh_port, self.boot_budget, evidence=control.evidence)
+            if node.hostname not in self.result.host_keys:
+                # A node the run installed no key on (a plain guest): the key it printed on its console.
+                keys = host_keys_on_console(control.console_tail(400))
+                if keys:
+                    self.result.host_keys[node.hostname] = keys[0]
 
     def api_url(self) -> str:
         return f"https://{self.plan.vip}:{API_PORT}"
@@ -184,7 +209,8 @@ class ClusterProvisioner:
 
         node, settings = self.plan.nodes[0], self.plan.settings
         target = SshTarget(name=node.hostname, host=node.ssh_host, port=node.ssh_port, user=settings.ssh_user,
-                           key_file=settings.ssh_key_file, password=SecretStr(self.node_secrets.password))
+                           key_file=settings.ssh_key_file, password=SecretStr(self.node_secrets.password),
+                           host_key=self.result.host_keys.get(node.hostname))
         with SshNode(target, KnownHosts(self.plan.workdir / "known_hosts")) as ssh:
             text = ssh.sudo(f"cat {NODE_KUBECONFIG}", check=True, budget=self.boot_budget).stdout
         config = yaml.safe_load(text)
@@ -221,7 +247,7 @@ class ClusterProvisioner:
         assert self.golden is not None, "libvirt.golden_image_dir is not set"
         for node in self.result.nodes:
             node.control.power("shutdown", Budget.minutes(f"{node.plan.domain} shuts down", 10))
-        image = self.golden.save(self.objects, self.plan)
+        image = self.golden.save(self.objects, self.plan, self.result.host_keys)
         for node in self.result.nodes:
             node.control.power("start")
         self.wait_for_ssh()

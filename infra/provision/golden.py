@@ -18,12 +18,12 @@ import re
 import shutil
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from infra.config import LibvirtBackend
+from infra.config import LibvirtSettings
 
 from .connection import is_test_driver, libvirt_module
 from .objects import Provisioner
@@ -35,7 +35,7 @@ log = logging.getLogger("harvester_e2e.provision")
 GOLDEN_POOL_PREFIX = "harvester-e2e-golden-"
 
 
-def golden_key(harvester_version: str, settings: LibvirtBackend) -> str:
+def golden_key(harvester_version: str, settings: LibvirtSettings) -> str:
     raw = f"{harvester_version}-{settings.nodes}n-{settings.boot_mode}-{settings.network_mode}"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
 
@@ -48,6 +48,7 @@ class GoldenImage:
     disks: dict[str, str]           # node hostname -> volume name in the golden pool
     nvram: dict[str, str]           # node hostname -> NVRAM file name (UEFI only)
     created: str
+    host_keys: dict[str, str] = field(default_factory=dict)   # hostname -> public host key installed with it
 
     def to_json(self) -> str:
         return json.dumps({
@@ -55,7 +56,7 @@ class GoldenImage:
             "layout": {"cidr": str(self.layout.cidr), "gateway": str(self.layout.gateway),
                        "vip": str(self.layout.vip),
                        "nodes": [{"mac": n.mac, "ip": str(n.ip) if n.ip else None} for n in self.layout.nodes]},
-            "disks": self.disks, "nvram": self.nvram}, indent=2)
+            "disks": self.disks, "nvram": self.nvram, "host_keys": self.host_keys}, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> GoldenImage:
@@ -66,7 +67,8 @@ class GoldenImage:
                                         IPv4Address(layout["vip"]),
                                         tuple(NodeAddress(n["mac"], IPv4Address(n["ip"]) if n["ip"] else None)
                                               for n in layout["nodes"])),
-                   disks=dict(data["disks"]), nvram=dict(data.get("nvram", {})))
+                   disks=dict(data["disks"]), nvram=dict(data.get("nvram", {})),
+                   host_keys=dict(data.get("host_keys", {})))
 
 
 class GoldenStore:
@@ -92,7 +94,7 @@ class GoldenStore:
     def manifest_path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
 
-    def find(self, harvester_version: str, settings: LibvirtBackend) -> GoldenImage | None:
+    def find(self, harvester_version: str, settings: LibvirtSettings) -> GoldenImage | None:
         """The golden image for this version and shape, if its manifest and every disk are there."""
         path = self.manifest_path(golden_key(harvester_version, settings))
         if not path.is_file():
@@ -113,7 +115,7 @@ class GoldenStore:
         return {host: self.directory / name for host, name in image.nvram.items()
                 if (self.directory / name).is_file()}
 
-    def save(self, provisioner: Provisioner, plan: ClusterPlan) -> GoldenImage:
+    def save(self, provisioner: Provisioner, plan: ClusterPlan, host_keys: dict[str, str] | None = None) -> GoldenImage:
         """Copy every (shut off) node's disk into the golden pool and write the manifest last, so a
         half-written golden image is never found."""
         assert plan.layout is not None, "golden images are for Harvester clusters on nat or bridge networks"
@@ -142,7 +144,8 @@ class GoldenStore:
                 shutil.copyfile(nvram_path, self.directory / f"{key}-{node.hostname}.nvram.fd")
                 nvram[node.hostname] = f"{key}-{node.hostname}.nvram.fd"
         image = GoldenImage(key=key, harvester_version=plan.harvester_version, layout=plan.layout, disks=disks,
-                            nvram=nvram, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                            nvram=nvram, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            host_keys=dict(host_keys or {}))
         self.directory.mkdir(parents=True, exist_ok=True)
         self.manifest_path(key).write_text(image.to_json())
         log.info("saved golden image %s (%d disks)", key, len(disks))

@@ -12,14 +12,14 @@ import http.server
 import logging
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infra.config import LibvirtBackend
+from infra.config import LibvirtSettings
 from infra.report.redact import register_secret
 
 from .plan import ClusterPlan, NodePlan, local_path
@@ -32,15 +32,37 @@ INSTALL_DEVICE = "/dev/vda"
 
 
 @dataclass(frozen=True)
+class HostKey:
+    """An SSH host key the harness makes for a node: installed through the install config, pinned by the run."""
+
+    private_openssh: str = field(repr=False)
+    public_line: str                  # "ssh-ed25519 AAAA..." as known_hosts and the node's .pub hold it
+
+    @classmethod
+    def generate(cls) -> "HostKey":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption()).decode()
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH).decode()
+        register_secret(private)
+        return cls(private, public)
+
+
+@dataclass(frozen=True)
 class NodeSecrets:
     """What a node is installed with that must never be logged."""
 
     token: str
     password: str
     authorized_keys: tuple[str, ...]
+    host_keys: dict[str, HostKey] = field(default_factory=dict, repr=False)     # hostname -> its host key
 
     @classmethod
-    def from_settings(cls, settings: LibvirtBackend) -> NodeSecrets:
+    def from_settings(cls, settings: LibvirtSettings, hostnames: tuple[str, ...] = ()) -> NodeSecrets:
         keys: tuple[str, ...] = ()
         if settings.ssh_key_file is not None:
             keys = (public_key_of(settings.ssh_key_file),)
@@ -48,10 +70,22 @@ class NodeSecrets:
         password = settings.ssh_password.get_secret_value() if settings.ssh_password else secrets.token_urlsafe(16)
         register_secret(token)          # the report redacts them wherever they might show up
         register_secret(password)
-        return cls(token, password, keys)
+        return cls(token, password, keys, {name: HostKey.generate() for name in hostnames})
 
     def __repr__(self) -> str:
-        return f"NodeSecrets(token=***, password=***, authorized_keys={len(self.authorized_keys)})"
+        return (f"NodeSecrets(token=***, password=***, authorized_keys={len(self.authorized_keys)}, "
+                f"host_keys={len(self.host_keys)})")
+
+
+HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key"
+
+
+def host_key_files(host_key: HostKey) -> list[dict[str, str]]:
+    """`os.write_files` entries (harvester-installer's schema) that install the node's SSH host key."""
+    return [{"encoding": "", "content": host_key.private_openssh, "owner": "root", "path": HOST_KEY_PATH,
+             "permissions": "0600"},
+            {"encoding": "", "content": host_key.public_line + "\n", "owner": "root", "path": HOST_KEY_PATH + ".pub",
+             "permissions": "0644"}]
 
 
 def public_key_of(private_key_file: Path) -> str:
@@ -90,6 +124,8 @@ def node_config(plan: ClusterPlan, node: NodePlan, node_secrets: NodeSecrets) ->
                     "device": INSTALL_DEVICE, "iso_url": settings.iso_url, "tty": "ttyS0", "automatic": True,
                     "poweroff": True},
     }
+    if node.hostname in node_secrets.host_keys:     # the key the run pins for this node
+        document["os"]["write_files"] = host_key_files(node_secrets.host_keys[node.hostname])
     if node.role == "create":
         document["install"].update(vip=str(plan.vip), vip_mode="static")
     else:

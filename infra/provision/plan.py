@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from infra.config import LibvirtBackend
+from infra.config import LibvirtSettings
 
 from .connection import is_test_driver, libvirt_module
 from .ownership import bridge_name_for, owned_name, stable_mac
@@ -74,7 +74,7 @@ class NodePlan:
 class ClusterPlan:
     run_id: str
     harvester_version: str
-    settings: LibvirtBackend
+    settings: LibvirtSettings
     pool: PoolSpec
     nodes: tuple[NodePlan, ...]
     workdir: Path
@@ -111,7 +111,7 @@ def free_local_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def default_layout(settings: LibvirtBackend, run_id: str) -> NetworkLayout:
+def default_layout(settings: LibvirtSettings, run_id: str) -> NetworkLayout:
     cidr = IPv4Network(settings.network_cidr)
     hosts = list(cidr.hosts())
     gateway = IPv4Address(settings.gateway) if settings.gateway else hosts[0]
@@ -121,7 +121,7 @@ def default_layout(settings: LibvirtBackend, run_id: str) -> NetworkLayout:
     return NetworkLayout(cidr, gateway, vip, nodes)
 
 
-def plan_cluster(settings: LibvirtBackend, run_id: str, harvester_version: str, workdir: Path, *,
+def plan_cluster(settings: LibvirtSettings, run_id: str, harvester_version: str, workdir: Path, *,
                  layout: NetworkLayout | None = None, golden_backing: dict[str, Path] | None = None) -> ClusterPlan:
     """The plan for a run. `layout` (from a golden image) overrides the configured addresses."""
     workdir = workdir.resolve()

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from infra.cleanup import CleanupStack
-from infra.config import LibvirtBackend
+from infra.config import LibvirtSettings
 from infra.provision import (
     ClusterProvisioner,
     leak_audit,
@@ -39,7 +39,7 @@ IMAGE_GIB = 2
 
 
 def boot_to_ssh(uri: str, guest: object, workdir: Path, run_id: str) -> tuple[float, str]:
-    settings = LibvirtBackend(
+    settings = LibvirtSettings(
         uri=uri, nodes=1, vcpus=1, memory_gib=0.25, disk_gib=0.0625, install="none", network_mode="user",
         kernel_url=str(guest.kernel), initrd_url=str(guest.initrd), kernel_cmdline=guest.cmdline,  # type: ignore[attr-defined]
         boot_mode="bios", kvm_probe_s=15, boot_timeout_min=3, storage_pool_dir=workdir / "pools")

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from infra.config import LibvirtBackend
+from infra.config import LibvirtSettings
 
 TEST_URI = "test:///default"
 
 
-def harvester_settings(tmp_path: Path, **overrides: Any) -> LibvirtBackend:
+def harvester_settings(tmp_path: Path, **overrides: Any) -> LibvirtSettings:
     """A real-Harvester-sized config (PXE install) whose files live under tmp_path."""
     for name in ("vmlinuz", "initrd", "harvester.iso"):
         (tmp_path / name).write_bytes(b"\0")
@@ -24,10 +24,10 @@ def harvester_settings(tmp_path: Path, **overrides: Any) -> LibvirtBackend:
         cluster_token="a-cluster-token-1", network_cidr="192.168.100.0/24", storage_pool_dir=tmp_path / "pools",
         config_server_bind="127.0.0.1")
     values.update(overrides)
-    return LibvirtBackend(**values)
+    return LibvirtSettings(**values)
 
 
-def guest_settings(tmp_path: Path, **overrides: Any) -> LibvirtBackend:
+def guest_settings(tmp_path: Path, **overrides: Any) -> LibvirtSettings:
     """A plain kernel/initrd guest (install none): what the test driver and the tiny VM run."""
     for name in ("vmlinuz", "initrd"):
         (tmp_path / name).write_bytes(b"\0")
@@ -37,7 +37,7 @@ def guest_settings(tmp_path: Path, **overrides: Any) -> LibvirtBackend:
         kernel_cmdline="console=ttyS0", boot_mode="bios", network_cidr="10.231.0.0/24",
         storage_pool_dir=tmp_path / "pools")
     values.update(overrides)
-    return LibvirtBackend(**values)
+    return LibvirtSettings(**values)
 
 
 @pytest.fixture

@@ -153,7 +153,7 @@ def test_volumes_are_qcow2_and_a_linked_clone_names_its_backing_file(tmp_path: P
 ])
 def test_a_config_that_asks_for_too_little_is_refused_with_the_field_and_the_fix(
         tmp_path: Path, section: str, expected: str) -> None:
-    good = ("backend: libvirt\nlibvirt:\n  kernel_url: /k\n  initrd_url: /i\n  rootfs_url: http://h/r\n"
+    good = ("backend: libvirt\nharvester_version: v1.5.1\nlibvirt:\n  kernel_url: /k\n  initrd_url: /i\n  rootfs_url: http://h/r\n"
             "  iso_url: http://h/i.iso\n  ssh_password: secret-pw-1\n  config_server_bind: 10.0.0.1\n")
     load_config(_write(tmp_path, good), environ={})          # the baseline is fine
     with pytest.raises(ConfigError) as caught:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import LibvirtBackend as LibvirtSettings
+from infra.config import LibvirtSettings
 from infra.config import RunConfig
 
 pytestmark = pytest.mark.slow
@@ -49,15 +49,15 @@ def tiny_guest_config(guest: Any, uri: str, tmp_path: Path, run_id: str) -> RunC
         uri=uri, nodes=1, vcpus=1, memory_gib=0.25, disk_gib=0.0625, install="none", network_mode="user",
         kernel_url=str(guest.kernel), initrd_url=str(guest.initrd), kernel_cmdline=guest.cmdline,
         boot_mode="bios", domain_type="auto", kvm_probe_s=15, boot_timeout_min=3,
-        storage_pool_dir=tmp_path / "pools")
-    return RunConfig(backend="libvirt", run_id=run_id, artifacts_dir=tmp_path / "artifacts", libvirt=settings)
+        storage_pool_dir=tmp_path / "pools", ssh_user="root", ssh_key_file=guest.client_key)
+    return RunConfig(backend="libvirt", run_id=run_id, artifacts_dir=tmp_path / "artifacts", libvirt=settings,
+                     harvester_version="none")
 
 
 def test_tiny_guest_boots_answers_ssh_snapshots_reverts_and_leaves_nothing(
         tiny_guest: Any, libvirtd: Any, tmp_path: Path) -> None:
     from infra.backends import backend_for
     from infra.provision import leak_audit, open_connection
-    from infra.ssh import KnownHosts, SshNode, SshTarget
 
     run_id = f"e2e-vm-{int(time.time())}"
     backend = backend_for(tiny_guest_config(tiny_guest, libvirtd.uri, tmp_path, run_id))
@@ -72,11 +72,11 @@ def test_tiny_guest_boots_answers_ssh_snapshots_reverts_and_leaves_nothing(
         assert control.state() == "running"
         assert "tiny-guest: sshd started" in control.console_tail(200)        # console captured to its log
 
-        # The guest's host key is known from building it: pinned, so a different machine would be refused.
-        target = SshTarget(name=node.name, host=node.ssh_host, port=node.ssh_port, user="root",
-                           key_file=tiny_guest.client_key, host_key=tiny_guest.host_key_line)
-        known_hosts = KnownHosts(tmp_path / "known_hosts", trust_on_first_use=False)
-        with SshNode(target, known_hosts, connect_timeout=20, command_timeout=60) as ssh:
+        # The host key the guest printed on its console is pinned (it is the key the guest was built with),
+        # and the session is the cluster's own, as every step gets it: its login from the configuration.
+        assert node.ssh_host_key == tiny_guest.host_key_line
+        assert cluster.known_hosts is not None and cluster.known_hosts.is_relative_to(tmp_path)
+        with cluster.ssh(node.name) as ssh:
             kernel = ssh.run("uname -r", check=True).stdout.strip()
             assert kernel == tiny_guest.kernel.name.removeprefix("vmlinuz-")
             assert ssh.run("hostname", check=True).stdout.strip() == "tiny-guest"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from infra.backends import BackendError, Cluster
-from infra.backends.base import _twin_request
+from infra.backends.twin_client import TwinClient
 from infra.backends.simulated import SimulatedBackend
 from infra.config import RunConfig
-from infra.config import SimulatedBackend as SimulatedSettings
+from infra.config import SimulatedSettings
 from infra.provision.ownership import mark_of
 from infra.provision.power import STATE_NAMES
 from infra.waits.budget import Budget
@@ -32,7 +32,7 @@ def simulated(tmp_path: Path, run_id: str) -> Iterator[tuple[SimulatedBackend, C
 
 
 def twin_power(cluster: Cluster, node: str) -> str:
-    nodes = _twin_request(cluster.kubeconfig, "/twin/v1/nodes")["items"]
+    nodes = [{"name": name, "power": power} for name, power in TwinClient(cluster.kubeconfig).node_power_states().items()]
     return next(n["power"] for n in nodes if n["name"] == node)
 
 

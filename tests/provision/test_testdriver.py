@@ -339,7 +339,8 @@ def test_the_libvirt_backend_refuses_a_clashing_config_and_creates_nothing(
     from infra.config import RunConfig
 
     settings = guest_settings(tmp_path, network_cidr="192.168.122.0/24")
-    backend = backend_for(RunConfig(backend="libvirt", run_id=run_id, artifacts_dir=tmp_path, libvirt=settings))
+    backend = backend_for(RunConfig(backend="libvirt", run_id=run_id, artifacts_dir=tmp_path, libvirt=settings,
+                                    harvester_version="none"))
     assert isinstance(backend, LibvirtBackend)
     with pytest.raises(PlanRefused, match="overlaps libvirt network 'default'"):
         backend.acquire("none")

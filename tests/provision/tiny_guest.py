@@ -7,6 +7,7 @@ package, so a rerun only rebuilds the initramfs when its inputs are missing (~3 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import lzma
 import os
 import shutil
@@ -57,6 +58,10 @@ ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
 /usr/sbin/dropbear -s -p 22 -r /etc/dropbear/dropbear_ed25519_host_key
+# the host key on the console, framed as cloud-init frames it, so provisioning can pin it
+echo "-----BEGIN SSH HOST KEY KEYS-----" > /dev/console
+echo "{host_key} root@tiny-guest" > /dev/console
+echo "-----END SSH HOST KEY KEYS-----" > /dev/console
 echo "{ready}" > /dev/console
 # init must never exit (the kernel would panic): idle for ever
 while true; do sleep 3600; done
@@ -168,7 +173,8 @@ def _host_key(cache: Path) -> tuple[Path, str]:
     return key_path, " ".join(line.split()[:2])
 
 
-def _write_initramfs(staging: Path, modules: Path, host_key: Path, authorized: str, target: Path) -> None:
+def _write_initramfs(staging: Path, modules: Path, host_key: Path, host_key_line: str, authorized: str,
+                     target: Path) -> None:
     for directory in ("bin", "sbin", "usr/sbin", "etc/dropbear", "root/.ssh", "proc", "sys", "dev", "lib/modules",
                       "lib64", "lib/x86_64-linux-gnu", "tmp", "var/log", "run"):
         (staging / directory).mkdir(parents=True, exist_ok=True)
@@ -190,12 +196,16 @@ def _write_initramfs(staging: Path, modules: Path, host_key: Path, authorized: s
     (staging / "etc" / "group").write_text("root:x:0:\n")
     (staging / "etc" / "shells").write_text("/bin/sh\n")
     init = staging / "init"
-    init.write_text(INIT_SCRIPT.format(modules=" ".join(VIRTIO_MODULES), ready=READY_LINE))
+    init.write_text(_init_script(host_key_line))
     init.chmod(0o755)
     names = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
     archive = subprocess.run([str(GUEST_TOOLS["cpio"]), "-o", "-H", "newc", "--quiet"], cwd=staging, check=True,
                              input=("\n".join(names) + "\n").encode(), capture_output=True, timeout=60).stdout
     target.write_bytes(gzip.compress(archive, compresslevel=1))
+
+
+def _init_script(host_key_line: str) -> str:
+    return INIT_SCRIPT.format(modules=" ".join(VIRTIO_MODULES), ready=READY_LINE, host_key=host_key_line)
 
 
 def build_tiny_guest(cache: Path = CACHE_DIR) -> TinyGuest:
@@ -204,10 +214,11 @@ def build_tiny_guest(cache: Path = CACHE_DIR) -> TinyGuest:
     vmlinuz, modules = _fetch_kernel(cache)
     client_key, authorized = _client_key(cache)
     host_key, host_key_line = _host_key(cache)
-    initrd = cache / f"initrd-{vmlinuz.name.removeprefix('vmlinuz-')}.gz"
+    script_hash = hashlib.sha256(_init_script(host_key_line).encode()).hexdigest()[:8]   # a new /init, a new file
+    initrd = cache / f"initrd-{vmlinuz.name.removeprefix('vmlinuz-')}-{script_hash}.gz"
     if not initrd.exists():
         with tempfile.TemporaryDirectory(prefix="tiny-guest-") as staging:
             partial = initrd.with_suffix(".partial")
-            _write_initramfs(Path(staging), modules, host_key, authorized, partial)
+            _write_initramfs(Path(staging), modules, host_key, host_key_line, authorized, partial)
             os.replace(partial, initrd)
     return TinyGuest(kernel=vmlinuz, initrd=initrd, client_key=client_key, host_key_line=host_key_line)
