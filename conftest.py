@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from infra.backends import Backend, backend_for
+from infra.backends import Backend, BackendError, backend_for
 from infra.cleanup import CleanupStack
 from infra.config import ConfigError, RunConfig, load_config
 
@@ -67,6 +67,10 @@ def run_config(pytestconfig: pytest.Config) -> RunConfig:
 @pytest.fixture(scope="session")
 def backend(run_config: RunConfig) -> Iterator[Backend]:
     chosen = backend_for(run_config)
+    try:
+        chosen.preflight()
+    except BackendError as exc:     # the wrong cluster, or none: no scenario can mean anything
+        pytest.exit(f"backend {run_config.backend}: {exc}", returncode=2)
     try:
         yield chosen
     finally:

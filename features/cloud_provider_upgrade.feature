@@ -7,7 +7,7 @@ Feature: The Harvester cloud provider in a guest cluster upgrades from chart 0.2
   them must give the pool its addresses back and leave no host LoadBalancer behind.
 
   Scenario Outline: Cloud provider 0.2.8 -> 0.2.9 keeps DHCP and pool load balancers (Rancher <rancher>, RKE2 <rke2>)
-    Given a Harvester cluster at version v1.4.2
+    Given a Harvester cluster
     And a guest RKE2 <rke2> cluster managed by Rancher <rancher>
     And an IPPool on the host for the guest cluster
     When the harvester-cloud-provider chart 0.2.8 is installed in the guest

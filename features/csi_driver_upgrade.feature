@@ -7,7 +7,7 @@ Feature: The Harvester CSI driver in a guest cluster upgrades from chart 0.1.21 
   nothing of the chart behind.
 
   Scenario Outline: CSI driver 0.1.21 -> 0.1.23 keeps volumes and data (Rancher <rancher>, RKE2 <rke2>)
-    Given a Harvester cluster at version v1.4.2
+    Given a Harvester cluster
     And a guest RKE2 <rke2> cluster managed by Rancher <rancher>
     When the harvester-csi-driver chart 0.1.21 is installed in the guest
     Then the harvester-csi-driver-controllers Deployment is rolled out
@@ -53,7 +53,7 @@ Feature: The Harvester CSI driver in a guest cluster upgrades from chart 0.1.21 
       | 2.10    | v1.30.10+rke2r1 |
 
   Scenario Outline: CSI driver 0.1.23 controllers stay Pending without a control-plane node (Rancher <rancher>, RKE2 <rke2>)
-    Given a Harvester cluster at version v1.4.2
+    Given a Harvester cluster
     And a guest RKE2 <rke2> cluster managed by Rancher <rancher>
     And no node of the guest is labelled as a control-plane node
     When the harvester-csi-driver chart 0.1.23 is installed in the guest

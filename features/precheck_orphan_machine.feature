@@ -14,7 +14,7 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
     Given a Harvester cluster at version <version>
     And the cluster's machines and nodes are consistent
     When I inject <orphan>
-    And I check whether an upgrade to master-ce188325-head would be admitted
+    And I check whether an upgrade to the target release would be admitted
     Then the upgrade is <outcome>
 
     @issue_6253
@@ -58,10 +58,10 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
     Given a Harvester cluster at version <version>
     And the cluster's machines and nodes are consistent
     When I inject <orphan>
-    And I check whether an upgrade to master-ce188325-head would be admitted
+    And I check whether an upgrade to the target release would be admitted
     Then the upgrade is <outcome>
     When the injected orphan is removed
-    And I check whether an upgrade to master-ce188325-head would be admitted
+    And I check whether an upgrade to the target release would be admitted
     Then the upgrade is admitted
     And the cluster's machines and nodes are consistent
 
@@ -76,7 +76,7 @@ Feature: Pre-upgrade check: an orphan cluster-api Machine blocks the upgrade wit
   Scenario Outline: The denial names the offending Machine on <version>, so an operator can find it
     Given a Harvester cluster at version <version>
     When I inject <orphan>
-    And I check whether an upgrade to master-ce188325-head would be admitted
+    And I check whether an upgrade to the target release would be admitted
     Then the denial names the injected Machine, and the API finds it by that name
 
     Examples:

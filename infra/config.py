@@ -27,7 +27,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class SimulatedBackend(_Model):
+class SimulatedSettings(_Model):
     time_scale: float = Field(60.0, gt=0, description="simulated seconds per wall-clock second")
     nodes: int = Field(3, ge=1, le=7, description="nodes in the simulated cluster")
     startup_timeout_s: float = Field(60.0, gt=0, description="budget for the twin to start serving")
@@ -35,7 +35,7 @@ class SimulatedBackend(_Model):
                                             "for user rancher on the simulated nodes; off by default")
 
 
-class NodeAccess(_Model):
+class NodeSettings(_Model):
     name: str
     host: str
     port: int = Field(22, ge=1, le=65535)
@@ -46,35 +46,93 @@ class NodeAccess(_Model):
                                  "without it the first key seen is recorded in the run's known_hosts")
 
 
-class GuestCluster(_Model):
-    """An RKE2 guest cluster running on the Harvester cluster (for the CSI/cloud-provider stories)."""
+class GuestSettings(_Model):
+    """An RKE2 guest cluster the lab runs on the Harvester cluster (for the CSI/cloud-provider stories)."""
 
     name: str
     host_namespace: str = Field("default", description="the host namespace its VMs live in")
     kubeconfig: Path | None = Field(None, description="default: read from the host Secret <name>-kubeconfig")
 
+    @field_validator("kubeconfig")
+    @classmethod
+    def _kubeconfig_exists(cls, value: Path | None) -> Path | None:
+        return _existing_file(value, "the guest cluster's kubeconfig")
 
-class ExistingBackend(_Model):
+
+class HarvesterApiSettings(_Model):
+    """Harvester's own API at the cluster VIP (support bundles), with an API key a lab hands out."""
+
+    url: str = Field(description="https://<vip>")
+    token: SecretStr = Field(description="a Rancher API key (token-xxxxx:secret); never logged")
+    ca_file: Path | None = Field(None, description="the CA that signed the VIP's certificate (PEM); "
+                                 "default: the system's trust")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (Harvester serves its API over HTTPS at the VIP)")
+        return value.rstrip("/")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        return _existing_file(value, "the CA certificate (PEM) that signed the VIP's certificate")
+
+
+class ExistingSettings(_Model):
     kubeconfig: Path
-    context: str | None = None
-    nodes: list[NodeAccess] = []
-    guest: GuestCluster | None = None
-    harvester_url: str | None = Field(None, description="Harvester's API, e.g. https://<vip>: support bundles")
+    context: str | None = Field(None, description="the kubeconfig context of the Harvester cluster "
+                                "(default: its current context)")
+    nodes: list[NodeSettings] = []
+    guest: GuestSettings | None = None
+    harvester_api: HarvesterApiSettings | None = None
+    lb_address_range: str | None = Field(None, description="addresses the harness may give test IPPools, "
+                                         "FIRST-LAST on a network no DHCP server leases from")
 
     @field_validator("kubeconfig")
     @classmethod
     def _kubeconfig_exists(cls, value: Path) -> Path:
-        value = value.expanduser()
-        if not value.is_file():
-            raise ValueError(f"no such file: {value}; give the path of the cluster's kubeconfig")
+        checked = _existing_file(value, "the cluster's kubeconfig")
+        assert checked is not None
+        return checked
+
+    @field_validator("lb_address_range")
+    @classmethod
+    def _a_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            from infra.cluster import AddressRange
+
+            AddressRange.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _context_exists(self) -> "ExistingSettings":
+        from infra.https import kubeconfig_context
+
+        try:
+            kubeconfig_context(self.kubeconfig, self.context)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"existing.context: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"existing.kubeconfig: {self.kubeconfig} is not valid YAML: {exc}") from None
+        return self
+
+
+def _existing_file(value: Path | None, what: str) -> Path | None:
+    if value is None:
+        return None
+    value = value.expanduser()
+    if not value.is_file():
+        raise ValueError(f"no such file: {value}; give the path of {what}")
+    return value
 
 
 # A real Harvester node's minimums (installer preflight and docs, facts §5): below them the install aborts.
 HARVESTER_MIN_VCPUS, HARVESTER_MIN_MEMORY_GIB, HARVESTER_MIN_DISK_GIB = 8, 32, 250
 
 
-class LibvirtBackend(_Model):
+class LibvirtSettings(_Model):
     """Real VMs through libvirt. `install` says what boots: the Harvester installer by direct kernel boot
     (`pxe`: kernel + initrd + rootfs URL), the installer with its rootfs on the attached ISO (`iso`), or a
     plain kernel/initrd guest with no Harvester (`none`: smoke tests of the provisioning itself)."""
@@ -111,6 +169,11 @@ class LibvirtBackend(_Model):
     ssh_password: SecretStr | None = None
     ssh_key_file: Path | None = Field(None, description="private key; its public half goes to the nodes")
     cluster_token: SecretStr | None = Field(None, description="default: a random token per run")
+    harvester_api_token: SecretStr | None = Field(None, description="a Rancher API key for Harvester's API at "
+                                                  "the VIP (support bundles); without it none is requested")
+    harvester_api_ca_file: Path | None = Field(None, description="the CA of the VIP's certificate")
+    lb_address_range: str | None = Field(None, description="addresses the harness may give test IPPools, "
+                                         "FIRST-LAST outside the network's DHCP range")
     install_timeout_min: float = Field(60.0, gt=0)
     boot_timeout_min: float = Field(10.0, gt=0)
     api_timeout_min: float = Field(20.0, gt=0)
@@ -148,7 +211,7 @@ class LibvirtBackend(_Model):
         return value
 
     @model_validator(mode="after")
-    def _enough_for_what_it_installs(self) -> "LibvirtBackend":
+    def _enough_for_what_it_installs(self) -> "LibvirtSettings":
         """Refuse, before anything is created, a config that cannot give a working cluster."""
         if self.install != "none":
             fix = "or set libvirt.install: none for a plain guest without Harvester"
@@ -185,21 +248,29 @@ class LibvirtBackend(_Model):
         return self
 
 
-class Timeouts(_Model):
+class TimeoutSettings(_Model):
     """Named budgets, in minutes, for the waits steps make (chainsaw-style per-operation timeouts)."""
 
     api_wait_min: float = Field(5.0, gt=0, description="an object reaching a state")
     api_unavailable_min: float = Field(5.0, gt=0, description="riding through an unavailable API server")
     node_ready_min: float = Field(15.0, gt=0)
+    guest_provision_min: float = Field(30.0, gt=0, description="Rancher provisioning a guest RKE2 cluster")
 
 
-class Rancher(_Model):
-    """A Rancher that manages the cluster: dashboard edits then go through its Steve API."""
+class RancherSettings(_Model):
+    """A Rancher that manages the cluster: dashboard edits go through its Steve API, and guest clusters
+    are provisioned through its local cluster's API (provisioning.cattle.io)."""
 
     url: str = Field(description="https://rancher.example")
     token: SecretStr = Field(description="an API token (never logged)")
     cluster_id: str = Field("local", description="Rancher's id of the Harvester cluster, e.g. c-m-abc123")
-    verify: bool | Path = Field(True, description="verify TLS (true), not (false), or a CA bundle path")
+    verify: bool = Field(True, description="verify Rancher's certificate (against ca_file, or the system's trust)")
+    ca_file: Path | None = Field(None, description="the CA that signed Rancher's certificate (PEM)")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        return _existing_file(value, "the CA certificate (PEM) that signed Rancher's certificate")
 
     @field_validator("url")
     @classmethod
@@ -213,8 +284,30 @@ UPGRADE_PHASES = ("LogReady", "ImageReady", "RepoReady", "NodesPrepared", "Syste
                   "NodesUpgraded", "Completed")
 
 
+class ReleaseSettings(_Model):
+    """An upgrade target as a Version names it (on the simulated backend the twin serves every release)."""
+
+    version: str
+    iso_url: str = Field(description="https:// or http:// URL of the release ISO")
+    iso_checksum: str = Field("", description="the ISO's SHA-512 (Version spec.isoChecksum)")
+    annotations: dict[str, str] = Field(default_factory=dict, description="annotations the Upgrade needs, "
+                                        "e.g. harvesterhci.io/skip-version-check: 'true' for a pre-release")
+    ca_file: Path | None = Field(None, description="the CA of the release server (default: the system's trust)")
+
+    @field_validator("iso_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL of the release ISO")
+        return value
+
+
 class UpgradeSettings(_Model):
     """How upgrades are followed. Budgets are real minutes, whatever the backend."""
+
+    target: str | None = Field(None, description="the version an upgrade goes to when a story names none "
+                               "(default: the last of releases; simulated: the newest simulated build)")
+    releases: list[ReleaseSettings] = Field(default_factory=list, description="upgrade targets and their ISOs")
 
     phase_budgets_min: dict[str, float] = Field(default_factory=dict,
                                                 description="per-phase budget overrides, e.g. {NodesUpgraded: 90}")
@@ -233,18 +326,23 @@ class UpgradeSettings(_Model):
         return value
 
 
+DEFAULT_SIMULATED_VERSION = "v1.4.2"
+
+
 class RunConfig(_Model):
     backend: Literal["simulated", "libvirt", "existing"] = "simulated"
-    harvester_version: str = Field("v1.4.2", description="the version the cluster runs (simulated: starts it)")
+    harvester_version: str | None = Field(None, description="the version the cluster runs; simulated: the one "
+                                          f"started for stories that name none (default {DEFAULT_SIMULATED_VERSION});"
+                                          " existing: checked against the cluster (default: what it runs)")
     run_id: str = Field(default_factory=lambda: f"e2e-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}")
     artifacts_dir: Path = Path("artifacts")
     keep_on_failure: bool = False
-    simulated: SimulatedBackend = SimulatedBackend()
-    existing: ExistingBackend | None = None
-    libvirt: LibvirtBackend | None = None
-    timeouts: Timeouts = Timeouts()
+    simulated: SimulatedSettings = SimulatedSettings()
+    existing: ExistingSettings | None = None
+    libvirt: LibvirtSettings | None = None
+    timeouts: TimeoutSettings = TimeoutSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
-    rancher: Rancher | None = None
+    rancher: RancherSettings | None = None
 
     def stall_window_seconds(self) -> float:
         """The twin compresses time, so its default window is 30 simulated minutes in real seconds."""
@@ -266,6 +364,8 @@ class RunConfig(_Model):
 
     @model_validator(mode="after")
     def _backend_has_its_section(self) -> "RunConfig":
+        if self.backend == "simulated" and self.harvester_version is None:
+            self.harvester_version = DEFAULT_SIMULATED_VERSION
         if self.backend == "simulated" and self.harvester_version not in SIMULATED_VERSIONS:
             raise ValueError(f"harvester_version {self.harvester_version!r} is not simulated; "
                              f"valid: {', '.join(SIMULATED_VERSIONS)}")
@@ -274,6 +374,12 @@ class RunConfig(_Model):
         if self.backend == "libvirt" and self.libvirt is None:
             raise ValueError("backend 'libvirt' needs a 'libvirt:' section (at least what to boot: kernel_url, "
                              "initrd_url, rootfs_url and iso_url for a PXE-style install)")
+        if self.backend == "libvirt" and self.harvester_version is None:
+            raise ValueError("harvester_version: the libvirt backend installs it, so name it (e.g. v1.5.1)")
+        versions = [r.version for r in self.upgrade.releases]
+        if self.upgrade.target is not None and self.backend != "simulated" and self.upgrade.target not in versions:
+            raise ValueError(f"upgrade.target: {self.upgrade.target!r} is not among upgrade.releases "
+                             f"({', '.join(versions) or 'none'}); add its iso_url there")
         return self
 
 

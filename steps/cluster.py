@@ -2,24 +2,32 @@
 from __future__ import annotations
 
 import allure
-import pytest
 from pytest_bdd import given, parsers, then
 
-from infra.backends import Backend, Cluster
+from infra.backends import Backend
+from infra.cluster import Cluster
 from infra.config import RunConfig
 from infra.harvester import health
 from infra.report.attach import attach_text
+from infra.report.facts import ScenarioFacts
 from infra.waits.budget import Budget
 
 
-@given(parsers.parse("a Harvester cluster at version {version}"), target_fixture="cluster")
-def a_cluster_at(version: str, backend: Backend, run_config: RunConfig) -> Cluster:
-    if run_config.backend != "simulated" and version != run_config.harvester_version:
-        pytest.skip(f"the {run_config.backend} cluster runs {run_config.harvester_version}; "
-                    f"this example needs {version}")
-    cluster = backend.acquire(version)
+def _acquired(cluster: Cluster, run_config: RunConfig, facts: ScenarioFacts) -> Cluster:
     allure.dynamic.parameter("backend", run_config.backend)
+    facts.record("harvester_from", cluster.harvester_version)
     return cluster
+
+
+@given("a Harvester cluster", target_fixture="cluster")
+def a_cluster(backend: Backend, run_config: RunConfig, facts: ScenarioFacts) -> Cluster:
+    """Whatever version the cluster runs: for stories whose outcome does not depend on it."""
+    return _acquired(backend.acquire(), run_config, facts)
+
+
+@given(parsers.parse("a Harvester cluster at version {version}"), target_fixture="cluster")
+def a_cluster_at(version: str, backend: Backend, run_config: RunConfig, facts: ScenarioFacts) -> Cluster:
+    return _acquired(backend.acquire(version), run_config, facts)
 
 
 @given("every node is Ready")
@@ -27,8 +35,10 @@ def a_cluster_at(version: str, backend: Backend, run_config: RunConfig) -> Clust
 def every_node_ready(cluster: Cluster, run_config: RunConfig) -> None:
     budget = Budget.minutes("nodes Ready", run_config.timeouts.node_ready_min)
     nodes = health.wait_nodes_ready(cluster.kube(), budget)
-    assert len(nodes) == len(cluster.nodes) or not cluster.simulated, \
-        f"expected {len(cluster.nodes)} nodes, the API lists {len(nodes)}"
+    listed = sorted(n["metadata"]["name"] for n in nodes)
+    if cluster.nodes:       # the inventory and the cluster agree on which nodes there are
+        assert listed == sorted(cluster.node_names()), \
+            f"the API lists nodes {listed}, the inventory {sorted(cluster.node_names())}"
 
 
 @given("every Machine is Running and matched to its Node")
@@ -47,4 +57,5 @@ def managed_charts_ready(cluster: Cluster, run_config: RunConfig) -> None:
 @then(parsers.parse("the server-version setting is {version}"))
 def server_version_is(cluster: Cluster, version: str) -> None:
     actual = health.server_version(cluster.kube())
-    assert actual == version, f"server-version is {actual!r}, expected {version!r}"
+    expected = cluster.harvester_version if version == "the version the cluster runs" else version
+    assert actual == expected, f"server-version is {actual!r}, expected {expected!r}"

@@ -1,8 +1,8 @@
 """Steps about IPPools and load balancers, and the reusable "status is preserved" Then.
 
 Objects are named in the feature file by aliases (pool, lb1); `scene` maps them to what the
-scenario created. A known product defect on an edit path turns the status check into a strict
-expected failure: reported as such with the issue link and the diff, and failing the day it passes.
+scenario created. An edit path records what its outcome depends on (the dashboard's releases) as
+scenario facts, so a known issue (ci/known-issues.yaml) is judged on the versions it affects.
 """
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import allure
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from infra.backends import Cluster
 from infra.cleanup import CleanupStack
+from infra.cluster import Capability, Cluster
 from infra.config import RunConfig
 from infra.harvester import ippool
-from infra.harvester.dashboard import KnownIssue, RancherEndpoint
+from infra.harvester.dashboard import RancherEndpoint
 from infra.harvester.edits import EditOutcome, EditPath, ObjectRef, parse_path
 from infra.harvester.status_compare import Snapshot, StatusNotPreserved, compare
 from infra.kube import Kube
 from infra.kube.kubectl import Kubectl, KubectlMissing
 from infra.report.attach import attach_text, attach_yaml
+from infra.report.facts import ScenarioFacts
 from infra.waits.budget import Budget
 
 Obj = dict[str, Any]
@@ -61,40 +61,32 @@ def _budget(run_config: RunConfig, what: str) -> Budget:
     return Budget.minutes(what, run_config.timeouts.api_wait_min)
 
 
-def _rancher(run_config: RunConfig) -> RancherEndpoint | None:
-    """Rancher's endpoint when the run configuration has one (a `rancher:` section), else None."""
-    section = getattr(run_config, "rancher", None)
-    if section is None or not getattr(section, "url", None):
+def _rancher(cluster: Cluster) -> RancherEndpoint | None:
+    """The Steve API of the Rancher that manages the cluster, when it has one; else saves go to the kube API."""
+    if not cluster.ranchers:
         return None
-    token = section.token.get_secret_value() if hasattr(section.token, "get_secret_value") else section.token
-    return RancherEndpoint(section.url, token, section.cluster_id, getattr(section, "verify", True))
+    rancher = cluster.ranchers[0]
+    verify: bool | str = str(rancher.ca_file) if rancher.ca_file else rancher.verify
+    return RancherEndpoint(rancher.url, rancher.token.get_secret_value(), rancher.cluster_id, verify)
 
 
-def _edit_path(text: str, cluster: Cluster, run_config: RunConfig) -> EditPath:
+def _edit_path(text: str, cluster: Cluster, facts: ScenarioFacts) -> EditPath:
     def kubectl() -> Kubectl:
         try:
-            return Kubectl(cluster.kubeconfig)
+            return Kubectl(cluster.kubeconfig, context=cluster.context)
         except KubectlMissing as missing:
-            pytest.skip(f"{missing}; install kubectl to run the `kubectl apply` rows")
+            pytest.fail(f"{missing}; run `make setup` to install the project's kubectl", pytrace=False)
 
-    return parse_path(text, kubectl=kubectl, rancher=_rancher(run_config))
+    path = parse_path(text, kubectl=kubectl, rancher=_rancher(cluster))
+    for name, value in path.facts.items():
+        facts.record(name, value)
+    return path
 
 
 def _record(scene: Scene, outcome: EditOutcome) -> EditOutcome:
     scene.edits.append(outcome)
     attach_text(f"edit of {outcome.field} through {outcome.path}", outcome.transcript)
     return outcome
-
-
-def expect_known_issue(request: pytest.FixtureRequest, issue: KnownIssue, raises: type[BaseException]) -> None:
-    """Mark this scenario as hitting `issue`: xfail(strict) if exactly `raises` is raised, else a failure."""
-    request.node.add_marker(pytest.mark.xfail(reason=issue.reason, strict=True, raises=raises))
-    marked = {m.name for m in request.node.iter_markers()}
-    for number in (issue.number, *issue.related):
-        if f"issue_{number}" not in marked:
-            allure.dynamic.issue(str(number), f"harvester/harvester#{number}")
-    if issue.fix_url:
-        allure.dynamic.link(issue.fix_url, name=f"fix: {issue.fix}")
 
 
 # ---- Given ------------------------------------------------------------------------------------------
@@ -126,7 +118,9 @@ def a_global_pool(alias: str, scene: Scene, cluster: Cluster, cleanup: CleanupSt
 
 def _ready_pool(kube: Kube, cleanup: CleanupStack, cluster: Cluster, role: str, scope: list[Obj], budget: Budget,
                 size: int) -> ObjectRef:
-    ref = ippool.create_pool(kube, cleanup, cluster.run_id, role, {"scope": scope}, budget, size)
+    cluster.require(Capability.LB_ADDRESSES, "creating a test IPPool")
+    assert cluster.lb_addresses is not None
+    ref = ippool.create_pool(kube, cleanup, cluster.run_id, role, {"scope": scope}, budget, cluster.lb_addresses, size)
     kube.wait_for(ref.api_version, ref.kind, ref.name, lambda o: ippool.PoolStatus.of(o or {}).ready == "True",
                   budget=budget, awaited=f"{ref} to be Ready")
     return ref
@@ -157,7 +151,7 @@ def _allocate(alias: str, pool: ObjectRef, scene: Scene, cluster: Cluster, clean
 
 @when(parsers.parse("the {change} selector of IPPool {pool} is changed through {path}"))
 def change_selector(change: str, pool: str, path: str, scene: Scene, cluster: Cluster, cleanup: CleanupStack,
-                    run_config: RunConfig) -> None:
+                    run_config: RunConfig, facts: ScenarioFacts) -> None:
     kube, what = cluster.kube(), ippool.SelectorChange.parse(change)
     network = ""
     if what is ippool.SelectorChange.NETWORK:
@@ -167,16 +161,16 @@ def change_selector(change: str, pool: str, path: str, scene: Scene, cluster: Cl
     def edit(obj: Obj) -> None:
         what.apply(obj["spec"].setdefault("selector", {}), namespace=scene.namespace, network=network)
 
-    outcome = _record(scene, _edit_path(path, cluster, run_config).edit(kube, scene.ref(pool), "spec.selector", edit))
+    outcome = _record(scene, _edit_path(path, cluster, facts).edit(kube, scene.ref(pool), "spec.selector", edit))
     assert not outcome.refused, f"changing the {change} selector through {path} was refused: {outcome.refusal}"
 
 
 @when(parsers.parse("the description of LoadBalancer {lb} is changed through {path}"))
-def change_lb_description(lb: str, path: str, scene: Scene, cluster: Cluster, run_config: RunConfig) -> None:
+def change_lb_description(lb: str, path: str, scene: Scene, cluster: Cluster, facts: ScenarioFacts) -> None:
     def edit(obj: Obj) -> None:
         obj["spec"]["description"] = "edited through the dashboard by harvester-e2e"
 
-    outcome = _record(scene, _edit_path(path, cluster, run_config).edit(
+    outcome = _record(scene, _edit_path(path, cluster, facts).edit(
         cluster.kube(), scene.ref(lb, "LoadBalancer"), "spec.description", edit))
     assert not outcome.refused, f"changing the description through {path} was refused: {outcome.refusal}"
 
@@ -193,7 +187,7 @@ _BAD_EDITS: dict[str, Callable[[re.Match[str], Scene, Kube], Callable[[Obj], Non
 
 @when(parsers.parse("{bad_edit} is attempted on IPPool {pool} through {path}"))
 def attempt_bad_edit(bad_edit: str, pool: str, path: str, scene: Scene, cluster: Cluster,
-                     run_config: RunConfig) -> None:
+                     facts: ScenarioFacts) -> None:
     kube = cluster.kube()
     for pattern, make in _BAD_EDITS.items():
         if match := re.fullmatch(pattern, bad_edit):
@@ -201,18 +195,15 @@ def attempt_bad_edit(bad_edit: str, pool: str, path: str, scene: Scene, cluster:
             break
     else:
         raise ValueError(f"unknown bad edit {bad_edit!r}; known: {', '.join(_BAD_EDITS)}")
-    _record(scene, _edit_path(path, cluster, run_config).edit(kube, scene.ref(pool), "spec", change))
+    _record(scene, _edit_path(path, cluster, facts).edit(kube, scene.ref(pool), "spec", change))
 
 
 # ---- Then -------------------------------------------------------------------------------------------
 
 @then(parsers.parse("the status of {kind} {alias} is preserved after editing {field_path} through {path}"))
-def status_preserved(kind: str, alias: str, field_path: str, path: str, scene: Scene, cluster: Cluster,
-                     request: pytest.FixtureRequest) -> None:
+def status_preserved(kind: str, alias: str, field_path: str, path: str, scene: Scene, cluster: Cluster) -> None:
     ref = scene.ref(alias, kind)
     outcome = scene.last_edit(ref, field_path, path)
-    if outcome.known_issue is not None:
-        expect_known_issue(request, outcome.known_issue, StatusNotPreserved)
     assert outcome.stored is not None, f"the edit through {path} was refused: {outcome.refusal}"
     before = Snapshot.of(outcome.before)
     as_stored = compare(before, Snapshot.of(outcome.stored))

@@ -1,63 +1,74 @@
-"""Steps about nodes as machines: SSH, reboots, what a node reports about itself."""
+"""Steps about nodes as machines: SSH, reboots, power cycles, what a node reports about itself.
+
+Nodes are the cluster's own: the steps pick one from the inventory (which the backend checked
+against the API's Nodes), never a name written in a feature file.
+"""
 from __future__ import annotations
 
-import pytest
-from pytest_bdd import parsers, then, when
+from dataclasses import dataclass
 
-from infra.backends import Cluster
+from pytest_bdd import given, then, when
+
+from infra.cluster import Capability, CapabilityMissing, Cluster
 from infra.config import RunConfig
-from infra.kube.predicates import condition_status
+from infra.harvester import nodes as node_checks
 from infra.report.attach import attach_text
 from infra.waits.budget import Budget
 
 
-@when(parsers.parse("node {node} is rebooted"), target_fixture="reboot_of")
-def node_rebooted(cluster: Cluster, run_config: RunConfig, node: str) -> dict[str, str]:
-    session = cluster.ssh(node)
-    before = session.boot_id()
+@dataclass
+class ChosenNode:
+    name: str
+    boot_id_before: str = ""
+
+
+@given("a node reachable over SSH", target_fixture="node")
+def node_over_ssh(cluster: Cluster) -> ChosenNode:
+    cluster.require(Capability.SSH, "a node reboot over SSH")
+    return ChosenNode(cluster.node_names()[0])
+
+
+@given("a node whose power the harness controls", target_fixture="node")
+def node_with_power(cluster: Cluster) -> ChosenNode:
+    cluster.require(Capability.POWER, "a power cycle")
+    cluster.require(Capability.SSH, "reading a node's boot id after a power cycle")
+    if not cluster.nodes:
+        raise CapabilityMissing(f"{cluster.name} has no node inventory", Capability.SSH)
+    return ChosenNode(cluster.node_names()[-1])      # another node than the SSH reboot's, where there are two
+
+
+@when("the node is rebooted over SSH")
+def reboot_over_ssh(cluster: Cluster, run_config: RunConfig, node: ChosenNode) -> None:
+    session = cluster.ssh(node.name)
+    node.boot_id_before = session.boot_id()
     after = session.reboot(Budget.minutes("node back over SSH after a reboot", run_config.timeouts.node_ready_min))
-    attach_text(f"{node} boot ids", f"before: {before}\nafter:  {after}\nSSH reconnects: {session.reconnects}")
-    return {"node": node, "before": before, "after": after}
+    attach_text(f"{node.name} boot ids", f"before: {node.boot_id_before}\nafter:  {after}\n"
+                                         f"SSH reconnects: {session.reconnects}")
 
 
-@when(parsers.parse("node {node} is power-cycled through libvirt"), target_fixture="reboot_of")
-def node_power_cycled(cluster: Cluster, run_config: RunConfig, node: str) -> dict[str, str]:
-    if cluster.power_control is None:
-        pytest.skip(f"node power through libvirt is not available on {cluster.name}: libvirt-python is missing "
-                    "(see README: system packages)")
-    session = cluster.ssh(node)
-    before = session.boot_id()
-    cluster.power(node, "reboot")
-
-    def rebooted(obj: dict | None) -> bool:
-        info = ((obj or {}).get("status") or {}).get("nodeInfo") or {}
-        return condition_status(obj or {}, "Ready") == "True" and info.get("bootID") not in (None, "", before)
-
-    cluster.kube().wait_for("v1", "Node", node, rebooted, awaited=f"Node {node} Ready after a new boot",
-                            budget=Budget.minutes("node back after a power cycle", run_config.timeouts.node_ready_min))
-    after = session.boot_id()
-    attach_text(f"{node} boot ids", f"before: {before}\nafter:  {after}\nthrough: libvirt domain reboot")
-    assert after != before, f"node {node} answers with the same boot id {before}: it did not restart"
-    return {"node": node, "before": before, "after": after}
+@when("the node is power-cycled")
+def power_cycle(cluster: Cluster, run_config: RunConfig, node: ChosenNode) -> None:
+    node.boot_id_before = cluster.ssh(node.name).boot_id()
+    cluster.power(node.name, "reboot")
+    node_checks.wait_ready_after_new_boot(cluster.kube(), node.name, node.boot_id_before,
+                                          Budget.minutes("node back after a power cycle",
+                                                         run_config.timeouts.node_ready_min))
+    attach_text(f"{node.name} power cycle", f"boot id before: {node.boot_id_before}\nthrough: {cluster.backend} "
+                                            "power control (reboot)")
 
 
-@then(parsers.parse("node {node} reports Harvester OS {version} over SSH"))
-def reports_os(cluster: Cluster, node: str, version: str) -> None:
-    release = cluster.ssh(node).os_release()
-    attach_text(f"{node} /etc/os-release", "\n".join(f"{k}={v}" for k, v in release.items()))
-    expected = f"Harvester {version}"
-    assert release.get("PRETTY_NAME") == expected, \
-        f"node {node} reports PRETTY_NAME={release.get('PRETTY_NAME')!r} over SSH, expected {expected!r}"
+@then("the node is Ready with the boot id it reports over SSH")
+def ready_with_ssh_boot_id(cluster: Cluster, run_config: RunConfig, node: ChosenNode) -> None:
+    boot_id = cluster.ssh(node.name).boot_id()
+    assert boot_id != node.boot_id_before, \
+        f"node {node.name} answers with the same boot id {boot_id} as before: it did not restart"
+    node_checks.wait_ready_with_boot_id(cluster.kube(), node.name, boot_id,
+                                        Budget.minutes("node Ready after a reboot", run_config.timeouts.node_ready_min))
 
 
-@then(parsers.parse("node {node} is Ready with the boot id it reports over SSH"))
-def ready_with_ssh_boot_id(cluster: Cluster, run_config: RunConfig, node: str) -> None:
-    boot_id = cluster.ssh(node).boot_id()
-
-    def ready_after_boot(obj: dict | None) -> bool:
-        info = ((obj or {}).get("status") or {}).get("nodeInfo") or {}
-        return condition_status(obj or {}, "Ready") == "True" and info.get("bootID") == boot_id
-
-    cluster.kube().wait_for("v1", "Node", node, ready_after_boot,
-                            budget=Budget.minutes("node Ready after a reboot", run_config.timeouts.node_ready_min),
-                            awaited=f"Node {node} Ready with bootID {boot_id}")
+@then("the node reports the Harvester OS of the version the cluster runs")
+def reports_os(cluster: Cluster, node: ChosenNode) -> None:
+    release = cluster.ssh(node.name).os_release()
+    attach_text(f"{node.name} /etc/os-release", "\n".join(f"{k}={v}" for k, v in release.items()))
+    problem = node_checks.os_problem(release.get("PRETTY_NAME", ""), cluster.harvester_version)
+    assert problem is None, f"node {node.name}: {problem}"

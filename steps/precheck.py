@@ -12,21 +12,18 @@ import allure
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from infra.backends import Cluster
 from infra.cleanup import CleanupStack
+from infra.cluster import Cluster
 from infra.config import RunConfig
 from infra.harvester import health, precheck
 from infra.harvester import machines as capi
 from infra.harvester.names import CAPI, RUN_ID_LABEL
 from infra.report.attach import attach_text
+from infra.report.facts import ScenarioFacts
 from infra.waits.budget import Budget
 
 GAP_FIX = "v1.5.1"
 GAP_ISSUE = "https://github.com/harvester/harvester/issues/8179"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "precheck: pre-upgrade admission checks (dry-run Upgrade; nothing starts)")
 
 
 @dataclass
@@ -79,10 +76,12 @@ def remove_orphan(injection: capi.Injection, cluster: Cluster) -> None:
 
 
 @when(parsers.parse("I check whether an upgrade to {target} would be admitted"), target_fixture="admission")
-def check_admission(target: str, cluster: Cluster, cleanup: CleanupStack) -> Admission:
+def check_admission(target: str, cluster: Cluster, cleanup: CleanupStack, facts: ScenarioFacts) -> Admission:
     kube = cluster.kube()
+    release = cluster.release(None if target == "the target release" else target)
+    facts.record("harvester_to", release.version)
     nodes, machines = capi.list_nodes_and_machines(kube)
-    result = precheck.check_upgrade_admission(kube, target, cluster.run_id, cleanup)
+    result = precheck.check_upgrade_admission(kube, release, cluster.run_id, cleanup.defer)
     attach_text("admission (dry-run Upgrade)", result.summary())
     return Admission(result, len(nodes), len(machines))
 

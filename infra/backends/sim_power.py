@@ -9,13 +9,14 @@ shutting down, say), the domain is put back into the state the twin reports, and
 """
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from .base import BackendError, Cluster, _twin_request
+from infra.cluster import Cluster
+
+from .base import BackendError
+from .twin_client import TwinClient, TwinRefused
 
 log = logging.getLogger("harvester_e2e.backends.sim_power")
 SIMULATED_NODES_URI = "test:///default"
@@ -38,6 +39,7 @@ class SimulatedNodePower:
 
         self.run_id = run_id
         self.cluster = cluster
+        self.twin = TwinClient(cluster.kubeconfig, cluster.context)
         self.conn = open_connection(SIMULATED_NODES_URI)
         self.domains: dict[str, str] = {}
         from infra.provision.audit import remove_domain
@@ -73,21 +75,20 @@ class SimulatedNodePower:
         log.info("node %s: %s through libvirt (domain %s), bridging it to the twin", node, parsed.value,
                  self.domains[node])
         try:
-            _twin_request(self.cluster.kubeconfig, f"/twin/v1/nodes/{node}/power", {"action": parsed.value})
-        except urllib.error.HTTPError as exc:
-            message = _api_message(exc)
+            self.twin.power(node, parsed.value)
+        except TwinRefused as exc:
+            message = str(exc).rpartition(": ")[2]
             self._follow_twin(node)
-            if exc.code == 404 and "no such" not in message.lower() and "not found" not in message.lower():
+            if exc.status == 404 and "no such" not in message.lower() and "not found" not in message.lower():
                 message = "the twin has no node power endpoint (POST /twin/v1/nodes/{name}/power)"
             raise BackendError(f"the simulated cluster refused to {parsed.value} {node}: {message}") from None
 
     def _follow_twin(self, node: str) -> None:
         """After a refusal, make the domain's state the twin's (off, or anything else = running)."""
         try:
-            listing = _twin_request(self.cluster.kubeconfig, "/twin/v1/nodes")
-        except (urllib.error.URLError, OSError, ValueError):
+            power: str | None = self.twin.node_power_states().get(node)
+        except (TwinRefused, OSError, ValueError):
             return
-        power = next((n.get("power") for n in listing.get("items", []) if n.get("name") == node), None)
         domain = self.domain(node)
         if power == "off" and domain.isActive():
             domain.destroy()
@@ -104,14 +105,6 @@ class SimulatedNodePower:
                 log.warning("could not remove simulated node domain %s: %s", name, exc)
         self.domains.clear()
         self.conn.close()
-
-
-def _api_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = json.loads(exc.read() or b"{}")
-    except ValueError:
-        return f"HTTP {exc.code}"
-    return str(body.get("message") or f"HTTP {exc.code}")
 
 
 def attach_node_power(run_id: str, cluster: Cluster) -> None:

@@ -19,12 +19,17 @@ from typing import Any
 
 import tenacity
 
+from infra.cluster import AddressRange, Cluster, NodeHandle, RancherAccess, Release
 from infra.config import RunConfig
+from infra.https import Endpoint
 from infra.ssh import generate_keypair
 from infra.waits.budget import Budget
 
-from .base import Backend, BackendError, Cluster, NodeHandle
+from .base import Backend, BackendError
 from .sim_power import attach_node_power, detach_node_power
+from .twin_client import TwinClient
+
+NEWEST_SIMULATED_BUILD = "master-ce188325-head"
 
 PR_SET_PDEATHSIG = 1
 log = logging.getLogger("harvester_e2e.backends.simulated")
@@ -118,7 +123,8 @@ class SimulatedBackend(Backend):
         self._clusters: dict[str, Cluster] = {}
         self._retired: list[tuple[Cluster, TwinProcess]] = []
 
-    def acquire(self, harvester_version: str) -> Cluster:
+    def acquire(self, harvester_version: str | None = None) -> Cluster:
+        harvester_version = harvester_version or self.default_version
         self._stop_retired()
         if harvester_version in self._clusters and self._twins[harvester_version].process.poll() is None:
             return self._clusters[harvester_version]
@@ -140,15 +146,8 @@ class SimulatedBackend(Backend):
                                   budget=Budget("simulated cluster start", sim.startup_timeout_s),
                                   ssh_authorized_key=keys.public_key_file, ssh_password_file=password_file)
         self._twins[harvester_version] = twin
-        nodes = [NodeHandle(n["name"], n["sshHost"], n["sshPort"], ssh_user=n["sshUser"],
-                            ssh_key_file=keys.private_key_file, ssh_password=sim.node_password,
-                            ssh_host_key=n["hostKey"])
-                 for n in twin.info.get("nodes", [])]
-        cluster = Cluster(name=f"twin-{harvester_version}", backend=self.name, kubeconfig=twin.kubeconfig,
-                          harvester_version=harvester_version, run_id=self.config.run_id, simulated=True,
-                          nodes=nodes, known_hosts=run_dir / "known_hosts")
-        cluster.gone = twin.exit_reason        # a dead twin fails fast instead of being retried for minutes
-        cluster.harvester_url = cluster.api_url   # the twin serves Harvester's API beside Kubernetes'
+        cluster = cluster_from_twin(twin, self.config.run_id, keys.private_key_file, sim.node_password,
+                                    known_hosts=run_dir / "known_hosts", target=self.config.upgrade.target)
         self._clusters[harvester_version] = cluster
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         return cluster
@@ -176,6 +175,50 @@ class SimulatedBackend(Backend):
             twin.stop()
         self._twins.clear()
         self._clusters.clear()
+
+
+def cluster_from_twin(twin: TwinProcess, run_id: str, key_file: Path | None, password: Any, *,
+                      known_hosts: Path, target: str | None = None) -> Cluster:
+    """The `Cluster` a running twin is, from its ready file: what it offers, as a lab would offer it."""
+    info = twin.info
+    nodes = [NodeHandle(n["name"], n["sshHost"], n["sshPort"], ssh_user=n["sshUser"], ssh_key_file=key_file,
+                        ssh_password=password, ssh_host_key=n["hostKey"]) for n in info.get("nodes", [])]
+    api = Endpoint.from_kubeconfig(twin.kubeconfig)
+    cluster = Cluster(name=f"twin-{twin.version}", backend="simulated", kubeconfig=twin.kubeconfig,
+                      harvester_version=twin.version, run_id=run_id, nodes=nodes, known_hosts=known_hosts,
+                      faults=TwinClient(twin.kubeconfig), releases=_releases(info, api.ca_file),
+                      target=target or NEWEST_SIMULATED_BUILD)
+    cluster.gone = twin.exit_reason        # a dead twin fails fast instead of being retried for minutes
+    vip = info.get("vip") or {}
+    if vip.get("url"):
+        cluster.harvester_api = Endpoint(vip["url"], token=_secret(vip.get("apiKey")),
+                                         ca_file=_pem_file(twin.workdir / "vip-ca.pem", vip.get("caPem")))
+    for index, rancher in enumerate(info.get("ranchers") or []):     # one simulated Rancher per line
+        cluster.ranchers.append(RancherAccess(rancher["url"], token=_secret(rancher["apiKey"]),
+                                              ca_file=_pem_file(twin.workdir / f"rancher-{index}-ca.pem",
+                                                                rancher.get("caPem"))))
+    lab = info.get("lab") or {}
+    if lab.get("lbAddressRange"):
+        cluster.lb_addresses = AddressRange.parse(lab["lbAddressRange"])
+    return cluster
+
+
+def _releases(info: dict[str, Any], ca_file: Path | None) -> dict[str, Release]:
+    return {r["version"]: Release(r["version"], r["isoURL"], r.get("isoChecksum", ""), ca_file=ca_file)
+            for r in info.get("releases") or []}
+
+
+def _secret(value: str | None) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(value) if value else None
+
+
+def _pem_file(path: Path, pem: str | None) -> Path | None:
+    if not pem:
+        return None
+    path.write_text(pem)
+    return path
 
 
 def run_foreground(argv: list[str]) -> int:

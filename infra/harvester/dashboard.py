@@ -8,7 +8,8 @@ after `cleanForSave` removed the fields the browser's code strips:
   `metadata.resourceVersion` (so a stale save is a 409).
 * harvester-ui-extension v1.5.0-rc2 (commit d8bee7f4, harvester-ui-extension#201, backported as
   0ca2b059) overrides it for every Harvester model (`HarvesterResource.cleanForSave` returns the
-  data unchanged): the PUT carries the object as read, `status` included.
+  data unchanged): the PUT carries the object as read, `status` included. The v1.0.x line got the
+  same fix in v1.0.5 (e8c8a54b/dc2437db, 2025-04-08), so only v1.0.4 and earlier and v1.5.0-rc1 drop it.
 
 For a kind without a status subresource (IPPool, LoadBalancer, Upgrade) a save before that fix
 stores the object with no status at all. Which code runs is the browser's: the (Rancher, UI
@@ -26,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from packaging.version import InvalidVersion, Version
 
+from infra import versions
 from infra.kube import ApiFailure, Kube
 
 Obj = dict[str, Any]
@@ -48,42 +49,13 @@ STEVE_ADD = (
 )
 STEVE_NEVER_SAVE = tuple(path for path in NEVER_ADD if path not in STEVE_ADD)
 
-STATUS_KEPT_FROM = "v1.5.0-rc2"      # first harvester-ui-extension release with d8bee7f4 (v1.5.0-rc1 lacks it)
+STATUS_DROPPED_BY = ("<=v1.0.4", "v1.5.0-rc1")     # UI extension releases without the cleanForSave fix
 
 
-def _version(text: str) -> Version:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        raise ValueError(f"not a release version: {text!r} (expected e.g. v1.0.4 or v1.5.0-rc2)") from None
-
-
-@dataclass(frozen=True)
-class KnownIssue:
-    """A product defect a scenario is expected to hit until it is fixed."""
-
-    number: int                                     # harvester/harvester issue
-    summary: str
-    related: tuple[int, ...] = ()
-    fix: str = ""                                   # where it is fixed, with a link
-    fix_url: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"https://github.com/harvester/harvester/issues/{self.number}"
-
-    @property
-    def reason(self) -> str:
-        related = "".join(f", #{n}" for n in self.related)
-        fixed = f"; fixed in {self.fix}" if self.fix else ""
-        return f"known issue harvester/harvester#{self.number}{related}: {self.summary}{fixed} ({self.url})"
-
-
-STATUS_DROPPED_BY_SAVE = KnownIssue(
-    7942, "the dashboard's save (a PUT of the whole object) drops `status`; kinds without a status "
-          "subresource (IPPool, LoadBalancer, Upgrade) lose it: an IPPool turns Not Ready and counts -1",
-    related=(1458,), fix="harvester-ui-extension v1.5.0-rc2 (#201, d8bee7f4)",
-    fix_url="https://github.com/harvester/harvester-ui-extension/pull/201")
+def _version(text: str) -> str:
+    if not versions.is_semver(text):
+        raise ValueError(f"not a release version: {text!r} (expected e.g. v1.0.4 or v1.5.0-rc2)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -99,12 +71,8 @@ class DashboardRelease:
 
     @property
     def keeps_status(self) -> bool:
-        """From v1.5.0-rc2 Harvester models send the object as read (`cleanForSave` returns the data)."""
-        return _version(self.ui_extension) >= _version(STATUS_KEPT_FROM)
-
-    @property
-    def known_issue(self) -> KnownIssue | None:
-        return None if self.keeps_status else STATUS_DROPPED_BY_SAVE
+        """Harvester models send the object as read (`cleanForSave` returns the data) from v1.0.5 and v1.5.0-rc2."""
+        return not any(versions.satisfies(_version(self.ui_extension), c) for c in STATUS_DROPPED_BY)
 
     def body_for_save(self, obj: Obj) -> Obj:
         """The PUT body for an edited object, as this release's `cleanForSave` leaves it."""

@@ -20,7 +20,7 @@ import yaml
 from infra.kube import ApiFailure, Kube
 from infra.kube.kubectl import Kubectl
 
-from .dashboard import Dashboard, DashboardRelease, KnownIssue, RancherEndpoint, parse_release, single_attempt
+from .dashboard import Dashboard, DashboardRelease, RancherEndpoint, parse_release, single_attempt
 
 Obj = dict[str, Any]
 Change = Callable[[Obj], None]
@@ -59,8 +59,6 @@ class EditOutcome:
     stored: Obj | None
     refusal: str | None = None
     transcript: str = ""
-    known_issue: KnownIssue | None = None      # a product defect this path is known to hit
-
 
     @property
     def refused(self) -> bool:
@@ -71,7 +69,9 @@ class EditPath(Protocol):
     label: str
 
     @property
-    def known_issue(self) -> KnownIssue | None: ...
+    def facts(self) -> dict[str, str]:
+        """What this path's outcome depends on (the browser's releases), for the report and known issues."""
+        ...
 
     def edit(self, kube: Kube, target: ObjectRef, field: str, change: Change) -> EditOutcome: ...
 
@@ -86,8 +86,8 @@ class DashboardSave:
         return f"the dashboard at {self.release}"
 
     @property
-    def known_issue(self) -> KnownIssue | None:
-        return self.release.known_issue
+    def facts(self) -> dict[str, str]:
+        return {"rancher": self.release.rancher, "ui_extension": self.release.ui_extension}
 
     def edit(self, kube: Kube, target: ObjectRef, field: str, change: Change) -> EditOutcome:
         dashboard = Dashboard(self.release, kube, self.rancher)
@@ -98,17 +98,17 @@ class DashboardSave:
             saved = dashboard.save(edited)
         except ApiFailure as refusal:
             return EditOutcome(self.label, target, field, before, None, refusal.message,
-                               f"PUT via {dashboard.via} refused: {refusal}", self.known_issue)
+                               f"PUT via {dashboard.via} refused: {refusal}")
         transcript = (f"PUT via {saved.via}; the save left out: {', '.join(saved.dropped) or 'nothing'}\n"
                       f"body:\n{json.dumps(saved.sent, indent=2, sort_keys=True)}")
-        return EditOutcome(self.label, target, field, before, saved.stored, None, transcript, self.known_issue)
+        return EditOutcome(self.label, target, field, before, saved.stored, None, transcript)
 
 
 @dataclass(frozen=True)
 class KubectlApply:
     kubectl: Kubectl = field(repr=False)
     label: str = "kubectl apply"
-    known_issue: KnownIssue | None = None
+    facts: dict[str, str] = field(default_factory=dict)
 
     def edit(self, kube: Kube, target: ObjectRef, field: str, change: Change) -> EditOutcome:
         before = target.get(kube)
@@ -125,7 +125,7 @@ class KubectlApply:
 @dataclass(frozen=True)
 class MergePatch:
     label: str = "a merge patch"
-    known_issue: KnownIssue | None = None
+    facts: dict[str, str] = field(default_factory=dict)
 
     def edit(self, kube: Kube, target: ObjectRef, field: str, change: Change) -> EditOutcome:
         before = target.get(kube)

@@ -1,8 +1,9 @@
 """IPPools and load balancers (loadbalancer.harvesterhci.io): create them, read their state, check the
 load balancer controller's log. Facts §2.1-§2.3.
 
-Pools take their addresses from the documentation ranges only (198.51.100.0/24, 203.0.113.0/24;
-RFC 5737): nothing ever connects to them, and a free block is chosen among the pools that exist.
+Pools take their addresses from the range the cluster's lab reserves for test IPPools
+(`Cluster.lb_addresses`; on a lab `existing.lb_address_range`): a free block is chosen among the
+pools that exist, never from a subnet written here.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from enum import Enum
 from typing import Any, Callable, Iterable
 
 from infra.cleanup import CleanupStack
+from infra.cluster import AddressRange
 from infra.kube import Kube, NotFound
 from infra.kube.predicates import condition_status
 from infra.waits.budget import Budget
@@ -35,8 +37,6 @@ CONTROLLER_NAMESPACE = "harvester-system"
 CONTROLLER_SELECTOR = "app.kubernetes.io/name=harvester-load-balancer"
 CONTROLLER_CONTAINER = "harvester-load-balancer"
 
-DOCUMENTATION_SUBNETS = ("198.51.100.0/24", "203.0.113.0/24")
-FIRST_HOST_BLOCK = 16          # leave .0-.15 alone: the network address and the default gateway (.1)
 SCENARIO_VLAN = 3987           # VLAN of the VM network a network-selector change points at
 
 
@@ -55,7 +55,7 @@ def _labels(run_id: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class AddressBlock:
-    """`size` consecutive addresses of a documentation subnet, as one IPPool range."""
+    """`size` consecutive addresses of the lab's range, as one IPPool range (its subnet: the /24 around it)."""
 
     subnet: str
     start: str
@@ -86,17 +86,16 @@ def _used(pools: Iterable[Obj]) -> list[tuple[int, int]]:
     return [iv for pool in pools for r in (pool.get("spec") or {}).get("ranges") or [] if (iv := _interval(r))]
 
 
-def free_block(kube: Kube, size: int = 8) -> AddressBlock:
-    """The first `size`-address block of a documentation subnet that no IPPool's ranges touch."""
+def free_block(kube: Kube, addresses: AddressRange, size: int = 8) -> AddressBlock:
+    """The first `size`-address block of the lab's range that no IPPool's ranges touch."""
     used = _used(kube.list(LB_API, "IPPool"))
-    for subnet_text in DOCUMENTATION_SUBNETS:
-        subnet = ipaddress.ip_network(subnet_text)
-        base = int(subnet.network_address)
-        for offset in range(FIRST_HOST_BLOCK, subnet.num_addresses - size, size):
-            first, last = base + offset, base + offset + size - 1
-            if all(last < lo or first > hi for lo, hi in used):
-                return AddressBlock(subnet_text, str(ipaddress.ip_address(first)), str(ipaddress.ip_address(last)))
-    raise RuntimeError(f"no free block of {size} addresses left in {', '.join(DOCUMENTATION_SUBNETS)}: "
+    first_of_range, last_of_range = int(addresses.first), int(addresses.last)
+    for first in range(first_of_range, last_of_range - size + 2):
+        last = first + size - 1
+        if all(last < lo or first > hi for lo, hi in used):
+            subnet = ipaddress.ip_network(f"{ipaddress.ip_address(first)}/24", strict=False)
+            return AddressBlock(str(subnet), str(ipaddress.ip_address(first)), str(ipaddress.ip_address(last)))
+    raise RuntimeError(f"no free block of {size} addresses left in the test range {addresses}: "
                        "IPPools left behind by earlier runs? (list them with the run-id label)")
 
 
@@ -188,15 +187,15 @@ GLOBAL_SCOPE = [{"project": ALL, "namespace": ALL, "guestCluster": ALL}]
 def pool_manifest(name: str, run_id: str, block: AddressBlock, selector: Obj) -> Obj:
     return {"apiVersion": LB_API, "kind": "IPPool",
             "metadata": {"name": name, "labels": _labels(run_id)},
-            "spec": {"description": "harvester-e2e: documentation addresses only",
+            "spec": {"description": "harvester-e2e: addresses of the lab's test range",
                      "ranges": [block.as_range()], "selector": selector}}
 
 
 def create_pool(kube: Kube, cleanup: CleanupStack, run_id: str, role: str, selector: Obj, budget: Budget,
-                size: int = 8) -> ObjectRef:
+                addresses: AddressRange, size: int = 8) -> ObjectRef:
     name = object_name(run_id, role)
     cleanup.defer(f"delete IPPool {name}", lambda: _delete_and_wait(kube, LB_API, "IPPool", name, None, budget))
-    kube.create(pool_manifest(name, run_id, free_block(kube, size), selector))
+    kube.create(pool_manifest(name, run_id, free_block(kube, addresses, size), selector))
     return ObjectRef(LB_API, "IPPool", name)
 
 

@@ -1,6 +1,6 @@
 """Would Harvester admit an upgrade? Ask its admission webhook without starting one.
 
-A Version for the target is created (or an existing one reused), then an Upgrade is created with
+A Version for the target is created (or an existing one reused; `releases.ensure_version`), then an Upgrade is created with
 `dryRun=All`: the API server runs the admission chain, Harvester's `validator.harvesterhci.io`
 included (it is registered with `sideEffects: None`), and stores nothing. On a real cluster no
 upgrade starts. The Version this makes carries the run's label and is deleted by the cleanup stack.
@@ -22,8 +22,10 @@ import tenacity
 from infra.kube import ApiFailure, Kube, NotFound
 from infra.waits.retry import is_api_unavailable
 
-from .machines import Defer
+from infra.cluster import Release
+
 from .names import HARVESTER, RUN_ID_LABEL, SYSTEM_NAMESPACE
+from .releases import Defer, ensure_version
 
 log = logging.getLogger("harvester_e2e.precheck")
 Obj = dict[str, Any]
@@ -53,19 +55,6 @@ class AdmissionResult:
         return f"denied ({self.reason} {self.code}): {self.message}"
 
 
-def release_iso_url(version: str) -> str:
-    """Where Harvester publishes a release's ISO; a dev build (not semver) lives under `master`."""
-    channel = version if re.fullmatch(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", version) else "master"
-    return f"https://releases.rancher.com/harvester/{channel}/harvester-{channel}-amd64.iso"
-
-
-def version_manifest(name: str, run_id: str, *, iso_url: str | None = None,
-                     namespace: str = SYSTEM_NAMESPACE) -> Obj:
-    return {"apiVersion": HARVESTER, "kind": "Version",
-            "metadata": {"name": name, "namespace": namespace, "labels": {RUN_ID_LABEL: run_id}},
-            "spec": {"isoURL": iso_url or release_iso_url(name)}}
-
-
 def upgrade_manifest(version: str, run_id: str, *, namespace: str = SYSTEM_NAMESPACE,
                      annotations: Mapping[str, str] | None = None) -> Obj:
     """An Upgrade as the UI creates it (generateName `hvst-upgrade-`, spec.version), with the run's label."""
@@ -73,29 +62,6 @@ def upgrade_manifest(version: str, run_id: str, *, namespace: str = SYSTEM_NAMES
     if annotations:
         meta["annotations"] = dict(annotations)
     return {"apiVersion": HARVESTER, "kind": "Upgrade", "metadata": meta, "spec": {"version": version}}
-
-
-def ensure_version(kube: Kube, name: str, run_id: str, cleanup: Defer, *, iso_url: str | None = None,
-                   namespace: str = SYSTEM_NAMESPACE) -> Obj:
-    """The Version `name`: reused if it exists, else created with the run's label, its deletion deferred first."""
-    existing = kube.find(HARVESTER, "Version", name, namespace)
-    if existing is not None:
-        return existing
-    cleanup.defer(f"delete Version {namespace}/{name} (if this run made it)",
-                  lambda: delete_version_if_ours(kube, name, run_id, namespace=namespace))
-    try:
-        return kube.create(version_manifest(name, run_id, iso_url=iso_url, namespace=namespace))
-    except ApiFailure as exc:
-        if exc.reason == "AlreadyExists":           # someone made it meanwhile: reuse theirs, leave it be
-            return kube.get(HARVESTER, "Version", name, namespace)
-        raise
-
-
-def delete_version_if_ours(kube: Kube, name: str, run_id: str, *, namespace: str = SYSTEM_NAMESPACE) -> bool:
-    current = kube.find(HARVESTER, "Version", name, namespace)
-    if current is None or (current["metadata"].get("labels") or {}).get(RUN_ID_LABEL) != run_id:
-        return False
-    return kube.delete(HARVESTER, "Version", name, namespace)
 
 
 def parse_denial(failure: ApiFailure) -> tuple[str, str] | None:
@@ -154,12 +120,11 @@ def dry_run_upgrade(kube: Kube, version: str, run_id: str, *, namespace: str = S
     return AdmissionResult(True, target=version, would_create=obj)
 
 
-def check_upgrade_admission(kube: Kube, target: str, run_id: str, cleanup: Defer, *, iso_url: str | None = None,
-                            namespace: str = SYSTEM_NAMESPACE,
-                            annotations: Mapping[str, str] | None = None) -> AdmissionResult:
+def check_upgrade_admission(kube: Kube, target: Release, run_id: str, cleanup: Defer, *,
+                            namespace: str = SYSTEM_NAMESPACE) -> AdmissionResult:
     """Would an upgrade to `target` be admitted now? Makes (or reuses) the Version, then a dry-run Upgrade."""
-    ensure_version(kube, target, run_id, cleanup, iso_url=iso_url, namespace=namespace)
-    return dry_run_upgrade(kube, target, run_id, namespace=namespace, annotations=annotations)
+    ensure_version(kube, target, run_id, cleanup, namespace=namespace)
+    return dry_run_upgrade(kube, target.version, run_id, namespace=namespace, annotations=target.annotations)
 
 
 # ---- expectations (what the Then steps assert; plain functions, so tests can prove their failures) ----

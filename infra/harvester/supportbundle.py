@@ -1,24 +1,19 @@
 """Harvester support bundles for failure diagnostics (facts §1.6).
 
 Create a SupportBundle in harvester-system, wait (with a budget) for `ready` or `error`, download it
-from Harvester's API (`/v1/harvester/supportbundles/{name}/download`, which deletes the request), and
-hand back the zip with every text file redacted, so it can go into the report.
+from Harvester's API at the VIP (`/v1/harvester/supportbundles/{name}/download`, which deletes the
+request) with the credentials a lab hands out for it (an API key, and the CA of the VIP's certificate),
+and hand back the zip with every text file redacted, so it can go into the report.
 """
 from __future__ import annotations
 
-import base64
 import io
 import secrets
-import ssl
-import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 from infra.cleanup import CleanupStack
+from infra.https import Endpoint
 from infra.kube import Kube
 from infra.report.redact import redact_text
 from infra.waits.budget import Budget
@@ -37,7 +32,7 @@ class SupportBundle:
     archive: bytes          # redacted
 
 
-def request_and_download(kube: Kube, harvester_url: str, run_id: str, description: str, budget: Budget,
+def request_and_download(kube: Kube, harvester_api: Endpoint, run_id: str, description: str, budget: Budget,
                          cleanup: CleanupStack | None = None) -> SupportBundle:
     name = f"e2e-{secrets.token_hex(4)}"
     if cleanup is not None:
@@ -52,24 +47,8 @@ def request_and_download(kube: Kube, harvester_url: str, run_id: str, descriptio
     status = (bundle or {}).get("status") or {}
     if status.get("state") != "ready":
         raise SupportBundleFailed(f"SupportBundle {name} ended in state {status.get('state')!r}")
-    archive = _download(kube.kubeconfig, harvester_url, name)
+    archive = harvester_api.get_bytes(f"/v1/harvester/supportbundles/{name}/download", timeout_s=120)
     return SupportBundle(name, str(status.get("filename", f"{name}.zip")), redact_archive(archive))
-
-
-def _download(kubeconfig: Path, harvester_url: str, name: str) -> bytes:
-    config = yaml.safe_load(kubeconfig.read_text())
-    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
-    with tempfile.NamedTemporaryFile("wb", suffix=".crt") as ca:
-        if cluster.get("certificate-authority-data"):
-            ca.write(base64.b64decode(cluster["certificate-authority-data"]))
-            ca.flush()
-            context = ssl.create_default_context(cafile=ca.name)
-        else:
-            context = ssl.create_default_context()
-    request = urllib.request.Request(f"{harvester_url.rstrip('/')}/v1/harvester/supportbundles/{name}/download",
-                                     headers={"Authorization": f"Bearer {user.get('token', '')}"})
-    with urllib.request.urlopen(request, context=context, timeout=120) as response:  # noqa: S310 - https
-        return response.read()
 
 
 def redact_archive(archive: bytes) -> bytes:

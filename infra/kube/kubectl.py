@@ -40,17 +40,20 @@ class KubectlResult:
 
 
 class Kubectl:
-    def __init__(self, kubeconfig: Path, *, binary: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(self, kubeconfig: Path, *, context: str | None = None, binary: str | None = None,
+                 timeout_s: float = 60.0) -> None:
         found = binary or shutil.which("kubectl")
         if not found:
             raise KubectlMissing("kubectl is not installed (it is needed for the `kubectl apply` edit path)")
         self.binary = found
         self.kubeconfig = Path(kubeconfig)
+        self.context = context
         self.timeout_s = timeout_s
         self._cache = tempfile.mkdtemp(prefix="harvester-e2e-kubectl-")
 
     def run(self, *args: str, stdin: str | None = None) -> KubectlResult:
-        command = [self.binary, f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self._cache}", *args]
+        command = [self.binary, f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self._cache}",
+                   *([f"--context={self.context}"] if self.context else []), *args]
         done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=self.timeout_s,
                               check=False)
         return KubectlResult(tuple(args), done.returncode, done.stdout, done.stderr)

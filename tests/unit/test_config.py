@@ -57,9 +57,23 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml", environ={})
 
 
+LAB_KUBECONFIG = """apiVersion: v1
+kind: Config
+current-context: lab
+clusters:
+- {name: other, cluster: {server: "https://127.0.0.1:1"}}
+- {name: harvester, cluster: {server: "https://127.0.0.1:6443"}}
+users:
+- {name: admin, user: {token: tok-1}}
+contexts:
+- {name: other, context: {cluster: other, user: admin}}
+- {name: lab, context: {cluster: harvester, user: admin}}
+"""
+
+
 def test_secrets_in_the_inventory_are_masked(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text("apiVersion: v1\n")
+    kubeconfig.write_text(LAB_KUBECONFIG)
     path = write(tmp_path, f"backend: existing\nexisting:\n  kubeconfig: {kubeconfig}\n  nodes:\n"
                            "  - {name: n0, host: 127.0.0.1, password: hunter2}\n")
     from infra.config import describe
@@ -71,8 +85,19 @@ def test_the_simulated_versions_are_the_twins_versions() -> None:
     assert sorted(SIMULATED_VERSIONS) == sorted(version_names())
 
 
+def test_an_existing_context_must_be_in_the_kubeconfig(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(LAB_KUBECONFIG)
+    path = write(tmp_path, f"backend: existing\nexisting:\n  kubeconfig: {kubeconfig}\n  context: labb\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == f"existing.context: {kubeconfig}: no context 'labb' (contexts: lab, other)"
+    path = write(tmp_path, f"backend: existing\nexisting:\n  kubeconfig: {kubeconfig}\n  context: other\n")
+    assert load_config(path, environ={}).existing.context == "other"
+
+
 def test_a_clusters_token_is_registered_for_redaction(tmp_path: Path) -> None:
-    from infra.backends.base import Cluster
+    from infra.cluster import Cluster
     from infra.report.redact import redact_text
 
     kubeconfig = tmp_path / "kc"

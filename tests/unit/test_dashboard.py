@@ -5,8 +5,7 @@ import copy
 
 import pytest
 
-from infra.harvester.dashboard import (STATUS_DROPPED_BY_SAVE, STEVE_NEVER_SAVE, DashboardRelease, RancherEndpoint,
-                                       parse_release)
+from infra.harvester.dashboard import STEVE_NEVER_SAVE, DashboardRelease, RancherEndpoint, parse_release
 from infra.harvester.edits import manifest_of, merge_patch, parse_path
 
 POOL = {
@@ -43,15 +42,12 @@ def test_before_v1_5_0_rc2_the_put_body_leaves_out_status_and_the_fields_rancher
 def test_from_v1_5_0_rc2_harvester_models_send_the_object_as_read() -> None:
     assert RANCHER_2_11.body_for_save(POOL) == POOL
     assert RANCHER_2_11.dropped(POOL) == []
-    assert RANCHER_2_11.known_issue is None
 
 
-def test_the_fix_is_not_in_v1_5_0_rc1_nor_in_any_v1_0_release() -> None:
-    for ui in ("v1.0.0", "v1.0.4", "v1.0.6", "v1.5.0-rc1"):
-        release = DashboardRelease("v2.10.3", ui)
-        assert not release.keeps_status, ui
-        assert release.known_issue is STATUS_DROPPED_BY_SAVE
-    for ui in ("v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.6.0"):
+def test_the_fix_is_in_v1_5_0_rc2_and_its_backport_in_v1_0_5_but_not_before() -> None:
+    for ui in ("v1.0.0", "v1.0.4", "v1.5.0-rc1"):
+        assert not DashboardRelease("v2.10.3", ui).keeps_status, ui
+    for ui in ("v1.0.5", "v1.0.6", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.6.0"):
         assert DashboardRelease("v2.11.0", ui).keeps_status, ui
 
 
@@ -61,11 +57,10 @@ def test_the_report_names_what_the_save_dropped() -> None:
     assert "metadata.resourceVersion" not in STEVE_NEVER_SAVE and "status" in STEVE_NEVER_SAVE
 
 
-def test_known_issue_links_the_product_issues_and_the_fix() -> None:
-    issue = RANCHER_2_10.known_issue
-    assert issue is not None and issue.number == 7942 and issue.related == (1458,)
-    assert issue.url == "https://github.com/harvester/harvester/issues/7942"
-    assert "harvester/harvester#7942" in issue.reason and "v1.5.0-rc2" in issue.reason
+def test_the_dashboard_path_records_the_releases_known_issues_depend_on() -> None:
+    path = parse_path("the dashboard at Rancher v2.10.3 with UI extension v1.0.4", kubectl=_no_kubectl)
+    assert path.facts == {"rancher": "v2.10.3", "ui_extension": "v1.0.4"}
+    assert parse_path("a merge patch", kubectl=_no_kubectl).facts == {}
 
 
 def test_release_pairs_are_read_from_feature_text_and_typos_fail_early() -> None:
@@ -80,8 +75,6 @@ def test_release_pairs_are_read_from_feature_text_and_typos_fail_early() -> None
 def test_the_edit_path_words_of_the_feature_files() -> None:
     path = parse_path("the dashboard at Rancher v2.10.3 with UI extension v1.0.4", kubectl=_no_kubectl)
     assert path.label == "the dashboard at Rancher v2.10.3 with UI extension v1.0.4"
-    assert path.known_issue is STATUS_DROPPED_BY_SAVE
-    assert parse_path("a merge patch", kubectl=_no_kubectl).known_issue is None
     with pytest.raises(ValueError, match="unknown edit path"):
         parse_path("the API", kubectl=_no_kubectl)
 

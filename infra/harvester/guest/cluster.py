@@ -1,10 +1,11 @@
-"""Reaching a guest RKE2 cluster that runs on Harvester VMs.
+"""Reaching a guest RKE2 cluster that runs on Harvester VMs, or having Rancher provision one.
 
-A guest's kubeconfig comes, as Harvester/Rancher users get it, from the host: the Secret
-`<host namespace>/<cluster>-kubeconfig`, key `value` (Rancher's `<cluster>-kubeconfig`
-convention); or it is given (a file). On the simulated backend a guest is started on request
-(`POST /twin/v1/guests`) and its kubeconfig comes back with it. Kubeconfigs are written to a
-private temporary directory (0700/0600) and never logged or attached.
+A guest comes from where a lab has one: a guest cluster the lab names (its kubeconfig given, or read
+from the host Secret `<host namespace>/<cluster>-kubeconfig`, key `value`), or a new one that the Rancher
+managing the cluster provisions with its Harvester node driver (a provisioning.cattle.io Cluster in
+`fleet-default`; Rancher reports `status.ready` and the kubeconfig in Secret
+`fleet-default/<status.clientSecretName>`), deleted again at cleanup. The simulated backend offers both
+the same way. Kubeconfigs are written to a private temporary directory (0700/0600) and never logged.
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from typing import Any, Callable
 
 import yaml
 
+from infra.cluster import Capability, CapabilityMissing, Cluster, GuestAccess, RancherAccess
 from infra.kube import Kube, NotFound
+from infra.waits.budget import Budget
 
-from .twin_endpoints import twin_call
+from ..names import RUN_ID_LABEL
 
 KUBEVIRT = "kubevirt.io/v1"
 ROLE_PREFIX = "node-role.kubernetes.io/"
@@ -55,7 +58,7 @@ class GuestCluster:
     kubeconfig: Path
     host: Kube
     host_namespace: str
-    simulated: bool = False
+    provisioned_by: str = ""          # the Rancher that provisioned it for this scenario ("" when given)
     _kube: Kube | None = field(default=None, repr=False)
 
     def kube(self) -> Kube:
@@ -97,24 +100,6 @@ def _write_kubeconfig(directory: Path, name: str, config: Obj) -> Path:
     with os.fdopen(fd, "w") as handle:
         yaml.safe_dump(config, handle, sort_keys=False)
     return path
-
-
-def provision_simulated_guest(host: Kube, name: str, rke2_version: str, rancher_line: str, run_id: str, *,
-                              host_namespace: str = "default") -> GuestCluster:
-    """Ask the simulated Harvester for a guest RKE2 cluster on its VMs."""
-    answer = twin_call(host, "POST", "/twin/v1/guests", {"name": name, "rke2Version": rke2_version,
-                                                         "rancherLine": rancher_line, "runId": run_id,
-                                                         "hostNamespace": host_namespace})
-    path = _write_kubeconfig(_private_dir(), name, answer["kubeconfig"])
-    return GuestCluster(name, path, host, answer["hostNamespace"], simulated=True)
-
-
-def remove_simulated_guest(host: Kube, name: str) -> None:
-    """Stop a simulated guest and remove its VMs from the host (nothing if it is already gone)."""
-    try:
-        twin_call(host, "DELETE", f"/twin/v1/guests/{name}")
-    except NotFound:
-        pass
 
 
 def guest_from_host_secret(host: Kube, name: str, host_namespace: str) -> GuestCluster:
@@ -190,3 +175,116 @@ def check_matrix_row(guest: GuestCluster, rke2_version: str, rancher_line: str) 
     if problems:
         raise GuestMismatch("; ".join(problems), evidence={"nodes": table})
     return table
+
+
+# ---- where a scenario's guest comes from ---------------------------------------------------------------
+
+PROVISIONING = "provisioning.cattle.io/v1"
+MACHINE_CONFIG = "rke-machine-config.cattle.io/v1"
+MANAGEMENT = "management.cattle.io/v3"
+FLEET_DEFAULT = "fleet-default"
+
+
+def rancher_line(version: str) -> str:
+    """`v2.10.3` -> `2.10`."""
+    parts = version.lstrip("v").split(".")
+    return ".".join(parts[:2])
+
+
+def rancher_version(rancher: RancherAccess) -> str:
+    """What the Rancher runs: its `server-version` setting, read through its local cluster's API."""
+    setting = Kube(rancher.local_kubeconfig()).get(MANAGEMENT, "Setting", "server-version")
+    return str(setting.get("value") or setting.get("default") or "")
+
+
+def load_given(host: Kube, access: GuestAccess) -> GuestCluster:
+    if access.kubeconfig is not None:
+        return guest_from_kubeconfig(host, access.name, access.kubeconfig, access.host_namespace)
+    return guest_from_host_secret(host, access.name, access.host_namespace)
+
+
+def obtain_guest(cluster: Cluster, rke2: str, line: str, run_id: str, defer: Callable[[str, Callable[[], Any]], None],
+                 api_budget: Budget, provision_budget: Budget) -> GuestCluster:
+    """A guest RKE2 `rke2` managed by Rancher `line`: one the lab runs, or one a Rancher of that line makes."""
+    cluster.require(Capability.GUEST_CLUSTER, f"a guest RKE2 {rke2} cluster managed by Rancher {line}")
+    host, seen = cluster.kube(), []
+    for access in cluster.guests:
+        guest = load_given(host, access)
+        defer(f"forget the kubeconfig of guest {guest.name}", lambda g=guest: forget_kubeconfig(g))
+        try:
+            check_matrix_row(guest, rke2, line)
+            return guest
+        except GuestMismatch as mismatch:
+            seen.append(f"the lab's guest {guest.name}: {mismatch}")
+    for rancher in cluster.ranchers:
+        version = rancher_version(rancher)
+        if rancher_line(version) != line:
+            seen.append(f"its Rancher runs {version}")
+            continue
+        if rancher.guest_template is None:
+            seen.append(f"its Rancher {version} has no guest template (rancher.guest) to provision one")
+            continue
+        return provision_guest(host, rancher, version, rke2, run_id, defer, api_budget, provision_budget)
+    raise CapabilityMissing(f"needs a guest RKE2 {rke2} cluster managed by Rancher {line}; " + "; ".join(seen),
+                            Capability.GUEST_CLUSTER)
+
+
+def provisioning_manifests(name: str, rke2: str, rancher: RancherAccess, run_id: str) -> tuple[Obj, Obj]:
+    """The HarvesterConfig (machine pool template) and the provisioning Cluster, as Rancher's UI makes them."""
+    template = rancher.guest_template
+    assert template is not None
+    labels = {RUN_ID_LABEL: run_id}
+    disk = {"disks": [{"imageName": template.image, "size": template.disk_gib, "bootOrder": 1}]}
+    network = {"interfaces": [{"networkName": template.network}]}
+    machine_config = {
+        "apiVersion": MACHINE_CONFIG, "kind": "HarvesterConfig",
+        "metadata": {"name": f"nc-{name}-pool1", "namespace": FLEET_DEFAULT, "labels": labels},
+        "cpuCount": str(template.cpus), "memorySize": str(template.memory_gib), "diskInfo": _json(disk),
+        "networkInfo": _json(network), "sshUser": template.ssh_user, "vmNamespace": template.vm_namespace}
+    provisioning = {
+        "apiVersion": PROVISIONING, "kind": "Cluster",
+        "metadata": {"name": name, "namespace": FLEET_DEFAULT, "labels": labels},
+        "spec": {"kubernetesVersion": rke2, "cloudCredentialSecretName": template.cloud_credential,
+                 "rkeConfig": {"machinePools": [{
+                     "name": "pool1", "quantity": template.nodes, "controlPlaneRole": True, "etcdRole": True,
+                     "workerRole": True,
+                     "machineConfigRef": {"kind": "HarvesterConfig", "name": machine_config["metadata"]["name"]}}]}}}
+    return machine_config, provisioning
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def provision_guest(host: Kube, rancher: RancherAccess, version: str, rke2: str, run_id: str,
+                    defer: Callable[[str, Callable[[], Any]], None], api_budget: Budget,
+                    provision_budget: Budget) -> GuestCluster:
+    """Have Rancher provision a guest; its deletion (and the wait until Rancher removed it) is deferred first."""
+    local = Kube(rancher.local_kubeconfig())
+    name = guest_name("e2e")
+    machine_config, provisioning = provisioning_manifests(name, rke2, rancher, run_id)
+    config_name = machine_config["metadata"]["name"]
+    defer(f"delete HarvesterConfig {FLEET_DEFAULT}/{config_name} on Rancher {version}",
+          lambda: local.delete(MACHINE_CONFIG, "HarvesterConfig", config_name, FLEET_DEFAULT))
+    local.create(machine_config)
+    defer(f"delete guest cluster {FLEET_DEFAULT}/{name} through Rancher {version}", lambda: (
+        local.delete(PROVISIONING, "Cluster", name, FLEET_DEFAULT),
+        local.wait_for_gone(PROVISIONING, "Cluster", name, namespace=FLEET_DEFAULT, budget=provision_budget)))
+    local.create(provisioning)
+    ready = local.wait_for(PROVISIONING, "Cluster", name,
+                           lambda o: bool(((o or {}).get("status") or {}).get("ready"))
+                           and bool(((o or {}).get("status") or {}).get("clientSecretName")),
+                           budget=provision_budget, namespace=FLEET_DEFAULT,
+                           awaited=f"Rancher {version} to provision guest cluster {name} (status.ready)")
+    assert ready is not None
+    secret = local.get("v1", "Secret", ready["status"]["clientSecretName"], FLEET_DEFAULT)
+    config = yaml.safe_load(base64.b64decode(secret["data"]["value"]))
+    template = rancher.guest_template
+    assert template is not None
+    guest = GuestCluster(name, _write_kubeconfig(_private_dir(), name, config), host, template.vm_namespace,
+                         provisioned_by=version)
+    defer(f"forget the kubeconfig of guest {name}", lambda: forget_kubeconfig(guest))
+    return guest
+

@@ -6,8 +6,10 @@ a host `LoadBalancer` in the guest's host namespace, named `<cluster>-<ns>-<svc>
 `cloudprovider.harvesterhci.io/{cluster,serviceNamespace,serviceName}`. Where its address came
 from shows on the host: a pool address in `status.allocatedAddress.ipPool` and the IPPool's
 `status.allocated`; a DHCP one as `allocatedAddress.ip: 0.0.0.0` ("ask DHCP") with the leased
-address, which kube-vip got in the guest, copied into `status.address`. `AddressWatch` records
-every address change of the guest's LoadBalancer Services while something (an upgrade) happens.
+address, which kube-vip got in the guest, copied into `status.address`. A DHCP address is judged
+against the subnet the VM network itself declares (Harvester's route annotation on its
+NetworkAttachmentDefinition), never a subnet written here. `AddressWatch` records every address change
+of the guest's LoadBalancer Services while something (an upgrade) happens.
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ import kubernetes
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
+from ..ippool import AddressBlock
 from ..names import RUN_ID_LABEL
-from .cluster import GuestCluster
-from .twin_endpoints import twin_call
+from .cluster import KUBEVIRT, GuestCluster
 
 LB_API = "loadbalancer.harvesterhci.io/v1beta1"
 PREFIX = "cloudprovider.harvesterhci.io/"
@@ -153,13 +155,53 @@ def served_address(guest: GuestCluster, cluster: str, service: Obj, budget: Budg
     return ServedAddress(f"{meta['namespace']}/{meta['name']}", ipam, address, lb["metadata"]["name"], source)
 
 
-def ippool_manifest(name: str, cluster: str, host_namespace: str, run_id: str, first: int, last: int) -> Obj:
-    """An IPPool for one guest cluster's load balancers, from 203.0.113.0/24 (RFC 5737 TEST-NET-3)."""
+def ippool_manifest(name: str, cluster: str, host_namespace: str, run_id: str, block: AddressBlock) -> Obj:
+    """An IPPool for one guest cluster's load balancers, from a block of the lab's test range."""
     return {"apiVersion": LB_API, "kind": "IPPool", "metadata": {"name": name, "labels": {RUN_ID_LABEL: run_id}},
             "spec": {"description": f"load balancer addresses of guest cluster {cluster}",
-                     "ranges": [{"subnet": "203.0.113.0/24", "gateway": "203.0.113.1",
-                                 "rangeStart": f"203.0.113.{first}", "rangeEnd": f"203.0.113.{last}"}],
+                     "ranges": [block.as_range()],
                      "selector": {"scope": [{"project": "*", "namespace": host_namespace, "guestCluster": cluster}]}}}
+
+
+ROUTE_ANNOTATION = "network.harvesterhci.io/route"
+
+
+@dataclass(frozen=True)
+class VmNetwork:
+    """The VM network a guest's VMs use, and the subnet it declares (None when it declares none)."""
+
+    name: str                                   # <namespace>/<NetworkAttachmentDefinition>
+    subnet: ipaddress.IPv4Network | None
+    route: str
+
+    def __str__(self) -> str:
+        return f"VM network {self.name} ({self.subnet or 'no subnet declared'})"
+
+
+def guest_vm_network(guest: GuestCluster) -> VmNetwork:
+    """The network of the guest's VMs (their VMI's multus network) and what its NAD declares."""
+    names = set()
+    for node in guest.kube().list("v1", "Node"):
+        vmi = guest.host.find(KUBEVIRT, "VirtualMachineInstance", node["metadata"]["name"], guest.host_namespace)
+        for network in ((vmi or {}).get("spec") or {}).get("networks") or []:
+            if (network.get("multus") or {}).get("networkName"):
+                name = network["multus"]["networkName"]
+                names.add(name if "/" in name else f"{guest.host_namespace}/{name}")
+    if len(names) != 1:
+        raise LoadBalancerProblem(f"the guest's VMs use {sorted(names) or 'no'} VM network(s); expected one")
+    name = names.pop()
+    namespace, nad_name = name.split("/", 1)
+    nad = guest.host.find("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", nad_name, namespace) or {}
+    route = ((nad.get("metadata") or {}).get("annotations") or {}).get(ROUTE_ANNOTATION, "")
+    subnet = None
+    try:
+        import json
+
+        cidr = (json.loads(route) if route else {}).get("cidr", "")
+        subnet = ipaddress.IPv4Network(cidr, strict=False) if cidr else None
+    except (ValueError, AttributeError):
+        subnet = None
+    return VmNetwork(name, subnet, route)
 
 
 def pool_allocations(host: Kube, pool: str) -> dict[str, str]:
@@ -186,9 +228,9 @@ def wait_no_host_lbs(guest: GuestCluster, cluster: str, budget: Budget) -> None:
                             awaited=f"no host LoadBalancer of guest cluster {cluster} to remain")
 
 
-def in_dhcp_network(address: str, network: str = "198.51.100.0/24") -> bool:
+def in_network(address: str, network: ipaddress.IPv4Network) -> bool:
     try:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(network)
+        return ipaddress.ip_address(address) in network
     except ValueError:
         return False
 
@@ -264,15 +306,23 @@ class AddressWatch:
 
 
 def serve_all(guest: GuestCluster, cluster: str, services: list[str], budget: Budget) -> dict[str, ServedAddress]:
-    """Every `namespace/name` Service gets an address, distinct from the others, from its source."""
+    """Every `namespace/name` Service gets an address, distinct from the others, from its source; a DHCP
+    address lies in the subnet the VM network declares."""
     served = {}
     for key in services:
         namespace, name = key.split("/")
         service = wait_service_address(guest.kube(), namespace, name, budget)
         served[key] = served_address(guest, cluster, service, budget)
     addresses = [s.address for s in served.values()]
-    problems = [f"{s.service} got {s.address} from DHCP, outside the VM network 198.51.100.0/24"
-                for s in served.values() if s.ipam == "dhcp" and not in_dhcp_network(s.address)]
+    problems = []
+    if any(s.ipam == "dhcp" for s in served.values()):
+        network = guest_vm_network(guest)
+        if network.subnet is None:
+            problems.append(f"{network} declares no subnet ({ROUTE_ANNOTATION}: {network.route!r}): "
+                            "a DHCP address cannot be judged")
+        else:
+            problems += [f"{s.service} got {s.address} from DHCP, outside {network}"
+                         for s in served.values() if s.ipam == "dhcp" and not in_network(s.address, network.subnet)]
     if len(set(addresses)) != len(addresses):
         problems.append(f"load balancers share an address: {addresses}")
     if problems:
@@ -300,15 +350,3 @@ def still_served(guest: GuestCluster, cluster: str, before: dict[str, ServedAddr
 
 def describe_changes(changes: list[AddressChange]) -> str:
     return "; ".join(f"{c.service}: {c.before or '<none>'} -> {c.after or '<none>'}" for c in changes)
-
-
-def dhcp_leases(host: Kube) -> list[Obj]:
-    """The VM network's DHCP leases (the simulated lab's DHCP server answers this)."""
-    return list(twin_call(host, "GET", "/twin/v1/dhcp/leases")["leases"])
-
-
-def assert_leases_released(host: Kube, served: dict[str, ServedAddress]) -> None:
-    dhcp = {s.address for s in served.values() if s.ipam == "dhcp"}
-    held = [lease for lease in dhcp_leases(host) if lease["ip"] in dhcp]
-    if held:
-        raise LoadBalancerProblem(f"DHCP leases of deleted load balancers are still held: {held}")

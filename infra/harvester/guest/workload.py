@@ -1,10 +1,9 @@
 """A workload that keeps data on a guest volume, and a way to write and read that data.
 
 `DataWorkload` is a one-replica Deployment mounting a PVC at /data. Data goes through `PodFiles`,
-which stands for a process in the pod: on the simulated backend the guest's
-`POST /twin/v1/podfiles` endpoint (the bytes are stored in the host Longhorn volume's store, and
-only while that volume is attached where the pod runs); on a real cluster `kubectl exec`-style
-`sh -c` through the API's exec subresource. The checksum is always computed here from the bytes
+a process in the pod: `sh -c` through the API's exec subresource, as `kubectl exec` runs it, on every
+backend (the simulated guest's pods answer exec the same way, reading and writing the bytes the host
+Longhorn volume stores, only while that volume is attached where the pod runs). The checksum is always computed here from the bytes
 read back, never taken from the cluster.
 """
 from __future__ import annotations
@@ -20,7 +19,6 @@ from infra.waits.budget import Budget
 
 from ..names import RUN_ID_LABEL
 from .rollout import ready_pods
-from .twin_endpoints import twin_call
 
 Obj = dict[str, Any]
 MOUNT = "/data"
@@ -32,22 +30,6 @@ class PodFiles(Protocol):
     def write(self, namespace: str, pod: str, path: str, data: bytes) -> None: ...
 
     def read(self, namespace: str, pod: str, path: str) -> bytes: ...
-
-
-class SimulatedPodFiles:
-    """Files in a simulated pod's volumes, through the guest twin's pod-filesystem endpoint."""
-
-    def __init__(self, guest_kube: Kube) -> None:
-        self.kube = guest_kube
-
-    def write(self, namespace: str, pod: str, path: str, data: bytes) -> None:
-        twin_call(self.kube, "POST", "/twin/v1/podfiles", {"namespace": namespace, "pod": pod, "path": path,
-                                                           "op": "write", "dataBase64": base64.b64encode(data).decode()})
-
-    def read(self, namespace: str, pod: str, path: str) -> bytes:
-        answer = twin_call(self.kube, "POST", "/twin/v1/podfiles", {"namespace": namespace, "pod": pod, "path": path,
-                                                                    "op": "read"})
-        return base64.b64decode(answer["dataBase64"])
 
 
 class ExecPodFiles:

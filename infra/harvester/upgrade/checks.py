@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
+from infra.cluster import Cluster
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
@@ -12,18 +11,18 @@ from ..names import HARVESTER, SYSTEM_NAMESPACE
 from .run import UpgradeRun
 
 
-def release_of(repo_info: str | None) -> dict[str, Any]:
-    """The release facts the upgrade recorded in status.repoInfo (os, kubernetes, ...)."""
-    info = yaml.safe_load(repo_info or "") or {}
-    return info.get("release", info)
-
-
-def node_versions_match_release(cluster: Any, repo_info: str | None) -> tuple[list[str], str]:
-    """Each node's OS (read over SSH from /etc/os-release) and kubelet version against the release."""
-    release = release_of(repo_info)
-    want_os, want_kubernetes = release.get("os", ""), release.get("kubernetes", "")
+def node_versions_match_release(cluster: Cluster, release_file: dict[str, Any]) -> tuple[list[str], str]:
+    """Each node's OS (read over SSH from /etc/os-release) and kubelet version against what the target's
+    release file declares (`os`, `kubernetes`). Nothing to compare is a problem, never a pass."""
+    want_os, want_kubernetes = str(release_file.get("os") or ""), str(release_file.get("kubernetes") or "")
     problems, rows = [], [("node", "os (ssh)", "kubelet (api)")]
-    for node in cluster.kube().list("v1", "Node"):
+    if not want_os or not want_kubernetes:
+        problems.append(f"the target's release file declares os={want_os!r} kubernetes={want_kubernetes!r}: "
+                        "nothing to compare the nodes with")
+    nodes = cluster.kube().list("v1", "Node")
+    if not nodes:
+        problems.append("the API lists no nodes")
+    for node in nodes:
         name = node["metadata"]["name"]
         pretty = cluster.ssh(name).os_release().get("PRETTY_NAME", "")
         kubelet = node["status"]["nodeInfo"].get("kubeletVersion", "")

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from infra.cluster import Capability, CapabilityMissing, Cluster
 from infra.report.attach import attach_file, attach_text, attach_yaml
 from infra.waits.budget import Budget
 
@@ -28,12 +29,12 @@ JOURNAL_UNITS = ("rke2-server", "rancher-system-agent")
 def _safely(what: str, collect: Callable[[], Any]) -> None:
     try:
         collect()
-    except Exception as exc:  # noqa: BLE001 - diagnostics must never replace the real failure
+    except (Exception, CapabilityMissing) as exc:  # noqa: BLE001 - diagnostics never replace the real failure
         attach_text(f"{what} (not collected)", f"{type(exc).__name__}: {exc}")
         log.warning("diagnostics: %s not collected: %s", what, exc)
 
 
-def collect_upgrade_diagnostics(cluster: Any, run: UpgradeRun, journal_lines: int = 200,
+def collect_upgrade_diagnostics(cluster: Cluster, run: UpgradeRun, journal_lines: int = 200,
                                 bundle_budget_s: float = 600.0) -> None:
     kube = run.kube
 
@@ -59,11 +60,11 @@ def collect_upgrade_diagnostics(cluster: Any, run: UpgradeRun, journal_lines: in
                 f"journal {n}", cluster.ssh(n).sudo(f"journalctl {units} --no-pager -n {journal_lines}").stdout))
 
     def support_bundle() -> None:
-        if not getattr(cluster, "harvester_url", None):
-            attach_text("support bundle (not requested)", "no Harvester API URL is configured "
-                        "(existing.harvester_url); request one from the UI: Support > Generate Support Bundle")
+        if cluster.harvester_api is None:
+            attach_text("support bundle (not requested)", f"{Capability.HARVESTER_API.value} is not configured; "
+                        "request one from the UI: Support > Generate Support Bundle")
             return
-        bundle = request_and_download(kube, cluster.harvester_url, cluster.run_id,
+        bundle = request_and_download(kube, cluster.harvester_api, cluster.run_id,
                                       f"harvester-e2e: upgrade {run.name} to {run.target_version} failed",
                                       Budget("support bundle ready", bundle_budget_s))
         saved = Path(tempfile.mkdtemp(prefix="harvester-e2e-bundle-")) / bundle.filename

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from infra.config import RunConfig
 
@@ -19,14 +19,14 @@ class UpgradeAttempt:
     tracker: PhaseTracker
     outcome: UpgradeOutcome | None = None
     problem: UpgradeProblem | None = None
-    attempts: list[str] = field(default_factory=list)
+    release_file: dict[str, Any] = field(default_factory=dict)   # the target's harvester-release.yaml
 
     def raise_problem(self) -> None:
         if self.problem is not None:
             raise self.problem
 
 
-def follow(run: UpgradeRun, config: RunConfig,
+def follow(run: UpgradeRun, config: RunConfig, release_file: dict[str, Any] | None = None,
            helm_history: Callable[[str, str], list[HelmRevision]] | None = None) -> UpgradeAttempt:
     """Track the upgrade to its end (completed, failed, stalled or over budget); never raises for those."""
     history = helm_history or (lambda namespace, release: history_from_api(run.kube, namespace, release))
@@ -36,7 +36,7 @@ def follow(run: UpgradeRun, config: RunConfig,
                                stall_window=stall, tick=min(5.0, max(0.5, stall / 10)),
                                diagnose=lambda phase, lines: diagnose(phase, lines, history),
                                on_change=progress.update)
-        attempt = UpgradeAttempt(run, tracker)
+        attempt = UpgradeAttempt(run, tracker, release_file=dict(release_file or {}))
         try:
             attempt.outcome = tracker.follow()
         except UpgradeProblem as problem:

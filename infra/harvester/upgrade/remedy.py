@@ -1,27 +1,29 @@
 """The operator's remedy for a stuck system-services stage: bring every Rancher dependency release to
 the exact chart the upgrade repo asks for, with helm on a node (what Harvester's workaround says).
 
-Which releases and where: the upgrade recorded the repo's release file in `status.repoInfo`;
-upgrade_manifests.sh waits for fleet and fleet-crd in cattle-fleet-system and rancher-webhook in
-cattle-system.
+Which releases and where: the upgrade repo's `harvester-release.yaml` (read as upgrade_manifests.sh reads
+it) names `rancherDependencies`; upgrade_manifests.sh waits for fleet and fleet-crd in
+cattle-fleet-system and rancher-webhook in cattle-system.
 """
 from __future__ import annotations
 
-from typing import Any
+from infra.cluster import Capability, Cluster
 
 from ..helm import parse_history_yaml
-from .checks import release_of
+from ..releases import release_file_from_repo
+from .run import UpgradeRun
 
 DEPENDENCY_NAMESPACES = {"fleet": "cattle-fleet-system", "fleet-crd": "cattle-fleet-system",
                          "rancher-webhook": "cattle-system"}
 
 
-def upgrade_dependencies_as_repo_asks(cluster: Any, upgrade: dict[str, Any]) -> str:
+def upgrade_dependencies_as_repo_asks(cluster: Cluster, run: UpgradeRun) -> str:
     """Upgrade each dependency whose installed chart is not the wanted string; return the transcript."""
-    wanted = release_of((upgrade.get("status") or {}).get("repoInfo")).get("rancherDependencies") or {}
+    cluster.require(Capability.SSH, "the operator's remedy (helm on a node)")
+    wanted = release_file_from_repo(run.kube, run.name).get("rancherDependencies") or {}
     if not wanted:
-        raise AssertionError("the Upgrade has no repoInfo with rancherDependencies: the repo was never read")
-    session = cluster.ssh(cluster.nodes[0].name)
+        raise AssertionError(f"the upgrade repo of {run.name} names no rancherDependencies")
+    session = cluster.ssh(cluster.node_names()[0])
     transcript = []
     for release, chart in sorted(wanted.items()):
         namespace = DEPENDENCY_NAMESPACES[release]

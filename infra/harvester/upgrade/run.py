@@ -5,9 +5,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.cleanup import CleanupStack
+from infra.cluster import Release
 from infra.kube import Kube, NotFound
 
 from ..names import HARVESTER, RUN_ID_LABEL, SYSTEM_NAMESPACE
+from ..precheck import upgrade_manifest
+from ..releases import ensure_version
 
 STATE_LABEL = "harvesterhci.io/upgradeState"
 TERMINAL_STATES = ("Succeeded", "Failed")
@@ -24,26 +27,13 @@ class UpgradeRun:
         return self.kube.get(HARVESTER, "Upgrade", self.name, self.namespace)
 
     @classmethod
-    def start(cls, kube: Kube, target_version: str, *, run_id: str, cleanup: CleanupStack | None = None,
-              iso_url: str | None = None, annotations: dict[str, str] | None = None,
-              version_spec: dict[str, Any] | None = None) -> "UpgradeRun":
-        """Create the Version (unless it exists: then it is used and left alone) and an Upgrade to it."""
-        if kube.find(HARVESTER, "Version", target_version, SYSTEM_NAMESPACE) is None:
-            if cleanup is not None:
-                cleanup.defer(f"delete Version {target_version}",
-                              lambda: kube.delete(HARVESTER, "Version", target_version, SYSTEM_NAMESPACE))
-            kube.create({"apiVersion": HARVESTER, "kind": "Version",
-                         "metadata": {"name": target_version, "namespace": SYSTEM_NAMESPACE,
-                                      "labels": {RUN_ID_LABEL: run_id}},
-                         "spec": version_spec or {"isoURL": iso_url or
-                                                  f"https://releases.rancher.com/harvester/{target_version}/"
-                                                  f"harvester-{target_version}-amd64.iso"}})
-        upgrade = kube.create({"apiVersion": HARVESTER, "kind": "Upgrade",
-                               "metadata": {"generateName": "hvst-upgrade-", "namespace": SYSTEM_NAMESPACE,
-                                            "labels": {RUN_ID_LABEL: run_id},
-                                            "annotations": dict(annotations or {})},
-                               "spec": {"version": target_version, "logEnabled": True}})
-        return cls(kube, upgrade["metadata"]["name"], target_version)
+    def start(cls, kube: Kube, release: Release, *, run_id: str, cleanup: CleanupStack) -> "UpgradeRun":
+        """Offer the release (its Version, made or reused) and create an Upgrade to it, as the UI does."""
+        ensure_version(kube, release, run_id, cleanup.defer)
+        body = upgrade_manifest(release.version, run_id, annotations=release.annotations)
+        body["spec"]["logEnabled"] = True
+        upgrade = kube.create(body)
+        return cls(kube, upgrade["metadata"]["name"], release.version)
 
     @classmethod
     def attach(cls, kube: Kube, *, name: str | None = None, run_id: str | None = None) -> "UpgradeRun":

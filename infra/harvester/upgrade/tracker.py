@@ -186,20 +186,23 @@ class PhaseTracker:
             if current.seconds > current.budget.seconds:
                 raise self._over_budget(observation)
             before = time.monotonic()
-            observation = self._next(observation)
+            # Never wait past the moment the stall window would run out: a stall is reported within
+            # the window plus one look at the cluster, not up to a whole tick later.
+            until_stall = self.stall_window - (before - last_change)
+            observation = self._next(observation, max(0.05, min(self.tick, until_stall + 0.01)))
             took = time.monotonic() - before
             if took > self.tick + 10.0:
                 # The API was unreachable for a while (retried within its own budget): that is not
                 # evidence of a stall, so it does not count against the window.
                 last_change += took
 
-    def _next(self, previous: Observation) -> Observation:
-        """Wait (up to one tick) for the Upgrade to change, then look at everything again."""
+    def _next(self, previous: Observation, wait: float) -> Observation:
+        """Wait (at most `wait`, never more than a tick) for the Upgrade to change, then look at everything."""
         seen = previous.upgrade["metadata"]["resourceVersion"]
         try:
             self.kube.wait_for(HARVESTER, "Upgrade", self.run.name,
                                lambda o: o is None or o["metadata"]["resourceVersion"] != seen,
-                               budget=Budget("next upgrade change", self.tick), awaited="a change of the Upgrade",
+                               budget=Budget("next upgrade change", wait), awaited="a change of the Upgrade",
                                namespace=SYSTEM_NAMESPACE)
         except WaitTimeout:
             pass   # no change within the tick: logs, pods and nodes are looked at anyway

@@ -1,0 +1,43 @@
+"""The one client for the simulated cluster's own endpoints (`/twin/v1/...`): what no real cluster has.
+
+It serves exactly two things: fault injection (`Cluster.faults`) and simulated node power (the libvirt
+test-driver bridge in `sim_power`). Every other fact the harness needs comes from where a real
+cluster offers it. Requests go over the same HTTPS, CA and credentials as the Kubernetes API.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from infra.https import Endpoint, EndpointError
+
+
+class TwinRefused(RuntimeError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TwinClient:
+    def __init__(self, kubeconfig: Path, context: str | None = None) -> None:
+        self.endpoint = Endpoint.from_kubeconfig(kubeconfig, context)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            response = self.endpoint.request(method, path, json_body=body, timeout_s=10)
+        except EndpointError as exc:
+            raise TwinRefused(str(exc), exc.status) from None
+        return dict(response.json())
+
+    # ---- fault injection (FaultInjector) -------------------------------------------------------
+    def inject(self, **spec: Any) -> dict[str, Any]:
+        """`errorBurst: {count, code}`, `unavailableSeconds`, `dropWatches`, `compact`, `refuseConnectionsSeconds`."""
+        return self._call("POST", "/twin/v1/faults", spec)
+
+    # ---- simulated node power ------------------------------------------------------------------
+    def power(self, node: str, action: str) -> dict[str, Any]:
+        return self._call("POST", f"/twin/v1/nodes/{node}/power", {"action": action})
+
+    def node_power_states(self) -> dict[str, str]:
+        listing = self._call("GET", "/twin/v1/nodes")
+        return {str(n.get("name")): str(n.get("power")) for n in listing.get("items", [])}
