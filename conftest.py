@@ -88,8 +88,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 def cleanup(request: pytest.FixtureRequest, run_config: RunConfig) -> Iterator[CleanupStack]:
     stack = CleanupStack()
     yield stack
-    failed = getattr(request.node, "report_call", None)
-    stack.keep = bool(run_config.keep_on_failure and failed is not None and failed.failed)
-    problems = stack.run()
+    report = getattr(request.node, "report_call", None)
+    # An expected failure (a known issue) is a failure too: its evidence is what the report shows.
+    failed = report is not None and (report.failed or hasattr(report, "wasxfail"))
+    stack.keep = bool(run_config.keep_on_failure and failed)
+    problems = stack.run(failed=failed)
     if problems:
         pytest.fail("cleanup failed: " + "; ".join(problems), pytrace=False)

@@ -2,27 +2,68 @@
 
 Register the undo before making the change (so an interrupt between the two cannot leak), as the
 Kubernetes e2e framework's DeferCleanup does. A failing undo does not stop the others.
+
+Two kinds of entries:
+* undos: `delete_later(...)` for the common one (delete, then wait until it is gone; already gone is
+  fine), `defer(...)` for anything else (put an annotation back, restore labels);
+* evidence collectors, `on_failure(...)`: they run only when the scenario failed, before any undo, so
+  what a person needs to see is collected while it still exists (chainsaw's `catch`, the Kubernetes
+  framework's namespace dump).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from infra.kube import Kube
+    from infra.waits.budget import Budget
 
 log = logging.getLogger("harvester_e2e.cleanup")
+Action = Callable[[], Any]
 
 
 @dataclass
 class CleanupStack:
     keep: bool = False                       # --keep-on-failure: leave things for a person to look at
-    _actions: list[tuple[str, Callable[[], Any]]] = field(default_factory=list)
+    _actions: list[tuple[str, Action]] = field(default_factory=list)
+    _collectors: list[tuple[str, Action]] = field(default_factory=list)
 
-    def defer(self, description: str, action: Callable[[], Any]) -> None:
+    def defer(self, description: str, action: Action) -> None:
         self._actions.append((description, action))
 
-    def run(self) -> list[str]:
-        """Run every undo, newest first; return the descriptions of the ones that failed."""
+    def delete_later(self, kube: "Kube", api_version: str, kind: str, name: str, namespace: str | None = None, *,
+                     budget: "Budget", only_with_label: tuple[str, str] | None = None) -> None:
+        """Undo by deleting the object and waiting until it is gone (finalizers done); NotFound is fine.
+        `only_with_label=(key, value)`: leave it alone unless it carries that label (one this run made)."""
+        where = f"{namespace}/{name}" if namespace else name
+
+        def delete_and_wait() -> None:
+            if only_with_label is not None:
+                current = kube.find(api_version, kind, name, namespace)
+                if current is None or (current["metadata"].get("labels") or {}).get(only_with_label[0]) \
+                        != only_with_label[1]:
+                    return
+            if kube.delete(api_version, kind, name, namespace):
+                kube.wait_for_gone(api_version, kind, name, namespace=namespace, budget=budget)
+
+        self.defer(f"delete {kind} {where}", delete_and_wait)
+
+    def on_failure(self, description: str, collect: Action) -> None:
+        """Collect evidence if the scenario fails, before the undos run."""
+        self._collectors.append((description, collect))
+
+    def run(self, *, failed: bool = False) -> list[str]:
+        """Evidence first (only after a failure), then every undo, newest first; returns what failed."""
         failures: list[str] = []
+        collectors, self._collectors = list(self._collectors), []
+        for description, collect in collectors if failed else ():
+            try:
+                collect()
+                log.info("collected: %s", description)
+            except Exception as exc:  # noqa: BLE001 - evidence must never replace the real failure
+                log.error("collecting %s failed: %s", description, exc)
         if self.keep:
             for description, _ in reversed(self._actions):
                 log.warning("kept for inspection (--keep-on-failure): %s", description)

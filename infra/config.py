@@ -255,6 +255,7 @@ class TimeoutSettings(_Model):
     api_unavailable_min: float = Field(5.0, gt=0, description="riding through an unavailable API server")
     node_ready_min: float = Field(15.0, gt=0)
     guest_provision_min: float = Field(30.0, gt=0, description="Rancher provisioning a guest RKE2 cluster")
+    support_bundle_min: float = Field(10.0, gt=0, description="a support bundle being generated")
 
 
 class RancherSettings(_Model):

@@ -10,7 +10,7 @@ from infra.config import RunConfig
 from infra.harvester import health
 from infra.report.attach import attach_text
 from infra.report.facts import ScenarioFacts
-from infra.waits.budget import Budget
+from infra.waits.catalogue import Wait, budget
 
 
 def _acquired(cluster: Cluster, run_config: RunConfig, facts: ScenarioFacts) -> Cluster:
@@ -33,8 +33,7 @@ def a_cluster_at(version: str, backend: Backend, run_config: RunConfig, facts: S
 @given("every node is Ready")
 @then("every node is Ready")
 def every_node_ready(cluster: Cluster, run_config: RunConfig) -> None:
-    budget = Budget.minutes("nodes Ready", run_config.timeouts.node_ready_min)
-    nodes = health.wait_nodes_ready(cluster.kube(), budget)
+    nodes = health.wait_nodes_ready(cluster.kube(), budget(Wait.NODES_READY, run_config))
     listed = sorted(n["metadata"]["name"] for n in nodes)
     if cluster.nodes:       # the inventory and the cluster agree on which nodes there are
         assert listed == sorted(cluster.node_names()), \
@@ -50,8 +49,7 @@ def machines_matched(cluster: Cluster) -> None:
 @given("every ManagedChart is Ready")
 @then("every ManagedChart is Ready")
 def managed_charts_ready(cluster: Cluster, run_config: RunConfig) -> None:
-    health.wait_managed_charts_ready(cluster.kube(), Budget.minutes("ManagedCharts Ready",
-                                                                    run_config.timeouts.api_wait_min))
+    health.wait_managed_charts_ready(cluster.kube(), budget(Wait.CHARTS_READY, run_config))
 
 
 @then(parsers.parse("the server-version setting is {version}"))

@@ -24,6 +24,7 @@ from infra.harvester.names import RUN_ID_LABEL
 from infra.report.attach import attach_json, attach_text
 from infra.report.facts import ScenarioFacts
 from infra.waits.budget import Budget
+from infra.waits.catalogue import Wait, budget
 
 CLOUD_PROVIDER = "harvester-cloud-provider"
 GUEST_POOL_SIZE = 10
@@ -49,18 +50,17 @@ class LoadBalancerScene:
 
 
 def _budget(run_config: RunConfig) -> Budget:
-    return Budget.minutes("guest cluster operation", run_config.timeouts.api_wait_min)
+    return budget(Wait.GUEST_OPERATION, run_config)
 
 
 def _files(guest: guests.GuestCluster) -> workload.ExecPodFiles:
     return workload.ExecPodFiles(guest.kube())
 
 
-def _namespace(guest: guests.GuestCluster, run_id: str, cleanup: CleanupStack, budget: Budget) -> str:
+def _namespace(guest: guests.GuestCluster, run_id: str, cleanup: CleanupStack, gone: Budget) -> str:
     name = f"e2e-{secrets.token_hex(3)}"
     kube = guest.kube()
-    cleanup.defer(f"delete guest namespace {name}", lambda: (
-        kube.delete("v1", "Namespace", name), kube.wait_for_gone("v1", "Namespace", name, budget=budget)))
+    cleanup.delete_later(kube, "v1", "Namespace", name, budget=gone)
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {RUN_ID_LABEL: run_id}}})
     return name
 
@@ -83,8 +83,8 @@ def a_guest_cluster(rke2: str, rancher: str, cluster: Cluster, run_config: RunCo
                     facts: ScenarioFacts) -> guests.GuestCluster:
     facts.record("rke2", rke2)
     facts.record("rancher", rancher)
-    guest = guests.obtain_guest(cluster, rke2, rancher, run_config.run_id, cleanup.defer, _budget(run_config),
-                                Budget.minutes("guest cluster provisioned", run_config.timeouts.guest_provision_min))
+    guest = guests.obtain_guest(cluster, rke2, rancher, run_config.run_id, cleanup, _budget(run_config),
+                                budget(Wait.GUEST_PROVISIONED, run_config))
     allure.dynamic.parameter("host Harvester", cluster.harvester_version)
     attach_text("guest nodes", guests.check_matrix_row(guest, rke2, rancher) +
                 (f"\n\nprovisioned by Rancher {guest.provisioned_by}" if guest.provisioned_by else ""))
@@ -182,9 +182,9 @@ def node_plugin_everywhere(guest: guests.GuestCluster, run_config: RunConfig) ->
 
 @when("a workload writes data to a PVC on the harvester StorageClass", target_fixture="guest_data")
 def workload_writes_data(guest: guests.GuestCluster, run_config: RunConfig, cleanup: CleanupStack) -> GuestData:
-    budget = _budget(run_config)
-    data_workload, pod = workload.deploy(guest.kube(), _namespace(guest, run_config.run_id, cleanup, budget),
-                                         run_config.run_id, cleanup.defer, budget)
+    data_workload, pod = workload.deploy(
+        guest.kube(), _namespace(guest, run_config.run_id, cleanup, budget(Wait.OBJECT_GONE, run_config)),
+        run_config.run_id, cleanup, _budget(run_config), budget(Wait.OBJECT_GONE, run_config))
     record = workload.write_data(_files(guest), data_workload, pod["metadata"]["name"])
     attach_json("data written", {"pod": pod["metadata"]["name"], "node": pod["spec"]["nodeName"],
                                  "bytes": record.size, "sha256": record.sha256})
@@ -226,11 +226,11 @@ def data_intact(guest: guests.GuestCluster, guest_data: GuestData) -> None:
 @when("the workload and its PVC are deleted")
 def delete_workload_and_claim(guest: guests.GuestCluster, guest_data: GuestData, volume_chain: volumes.VolumeChain,
                               run_config: RunConfig) -> None:
-    kube, data, budget = guest.kube(), guest_data.workload, _budget(run_config)
+    kube, data, gone = guest.kube(), guest_data.workload, budget(Wait.OBJECT_GONE, run_config)
     kube.delete("apps/v1", "Deployment", data.name, data.namespace)
     kube.delete("v1", "PersistentVolumeClaim", data.claim, data.namespace)
-    kube.wait_for_gone("v1", "PersistentVolume", volume_chain.guest_pv, budget=budget)
-    volumes.wait_host_side_gone(guest, volume_chain, budget)
+    kube.wait_for_gone("v1", "PersistentVolume", volume_chain.guest_pv, budget=gone)
+    volumes.wait_host_side_gone(guest, volume_chain, gone)
 
 
 # ---- load balancers ----------------------------------------------------------------------------------------
@@ -242,9 +242,7 @@ def an_ippool(guest: guests.GuestCluster, cluster: Cluster, run_config: RunConfi
     assert cluster.lb_addresses is not None
     host, name = guest.host, f"{guest.name}-pool"
     block = ippool.free_block(host, cluster.lb_addresses, GUEST_POOL_SIZE)
-    cleanup.defer(f"delete IPPool {name}", lambda: (
-        host.delete(lbs.LB_API, "IPPool", name),
-        host.wait_for_gone(lbs.LB_API, "IPPool", name, budget=_budget(run_config))))
+    cleanup.delete_later(host, lbs.LB_API, "IPPool", name, budget=budget(Wait.OBJECT_GONE, run_config))
     host.create(lbs.ippool_manifest(name, guest.name, guest.host_namespace, run_config.run_id, block))
     return LoadBalancerScene(pool=name)
 
@@ -252,13 +250,11 @@ def an_ippool(guest: guests.GuestCluster, cluster: Cluster, run_config: RunConfi
 @when(parsers.parse('a LoadBalancer Service "{name}" with IPAM {ipam} is created in the guest'))
 def create_lb_service(name: str, ipam: str, guest: guests.GuestCluster, load_balancers: LoadBalancerScene,
                       run_config: RunConfig, cleanup: CleanupStack) -> None:
-    kube, budget = guest.kube(), _budget(run_config)
+    kube, gone = guest.kube(), budget(Wait.OBJECT_GONE, run_config)
     if not load_balancers.namespace:
-        load_balancers.namespace = _namespace(guest, run_config.run_id, cleanup, budget)
+        load_balancers.namespace = _namespace(guest, run_config.run_id, cleanup, gone)
     namespace = load_balancers.namespace
-    cleanup.defer(f"delete guest Service {namespace}/{name}", lambda: (
-        kube.delete("v1", "Service", name, namespace),
-        kube.wait_for_gone("v1", "Service", name, namespace=namespace, budget=budget)))
+    cleanup.delete_later(kube, "v1", "Service", name, namespace, budget=gone)
     kube.create(lbs.service_manifest(namespace, name, ipam, run_config.run_id))
     load_balancers.services.append(f"{namespace}/{name}")
 
@@ -291,13 +287,13 @@ def delete_every_service(guest: guests.GuestCluster, load_balancers: LoadBalance
         kube.delete("v1", "Service", name, namespace)
     for key in load_balancers.services:
         namespace, name = key.split("/")
-        kube.wait_for_gone("v1", "Service", name, namespace=namespace, budget=_budget(run_config))
+        kube.wait_for_gone("v1", "Service", name, namespace=namespace, budget=budget(Wait.OBJECT_GONE, run_config))
 
 
 @then("the pool has its addresses back and no host LoadBalancer of the guest remains")
 def pool_released(guest: guests.GuestCluster, load_balancers: LoadBalancerScene, run_config: RunConfig) -> None:
-    budget = _budget(run_config)
-    lbs.wait_no_host_lbs(guest, guest.name, budget)
+    gone = budget(Wait.OBJECT_GONE, run_config)
+    lbs.wait_no_host_lbs(guest, guest.name, gone)
     lent = [s.address for s in load_balancers.served.values() if s.ipam == "pool"]
-    pool = lbs.wait_pool_released(guest.host, load_balancers.pool, lent, budget)
+    pool = lbs.wait_pool_released(guest.host, load_balancers.pool, lent, gone)
     attach_json(f"IPPool {load_balancers.pool} status", pool.get("status") or {})

@@ -25,6 +25,7 @@ from infra.kube.kubectl import Kubectl, KubectlMissing
 from infra.report.attach import attach_text, attach_yaml
 from infra.report.facts import ScenarioFacts
 from infra.waits.budget import Budget
+from infra.waits.catalogue import Wait, budget
 
 Obj = dict[str, Any]
 
@@ -58,7 +59,7 @@ def scene() -> Scene:
 
 
 def _budget(run_config: RunConfig, what: str) -> Budget:
-    return Budget.minutes(what, run_config.timeouts.api_wait_min)
+    return Budget(f"{what}: {budget(Wait.OBJECT_STATE, run_config).name}", budget(Wait.OBJECT_STATE, run_config).seconds)
 
 
 def _rancher(cluster: Cluster) -> RancherEndpoint | None:

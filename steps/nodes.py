@@ -13,7 +13,7 @@ from infra.cluster import Capability, CapabilityMissing, Cluster
 from infra.config import RunConfig
 from infra.harvester import nodes as node_checks
 from infra.report.attach import attach_text
-from infra.waits.budget import Budget
+from infra.waits.catalogue import Wait, budget
 
 
 @dataclass
@@ -41,7 +41,7 @@ def node_with_power(cluster: Cluster) -> ChosenNode:
 def reboot_over_ssh(cluster: Cluster, run_config: RunConfig, node: ChosenNode) -> None:
     session = cluster.ssh(node.name)
     node.boot_id_before = session.boot_id()
-    after = session.reboot(Budget.minutes("node back over SSH after a reboot", run_config.timeouts.node_ready_min))
+    after = session.reboot(budget(Wait.NODE_BACK, run_config))
     attach_text(f"{node.name} boot ids", f"before: {node.boot_id_before}\nafter:  {after}\n"
                                          f"SSH reconnects: {session.reconnects}")
 
@@ -51,8 +51,7 @@ def power_cycle(cluster: Cluster, run_config: RunConfig, node: ChosenNode) -> No
     node.boot_id_before = cluster.ssh(node.name).boot_id()
     cluster.power(node.name, "reboot")
     node_checks.wait_ready_after_new_boot(cluster.kube(), node.name, node.boot_id_before,
-                                          Budget.minutes("node back after a power cycle",
-                                                         run_config.timeouts.node_ready_min))
+                                          budget(Wait.NODE_BACK, run_config))
     attach_text(f"{node.name} power cycle", f"boot id before: {node.boot_id_before}\nthrough: {cluster.backend} "
                                             "power control (reboot)")
 
@@ -62,8 +61,7 @@ def ready_with_ssh_boot_id(cluster: Cluster, run_config: RunConfig, node: Chosen
     boot_id = cluster.ssh(node.name).boot_id()
     assert boot_id != node.boot_id_before, \
         f"node {node.name} answers with the same boot id {boot_id} as before: it did not restart"
-    node_checks.wait_ready_with_boot_id(cluster.kube(), node.name, boot_id,
-                                        Budget.minutes("node Ready after a reboot", run_config.timeouts.node_ready_min))
+    node_checks.wait_ready_with_boot_id(cluster.kube(), node.name, boot_id, budget(Wait.NODE_BACK, run_config))
 
 
 @then("the node reports the Harvester OS of the version the cluster runs")

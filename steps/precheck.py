@@ -20,7 +20,7 @@ from infra.harvester import machines as capi
 from infra.harvester.names import CAPI, RUN_ID_LABEL
 from infra.report.attach import attach_text
 from infra.report.facts import ScenarioFacts
-from infra.waits.budget import Budget
+from infra.waits.catalogue import Wait, budget
 
 GAP_FIX = "v1.5.1"
 GAP_ISSUE = "https://github.com/harvester/harvester/issues/8179"
@@ -62,8 +62,8 @@ def machines_and_nodes_consistent(cluster: Cluster) -> None:
 
 @when(parsers.parse("I inject {orphan}"), target_fixture="injection")
 def inject_orphan(orphan: str, cluster: Cluster, cleanup: CleanupStack, run_config: RunConfig) -> capi.Injection:
-    budget = Budget.minutes("fake Machine removal", run_config.timeouts.api_wait_min)
-    injection = capi.inject_orphan(cluster.kube(), capi.orphan_kind(orphan), cluster.run_id, cleanup, budget=budget)
+    injection = capi.inject_orphan(cluster.kube(), capi.orphan_kind(orphan), cluster.run_id, cleanup,
+                                   budget=budget(Wait.OBJECT_GONE, run_config))
     attach_text("injected", injection.describe())
     _attach_table(cluster, "machines beside nodes after the injection")
     return injection
@@ -76,12 +76,13 @@ def remove_orphan(injection: capi.Injection, cluster: Cluster) -> None:
 
 
 @when(parsers.parse("I check whether an upgrade to {target} would be admitted"), target_fixture="admission")
-def check_admission(target: str, cluster: Cluster, cleanup: CleanupStack, facts: ScenarioFacts) -> Admission:
+def check_admission(target: str, cluster: Cluster, cleanup: CleanupStack, facts: ScenarioFacts,
+                    run_config: RunConfig) -> Admission:
     kube = cluster.kube()
     release = cluster.release(None if target == "the target release" else target)
     facts.record("harvester_to", release.version)
     nodes, machines = capi.list_nodes_and_machines(kube)
-    result = precheck.check_upgrade_admission(kube, release, cluster.run_id, cleanup.defer)
+    result = precheck.check_upgrade_admission(kube, release, cluster.run_id, cleanup, budget(Wait.OBJECT_GONE, run_config))
     attach_text("admission (dry-run Upgrade)", result.summary())
     return Admission(result, len(nodes), len(machines))
 

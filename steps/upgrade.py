@@ -18,12 +18,13 @@ from infra.harvester.upgrade.report import attach_upgrade_record
 from infra.harvester.upgrade.workload import RecordedWorkload, record_workload
 from infra.report.attach import attach_text, attach_yaml
 from infra.report.facts import ScenarioFacts
-from infra.waits.budget import Budget, format_seconds
+from infra.waits.budget import format_seconds
+from infra.waits.catalogue import Wait, budget
 
 
 @given("64 KiB of random data is stored in the cluster with its checksum", target_fixture="workload")
 def stored_data(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) -> RecordedWorkload:
-    return record_workload(cluster.kube(), run_config.run_id, cleanup)
+    return record_workload(cluster.kube(), run_config.run_id, cleanup, budget(Wait.OBJECT_GONE, run_config))
 
 
 def _upgrade(cluster: Cluster, version: str | None, run_config: RunConfig, cleanup: CleanupStack, backend: Backend,
@@ -33,11 +34,13 @@ def _upgrade(cluster: Cluster, version: str | None, run_config: RunConfig, clean
     release_file = release_file_from_iso(release)       # what the target declares, read where Harvester reads it
     attach_yaml(f"harvester-release.yaml of {release.version} (from its ISO)", release_file)
     backend.retire(cluster)        # an upgrade changes it for good: the next scenario gets a fresh one
-    run = UpgradeRun.start(cluster.kube(), release, run_id=run_config.run_id, cleanup=cleanup)
+    run = UpgradeRun.start(cluster.kube(), release, run_id=run_config.run_id, cleanup=cleanup,
+                           budget=budget(Wait.OBJECT_GONE, run_config))
+    # Whatever fails from here on (the upgrade, or a check after it), the evidence is collected first.
+    cleanup.on_failure(f"diagnostics of upgrade {run.name}", lambda: collect_upgrade_diagnostics(
+        cluster, run, bundle_budget=budget(Wait.SUPPORT_BUNDLE, run_config)))
     attempt = follow(run, run_config, release_file)
     attach_upgrade_record(attempt)
-    if attempt.problem is not None:
-        collect_upgrade_diagnostics(cluster, run)       # before any cleanup runs
     return attempt
 
 
@@ -129,8 +132,7 @@ def data_intact(cluster: Cluster, workload: RecordedWorkload) -> None:
 @then("the temporary upgrade objects are removed")
 def temporary_objects_removed(cluster: Cluster, upgrade: UpgradeAttempt, run_config: RunConfig) -> None:
     from infra.harvester.upgrade.checks import wait_temporary_objects_removed
-    wait_temporary_objects_removed(cluster.kube(), upgrade.run,
-                                   Budget.minutes("upgrade cleanup", run_config.timeouts.api_wait_min))
+    wait_temporary_objects_removed(cluster.kube(), upgrade.run, budget(Wait.UPGRADE_CLEANUP, run_config))
 
 
 @given(parsers.parse("the release file in the ISO of Harvester {version}"), target_fixture="release_file")

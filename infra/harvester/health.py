@@ -2,9 +2,9 @@
 read from outside: nodes Ready, Machines Running and matched, ManagedCharts Ready, server-version."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from infra.failures import ProductFailure
 from infra.kube import Kube
 from infra.kube.predicates import condition_status
 from infra.waits.budget import Budget
@@ -15,15 +15,8 @@ from .names import CAPI, FLEET_LOCAL, HARVESTER, MANAGEMENT
 Obj = dict[str, Any]
 
 
-@dataclass
-class HealthProblem(AssertionError):
+class HealthProblem(ProductFailure):
     """A health check failed; `evidence` holds the objects it looked at, for the report."""
-
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.summary
 
 
 def _not_ready_nodes(nodes: list[Obj]) -> list[str]:

@@ -171,7 +171,7 @@ def lb_summary(lb: Obj | None) -> str:
 
 def create_namespace(kube: Kube, cleanup: CleanupStack, run_id: str, budget: Budget) -> str:
     name = object_name(run_id, "lbs")
-    cleanup.defer(f"delete namespace {name}", lambda: _delete_and_wait(kube, "v1", "Namespace", name, None, budget))
+    cleanup.delete_later(kube, "v1", "Namespace", name, budget=budget)
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": _labels(run_id)}})
     return name
 
@@ -194,7 +194,7 @@ def pool_manifest(name: str, run_id: str, block: AddressBlock, selector: Obj) ->
 def create_pool(kube: Kube, cleanup: CleanupStack, run_id: str, role: str, selector: Obj, budget: Budget,
                 addresses: AddressRange, size: int = 8) -> ObjectRef:
     name = object_name(run_id, role)
-    cleanup.defer(f"delete IPPool {name}", lambda: _delete_and_wait(kube, LB_API, "IPPool", name, None, budget))
+    cleanup.delete_later(kube, LB_API, "IPPool", name, budget=budget)
     kube.create(pool_manifest(name, run_id, free_block(kube, addresses, size), selector))
     return ObjectRef(LB_API, "IPPool", name)
 
@@ -209,8 +209,7 @@ def create_vm_network(kube: Kube, cleanup: CleanupStack, run_id: str, namespace:
     name = object_name(run_id, "vlan")
     config = ('{"cniVersion":"0.3.1","name":"%s","type":"bridge","bridge":"mgmt-br","promiscMode":true,'
               '"vlan":%d,"ipam":{}}' % (name, SCENARIO_VLAN))
-    cleanup.defer(f"delete VM network {namespace}/{name}",
-                  lambda: _delete_and_wait(kube, NAD_API, "NetworkAttachmentDefinition", name, namespace, budget))
+    cleanup.delete_later(kube, NAD_API, "NetworkAttachmentDefinition", name, namespace, budget=budget)
     kube.create({"apiVersion": NAD_API, "kind": "NetworkAttachmentDefinition",
                  "metadata": {"name": name, "namespace": namespace,
                               "labels": {**_labels(run_id), VLAN_LABEL: str(SCENARIO_VLAN),
@@ -233,8 +232,7 @@ def loadbalancer_manifest(name: str, namespace: str, run_id: str, *, network: st
 def create_loadbalancer(kube: Kube, cleanup: CleanupStack, run_id: str, namespace: str, role: str, budget: Budget,
                         *, network: str = "") -> ObjectRef:
     name = object_name(run_id, role)
-    cleanup.defer(f"delete LoadBalancer {namespace}/{name}",
-                  lambda: _delete_and_wait(kube, LB_API, "LoadBalancer", name, namespace, budget))
+    cleanup.delete_later(kube, LB_API, "LoadBalancer", name, namespace, budget=budget)
     kube.create(loadbalancer_manifest(name, namespace, run_id, network=network))
     return ObjectRef(LB_API, "LoadBalancer", name, namespace)
 
@@ -248,14 +246,6 @@ def wait_for_address(kube: Kube, lb: ObjectRef, budget: Budget) -> tuple[Obj, Lb
     address = lb_address(found)
     assert address is not None
     return found, address
-
-
-def _delete_and_wait(kube: Kube, api_version: str, kind: str, name: str, namespace: str | None,
-                     budget: Budget) -> None:
-    """Delete and wait until finalizers let it go (a load balancer releases its address first)."""
-    if kube.delete(api_version, kind, name, namespace):
-        kube.wait_for_gone(api_version, kind, name, budget=Budget(f"{kind} removal", budget.seconds),
-                           namespace=namespace)
 
 
 # ---- selector changes -----------------------------------------------------------------------------

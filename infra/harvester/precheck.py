@@ -22,10 +22,12 @@ import tenacity
 from infra.kube import ApiFailure, Kube, NotFound
 from infra.waits.retry import is_api_unavailable
 
+from infra.cleanup import CleanupStack
 from infra.cluster import Release
+from infra.waits.budget import Budget
 
 from .names import HARVESTER, RUN_ID_LABEL, SYSTEM_NAMESPACE
-from .releases import Defer, ensure_version
+from .releases import ensure_version
 
 log = logging.getLogger("harvester_e2e.precheck")
 Obj = dict[str, Any]
@@ -120,10 +122,10 @@ def dry_run_upgrade(kube: Kube, version: str, run_id: str, *, namespace: str = S
     return AdmissionResult(True, target=version, would_create=obj)
 
 
-def check_upgrade_admission(kube: Kube, target: Release, run_id: str, cleanup: Defer, *,
+def check_upgrade_admission(kube: Kube, target: Release, run_id: str, cleanup: CleanupStack, gone: Budget, *,
                             namespace: str = SYSTEM_NAMESPACE) -> AdmissionResult:
     """Would an upgrade to `target` be admitted now? Makes (or reuses) the Version, then a dry-run Upgrade."""
-    ensure_version(kube, target, run_id, cleanup, namespace=namespace)
+    ensure_version(kube, target, run_id, cleanup, gone, namespace=namespace)
     return dry_run_upgrade(kube, target.version, run_id, namespace=namespace, annotations=target.annotations)
 
 

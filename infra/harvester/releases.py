@@ -13,18 +13,19 @@ bytes), or, during an upgrade, from the upgrade repo behind Service `upgrade-rep
 from __future__ import annotations
 
 import io
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from infra.cleanup import CleanupStack
 from infra.cluster import Release
 from infra.https import Endpoint
 from infra.kube import ApiFailure, Kube
+from infra.waits.budget import Budget
 
 from .names import HARVESTER, RUN_ID_LABEL, SYSTEM_NAMESPACE
 
 Obj = dict[str, Any]
-Defer = Callable[[str, Callable[[], Any]], None]
 RELEASE_FILE = "harvester-release.yaml"
 UPGRADE_REPO_PORT = "80"
 
@@ -38,27 +39,21 @@ def version_manifest(release: Release, run_id: str, *, namespace: str = SYSTEM_N
             "spec": spec}
 
 
-def ensure_version(kube: Kube, release: Release, run_id: str, defer: Defer, *,
+def ensure_version(kube: Kube, release: Release, run_id: str, cleanup: CleanupStack, gone: Budget, *,
                    namespace: str = SYSTEM_NAMESPACE) -> Obj:
-    """The Version of `release`: reused if it exists, else created with the run's label (undo deferred first)."""
+    """The Version of `release`: reused if it exists, else created with the run's label (undo registered first;
+    it deletes the Version only if it still carries this run's label)."""
     existing = kube.find(HARVESTER, "Version", release.version, namespace)
     if existing is not None:
         return existing
-    defer(f"delete Version {namespace}/{release.version} (if this run made it)",
-          lambda: delete_version_if_ours(kube, release.version, run_id, namespace=namespace))
+    cleanup.delete_later(kube, HARVESTER, "Version", release.version, namespace, budget=gone,
+                         only_with_label=(RUN_ID_LABEL, run_id))
     try:
         return kube.create(version_manifest(release, run_id, namespace=namespace))
     except ApiFailure as exc:
         if exc.reason == "AlreadyExists":           # someone made it meanwhile: reuse theirs, leave it be
             return kube.get(HARVESTER, "Version", release.version, namespace)
         raise
-
-
-def delete_version_if_ours(kube: Kube, name: str, run_id: str, *, namespace: str = SYSTEM_NAMESPACE) -> bool:
-    current = kube.find(HARVESTER, "Version", name, namespace)
-    if current is None or (current["metadata"].get("labels") or {}).get(RUN_ID_LABEL) != run_id:
-        return False
-    return kube.delete(HARVESTER, "Version", name, namespace)
 
 
 class ReleaseFileUnreadable(RuntimeError):

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from infra.failures import ProductFailure
+
 Obj = dict[str, Any]
 
 VOLATILE_KEYS = frozenset({
@@ -170,9 +172,5 @@ def _show(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-class StatusNotPreserved(AssertionError):
+class StatusNotPreserved(ProductFailure):
     """An edit lost or changed an object's status; `evidence` carries the diff for the report."""
-
-    def __init__(self, message: str, evidence: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.evidence = evidence

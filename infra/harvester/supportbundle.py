@@ -36,8 +36,7 @@ def request_and_download(kube: Kube, harvester_api: Endpoint, run_id: str, descr
                          cleanup: CleanupStack | None = None) -> SupportBundle:
     name = f"e2e-{secrets.token_hex(4)}"
     if cleanup is not None:
-        cleanup.defer(f"delete SupportBundle {name}", lambda: kube.delete(HARVESTER, "SupportBundle", name,
-                                                                           SYSTEM_NAMESPACE))
+        cleanup.delete_later(kube, HARVESTER, "SupportBundle", name, SYSTEM_NAMESPACE, budget=budget)
     kube.create({"apiVersion": HARVESTER, "kind": "SupportBundle",
                  "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE, "labels": {RUN_ID_LABEL: run_id}},
                  "spec": {"description": description[:1000]}})

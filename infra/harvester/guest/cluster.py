@@ -21,8 +21,16 @@ from typing import Any, Callable
 
 import yaml
 
-from infra.cluster import Capability, CapabilityMissing, Cluster, GuestAccess, RancherAccess
-from infra.kube import Kube, NotFound
+from infra.cleanup import CleanupStack
+from infra.cluster import (
+    Capability,
+    CapabilityMissing,
+    Cluster,
+    GuestAccess,
+    RancherAccess,
+)
+from infra.failures import ProductFailure
+from infra.kube import Kube
 from infra.waits.budget import Budget
 
 from ..names import RUN_ID_LABEL
@@ -143,15 +151,8 @@ def strip_control_plane_labels(kube: Kube, defer: Callable[[str, Callable[[], An
     return saved
 
 
-@dataclass
-class GuestMismatch(AssertionError):
+class GuestMismatch(ProductFailure):
     """The guest is not the cluster the matrix row asked for."""
-
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.summary
 
 
 def check_matrix_row(guest: GuestCluster, rke2_version: str, rancher_line: str) -> str:
@@ -203,14 +204,14 @@ def load_given(host: Kube, access: GuestAccess) -> GuestCluster:
     return guest_from_host_secret(host, access.name, access.host_namespace)
 
 
-def obtain_guest(cluster: Cluster, rke2: str, line: str, run_id: str, defer: Callable[[str, Callable[[], Any]], None],
+def obtain_guest(cluster: Cluster, rke2: str, line: str, run_id: str, cleanup: CleanupStack,
                  api_budget: Budget, provision_budget: Budget) -> GuestCluster:
     """A guest RKE2 `rke2` managed by Rancher `line`: one the lab runs, or one a Rancher of that line makes."""
     cluster.require(Capability.GUEST_CLUSTER, f"a guest RKE2 {rke2} cluster managed by Rancher {line}")
     host, seen = cluster.kube(), []
     for access in cluster.guests:
         guest = load_given(host, access)
-        defer(f"forget the kubeconfig of guest {guest.name}", lambda g=guest: forget_kubeconfig(g))
+        cleanup.defer(f"forget the kubeconfig of guest {guest.name}", lambda g=guest: forget_kubeconfig(g))
         try:
             check_matrix_row(guest, rke2, line)
             return guest
@@ -224,7 +225,7 @@ def obtain_guest(cluster: Cluster, rke2: str, line: str, run_id: str, defer: Cal
         if rancher.guest_template is None:
             seen.append(f"its Rancher {version} has no guest template (rancher.guest) to provision one")
             continue
-        return provision_guest(host, rancher, version, rke2, run_id, defer, api_budget, provision_budget)
+        return provision_guest(host, rancher, version, rke2, run_id, cleanup, api_budget, provision_budget)
     raise CapabilityMissing(f"needs a guest RKE2 {rke2} cluster managed by Rancher {line}; " + "; ".join(seen),
                             Capability.GUEST_CLUSTER)
 
@@ -259,19 +260,15 @@ def _json(value: Any) -> str:
 
 
 def provision_guest(host: Kube, rancher: RancherAccess, version: str, rke2: str, run_id: str,
-                    defer: Callable[[str, Callable[[], Any]], None], api_budget: Budget,
-                    provision_budget: Budget) -> GuestCluster:
-    """Have Rancher provision a guest; its deletion (and the wait until Rancher removed it) is deferred first."""
+                    cleanup: CleanupStack, api_budget: Budget, provision_budget: Budget) -> GuestCluster:
+    """Have Rancher provision a guest; its deletion (and the wait until Rancher removed it) is registered first."""
     local = Kube(rancher.local_kubeconfig())
     name = guest_name("e2e")
     machine_config, provisioning = provisioning_manifests(name, rke2, rancher, run_id)
-    config_name = machine_config["metadata"]["name"]
-    defer(f"delete HarvesterConfig {FLEET_DEFAULT}/{config_name} on Rancher {version}",
-          lambda: local.delete(MACHINE_CONFIG, "HarvesterConfig", config_name, FLEET_DEFAULT))
+    cleanup.delete_later(local, MACHINE_CONFIG, "HarvesterConfig", machine_config["metadata"]["name"], FLEET_DEFAULT,
+                         budget=api_budget)
     local.create(machine_config)
-    defer(f"delete guest cluster {FLEET_DEFAULT}/{name} through Rancher {version}", lambda: (
-        local.delete(PROVISIONING, "Cluster", name, FLEET_DEFAULT),
-        local.wait_for_gone(PROVISIONING, "Cluster", name, namespace=FLEET_DEFAULT, budget=provision_budget)))
+    cleanup.delete_later(local, PROVISIONING, "Cluster", name, FLEET_DEFAULT, budget=provision_budget)
     local.create(provisioning)
     ready = local.wait_for(PROVISIONING, "Cluster", name,
                            lambda o: bool(((o or {}).get("status") or {}).get("ready"))
@@ -285,6 +282,6 @@ def provision_guest(host: Kube, rancher: RancherAccess, version: str, rke2: str,
     assert template is not None
     guest = GuestCluster(name, _write_kubeconfig(_private_dir(), name, config), host, template.vm_namespace,
                          provisioned_by=version)
-    defer(f"forget the kubeconfig of guest {name}", lambda: forget_kubeconfig(guest))
+    cleanup.defer(f"forget the kubeconfig of guest {name}", lambda: forget_kubeconfig(guest))
     return guest
 

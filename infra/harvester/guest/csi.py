@@ -7,9 +7,9 @@ stay Pending and kube-scheduler says the node affinity is why.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from infra.failures import ProductFailure
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
@@ -24,13 +24,8 @@ NODE_PLUGIN_SELECTOR = "app.kubernetes.io/name=harvester-csi-driver,component=cs
 AFFINITY_VERDICT = "didn't match Pod's node affinity/selector"
 
 
-@dataclass
-class PlacementProblem(AssertionError):
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.summary
+class PlacementProblem(ProductFailure):
+    """CSI controller pods run where the chart's affinity does not allow."""
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ import re
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
 
+from infra.failures import ProductFailure
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
@@ -62,13 +63,8 @@ class ServedAddress:
         return f"{self.service:<24} {self.ipam:<5} {self.address:<16} {self.host_lb:<60} {self.source}"
 
 
-@dataclass
-class LoadBalancerProblem(AssertionError):
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.summary
+class LoadBalancerProblem(ProductFailure):
+    """A load balancer address is not what the host and the guest should agree on."""
 
 
 def service_manifest(namespace: str, name: str, ipam: str, run_id: str, port: int = 80) -> Obj:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infra.failures import ProductFailure
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
@@ -131,15 +132,8 @@ def unschedulable(pod: Obj) -> PendingPod | None:
     return None
 
 
-@dataclass
-class PodsWereScheduled(AssertionError):
+class PodsWereScheduled(ProductFailure):
     """Pods expected to stay Pending were placed instead (the scheduler found nodes for them)."""
-
-    summary: str
-    evidence: dict[str, Any]
-
-    def __str__(self) -> str:
-        return self.summary
 
 
 def wait_unschedulable(kube: Kube, namespace: str, label_selector: str, count: int, budget: Budget) -> list[PendingPod]:

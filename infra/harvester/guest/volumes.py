@@ -8,9 +8,10 @@ N hotplugs the host PVC into VM N; Longhorn then reports the volume `attached` w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from infra.failures import ProductFailure
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
@@ -40,13 +41,8 @@ class VolumeChain:
                 "Longhorn volume": f"{LONGHORN_NAMESPACE}/{self.longhorn_volume}"}
 
 
-@dataclass
-class VolumeChainBroken(AssertionError):
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.summary
+class VolumeChainBroken(ProductFailure):
+    """The guest PVC -> host PVC -> Longhorn volume chain is not what the CSI driver builds."""
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from infra.cleanup import CleanupStack
+from infra.failures import ProductFailure
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
@@ -66,13 +68,8 @@ class DataRecord:
         return f"{self.sha256}  payload.bin\n".encode()
 
 
-@dataclass
-class DataNotIntact(AssertionError):
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.summary
+class DataNotIntact(ProductFailure):
+    """The data read back is not the data written."""
 
 
 @dataclass
@@ -154,14 +151,12 @@ def verify_data(files: PodFiles, workload: DataWorkload, pod: str, record: DataR
     return actual
 
 
-def deploy(kube: Kube, namespace: str, run_id: str, defer: Callable[[str, Callable[[], Any]], None],
-           budget: Budget, name: str = "data-writer", claim: str = "data") -> tuple[DataWorkload, Obj]:
-    """A PVC on `harvester` and a one-replica workload mounting it; undos deferred before each create."""
+def deploy(kube: Kube, namespace: str, run_id: str, cleanup: CleanupStack, budget: Budget, gone: Budget,
+           name: str = "data-writer", claim: str = "data") -> tuple[DataWorkload, Obj]:
+    """A PVC on `harvester` and a one-replica workload mounting it; undos registered before each create."""
     data = DataWorkload(namespace, name, claim)
-    defer(f"delete guest PVC {namespace}/{claim}", lambda: (
-        kube.delete("v1", "PersistentVolumeClaim", claim, namespace),
-        kube.wait_for_gone("v1", "PersistentVolumeClaim", claim, namespace=namespace, budget=budget)))
+    cleanup.delete_later(kube, "v1", "PersistentVolumeClaim", claim, namespace, budget=gone)
     kube.create(claim_manifest(namespace, claim, run_id))
-    defer(f"delete guest Deployment {namespace}/{name}", lambda: kube.delete("apps/v1", "Deployment", name, namespace))
+    cleanup.delete_later(kube, "apps/v1", "Deployment", name, namespace, budget=gone)
     kube.create(data.manifest(run_id))
     return data, scale(kube, data, 1, budget)[0]

@@ -34,8 +34,8 @@ def _safely(what: str, collect: Callable[[], Any]) -> None:
         log.warning("diagnostics: %s not collected: %s", what, exc)
 
 
-def collect_upgrade_diagnostics(cluster: Cluster, run: UpgradeRun, journal_lines: int = 200,
-                                bundle_budget_s: float = 600.0) -> None:
+def collect_upgrade_diagnostics(cluster: Cluster, run: UpgradeRun, *, bundle_budget: Budget,
+                                journal_lines: int = 200) -> None:
     kube = run.kube
 
     def upgrade_and_version() -> None:
@@ -66,7 +66,7 @@ def collect_upgrade_diagnostics(cluster: Cluster, run: UpgradeRun, journal_lines
             return
         bundle = request_and_download(kube, cluster.harvester_api, cluster.run_id,
                                       f"harvester-e2e: upgrade {run.name} to {run.target_version} failed",
-                                      Budget("support bundle ready", bundle_budget_s))
+                                      bundle_budget)
         saved = Path(tempfile.mkdtemp(prefix="harvester-e2e-bundle-")) / bundle.filename
         saved.write_bytes(bundle.archive)           # already redacted, member by member
         attach_file(f"support bundle {bundle.filename}", saved, "application/zip")

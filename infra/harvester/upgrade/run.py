@@ -7,6 +7,7 @@ from typing import Any
 from infra.cleanup import CleanupStack
 from infra.cluster import Release
 from infra.kube import Kube, NotFound
+from infra.waits.budget import Budget
 
 from ..names import HARVESTER, RUN_ID_LABEL, SYSTEM_NAMESPACE
 from ..precheck import upgrade_manifest
@@ -27,9 +28,9 @@ class UpgradeRun:
         return self.kube.get(HARVESTER, "Upgrade", self.name, self.namespace)
 
     @classmethod
-    def start(cls, kube: Kube, release: Release, *, run_id: str, cleanup: CleanupStack) -> "UpgradeRun":
+    def start(cls, kube: Kube, release: Release, *, run_id: str, cleanup: CleanupStack, budget: Budget) -> "UpgradeRun":
         """Offer the release (its Version, made or reused) and create an Upgrade to it, as the UI does."""
-        ensure_version(kube, release, run_id, cleanup.defer)
+        ensure_version(kube, release, run_id, cleanup, budget)
         body = upgrade_manifest(release.version, run_id, annotations=release.annotations)
         body["spec"]["logEnabled"] = True
         upgrade = kube.create(body)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from infra.failures import ProductFailure
 from infra.kube import Kube, NotFound
 from infra.kube.predicates import summary
 from infra.waits.budget import Budget, WaitTimeout, format_seconds
@@ -95,13 +96,12 @@ class NodeStateRecord:
     ended: dt.datetime | None = None
 
 
-class UpgradeProblem(AssertionError):
+class UpgradeProblem(ProductFailure):
     """Base of the ways an upgrade goes wrong; `evidence` is attached to the report."""
 
     def __init__(self, message: str, *, phase: str, evidence: dict[str, Any]):
-        super().__init__(message)
+        super().__init__(message, evidence)
         self.phase = phase
-        self.evidence = evidence
 
 
 class UpgradeFailed(UpgradeProblem):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from infra.cleanup import CleanupStack
 from infra.kube import Kube
+from infra.waits.budget import Budget
 
 from ..names import RUN_ID_LABEL
 
@@ -28,10 +29,11 @@ class RecordedWorkload:
         return hashlib.sha256(base64.b64decode(stored["binaryData"]["data"])).hexdigest()
 
 
-def record_workload(kube: Kube, run_id: str, cleanup: CleanupStack, size: int = 64 * 1024) -> RecordedWorkload:
+def record_workload(kube: Kube, run_id: str, cleanup: CleanupStack, gone: Budget,
+                    size: int = 64 * 1024) -> RecordedWorkload:
     namespace = f"e2e-{run_id}"[:63].rstrip("-")
     if kube.find("v1", "Namespace", namespace) is None:
-        cleanup.defer(f"delete namespace {namespace}", lambda: kube.delete("v1", "Namespace", namespace))
+        cleanup.delete_later(kube, "v1", "Namespace", namespace, budget=gone)
         kube.create({"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": namespace, "labels": {RUN_ID_LABEL: run_id}}})
     data = os.urandom(size)
