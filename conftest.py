@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for secret in (run_config.rancher.token if run_config.rancher else None, run_config.simulated.node_password):
         register_secret(secret.get_secret_value() if secret is not None else None)
-    from infra.report.plugin import ENVIRONMENT_KEY   # after pytest registered the plugin
+    from infra.report.keys import ENVIRONMENT_KEY
 
     config.stash[ENVIRONMENT_KEY] = {
         "backend": run_config.backend, "harvester_version": run_config.harvester_version,

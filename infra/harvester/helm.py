@@ -44,6 +44,8 @@ def history_from_api(kube: Kube, namespace: str, release: str) -> list[HelmRevis
     secrets = kube.list("v1", "Secret", namespace, label_selector=f"owner=helm,name={release}")
     revisions = []
     for secret in secrets:
+        if secret.get("type") != "helm.sh/release.v1":
+            continue
         record = _decode(secret["data"]["release"])
         metadata = record["chart"]["metadata"]
         revisions.append(HelmRevision(

@@ -33,7 +33,7 @@ from infra.matrix.cell import MatrixCell
 from infra.matrix.merge import merge_junit, merge_results, synthesize_cell_failure, write_summary
 from infra.matrix.runner import CellOutcome, CellRunner, RunSettings, run_cell_subprocess, run_cells
 from infra.matrix.spec import MatrixError, MatrixSpec, expand, load_matrix
-from infra.report.plugin import write_categories_json, write_environment_properties, write_executor_json
+from infra.report.run_files import write_categories_json, write_environment_properties, write_executor_json
 
 
 def _parser() -> argparse.ArgumentParser:

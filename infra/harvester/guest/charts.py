@@ -4,14 +4,11 @@
 (as RKE2 itself installs its charts). Its Job `helm-install-<name>` runs helm; the installer waits
 for the Job that carries the new configuration and reports helm's own `Error:` line (from the job
 pod's log) when an attempt fails, instead of waiting for the Job's 1000 retries.
-`HelmCliInstaller` runs `helm` where it is installed. `release_history` reads the Helm release
-records (what `helm history` shows) from the Secrets Helm's storage driver keeps.
+`HelmCliInstaller` runs `helm` where it is installed. `release_history` is what `helm history`
+shows, read from Helm's storage Secrets (the one decoder, infra/harvester/helm.py).
 """
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +21,7 @@ import yaml
 from infra.kube import Kube
 from infra.waits.budget import Budget
 
+from ..helm import HelmRevision, history_from_api
 from ..names import RUN_ID_LABEL
 
 HARVESTER_CHARTS = "https://charts.harvesterhci.io"
@@ -45,15 +43,6 @@ class Chart:
 
     def values_yaml(self) -> str:
         return yaml.safe_dump(self.values, sort_keys=True) if self.values else ""
-
-
-@dataclass(frozen=True)
-class HelmRevision:
-    revision: int
-    status: str
-    chart: str
-    app_version: str
-    description: str
 
 
 @dataclass
@@ -199,19 +188,7 @@ class HelmCliInstaller:
 
 def release_history(kube: Kube, release: str, namespace: str = "kube-system") -> list[HelmRevision]:
     """`helm history <release>`: the revisions Helm's Secret storage driver holds, oldest first."""
-    revisions = []
-    for secret in kube.list("v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"):
-        if secret.get("type") != "helm.sh/release.v1":
-            continue
-        stored = base64.b64decode(base64.b64decode(secret["data"]["release"]))
-        if stored[:3] == b"\x1f\x8b\x08":
-            stored = gzip.decompress(stored)
-        record = json.loads(stored)
-        meta = record["chart"]["metadata"]
-        revisions.append(HelmRevision(int(record["version"]), record["info"]["status"],
-                                      f"{meta['name']}-{meta['version']}", meta.get("appVersion", ""),
-                                      record["info"].get("description", "")))
-    return sorted(revisions, key=lambda r: r.revision)
+    return history_from_api(kube, namespace, release)
 
 
 def history_table(revisions: list[HelmRevision]) -> str:
