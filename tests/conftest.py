@@ -18,6 +18,13 @@ UPSTREAM_CRDS = Path(__file__).resolve().parent / "data" / "upstream-crds"
 KUBECTL = shutil.which("kubectl")
 
 
+def twin_request(kubeconfig: Path, path: str, body: dict | None = None) -> dict:
+    """A call to the simulator's own endpoints (fault injection, node power) for the simulator's tests."""
+    from infra.backends.twin_client import TwinClient
+
+    return TwinClient(kubeconfig)._call("POST" if body is not None else "GET", path, body)  # noqa: SLF001
+
+
 def start_twin(version: str = "v1.4.2", tmp: Path | None = None, time_scale: float = 60.0) -> TwinProcess:
     return start_twin_process(version, time_scale=time_scale, nodes=3, workdir=tmp,
                               budget=Budget("twin start in tests", 60))

@@ -77,7 +77,7 @@ class SimulatedNodePower:
         try:
             self.twin.power(node, parsed.value)
         except TwinRefused as exc:
-            message = str(exc).rpartition(": ")[2]
+            message = exc.message
             self._follow_twin(node)
             if exc.status == 404 and "no such" not in message.lower() and "not found" not in message.lower():
                 message = "the twin has no node power endpoint (POST /twin/v1/nodes/{name}/power)"

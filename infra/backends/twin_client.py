@@ -6,6 +6,7 @@ cluster offers it. Requests go over the same HTTPS, CA and credentials as the Ku
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,12 @@ from infra.https import Endpoint, EndpointError
 
 
 class TwinRefused(RuntimeError):
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+    """The simulator refused a request; `message` is its Status message."""
+
+    def __init__(self, text: str, status: int, message: str) -> None:
+        super().__init__(text)
         self.status = status
+        self.message = message
 
 
 class TwinClient:
@@ -26,7 +30,11 @@ class TwinClient:
         try:
             response = self.endpoint.request(method, path, json_body=body, timeout_s=10)
         except EndpointError as exc:
-            raise TwinRefused(str(exc), exc.status) from None
+            try:
+                message = str(json.loads(exc.body).get("message", exc.body))
+            except (ValueError, AttributeError):
+                message = exc.body
+            raise TwinRefused(str(exc), exc.status, message) from None
         return dict(response.json())
 
     # ---- fault injection (FaultInjector) -------------------------------------------------------

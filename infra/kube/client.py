@@ -20,7 +20,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from infra.waits.budget import Budget, Deadline, WaitTimeout
-from infra.waits.retry import is_api_unavailable, retry_api_unavailable, retry_conflict
+from infra.waits.retry import is_api_unavailable, retry_api_unavailable, retry_conflict, transport_retries
 
 from .predicates import summary
 
@@ -61,6 +61,21 @@ class _WatchEnded(Exception):
     """The watch closed (timeout, dropped connection) before the awaited state held."""
 
 
+_DISCOVERY_DIR: Path | None = None
+
+
+def _discovery_cache(server: str, kubeconfig: Path, context: str | None) -> Path:
+    """One discovery cache per API server and process: a second `Kube` of the same cluster (a re-attach, a
+    guest's host) reuses it instead of asking the server again. New kinds re-discover (see `resource`)."""
+    global _DISCOVERY_DIR
+    if _DISCOVERY_DIR is None:
+        _DISCOVERY_DIR = Path(tempfile.mkdtemp(prefix="harvester-e2e-discovery-"))
+    import hashlib
+
+    key = hashlib.sha256(f"{server}|{Path(kubeconfig).resolve()}|{context}".encode()).hexdigest()[:16]
+    return _DISCOVERY_DIR / f"{key}.json"
+
+
 def _key(obj: Obj) -> tuple[str, str]:
     meta = obj.get("metadata", {})
     return meta.get("namespace", ""), meta.get("name", "")
@@ -70,12 +85,17 @@ class Kube:
     def __init__(self, kubeconfig: Path, *, context: str | None = None, unavailable_budget: float = 300.0,
                  request_timeout: float = 30.0, gone: Callable[[], str | None] | None = None) -> None:
         self.kubeconfig = Path(kubeconfig)
-        self.api_client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig), context=context)
+        self.context = context
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(kubeconfig), context=context,
+                                           client_configuration=configuration, persist_config=False)
+        configuration.retries = transport_retries()       # a fault costs the retry of one GET, not of discovery
+        self.api_client = kubernetes.client.ApiClient(configuration)
         self.unavailable_budget = unavailable_budget
         self.gone = gone          # says why the API server will not come back (no point retrying), if known
         self.request_timeout = request_timeout
-        cache = Path(tempfile.mkdtemp(prefix="harvester-e2e-discovery-")) / "discovery.json"
-        self.dynamic = retry_api_unavailable(unavailable_budget)(DynamicClient, self.api_client, cache_file=str(cache))
+        self.dynamic = retry_api_unavailable(unavailable_budget, gone)(
+            DynamicClient, self.api_client, cache_file=str(_discovery_cache(configuration.host, kubeconfig, context)))
 
     # --- plumbing -----------------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

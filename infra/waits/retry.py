@@ -80,6 +80,16 @@ def retry_api_unavailable(budget_seconds: float,
     )
 
 
+def transport_retries(total: int = 8) -> urllib3.Retry:
+    """Per request, at the transport: a GET or HEAD that meets a refused connection or a 429/5xx is sent
+    again (with backoff, honouring Retry-After), so one fault costs one request, never a whole operation
+    (discovery is dozens of requests). Writes are never re-sent here: a webhook denial comes as a 500, and
+    a write's outcome is decided by the caller's own policy."""
+    return urllib3.Retry(total=total, connect=total, read=2, status=total, backoff_factor=0.1, backoff_max=2.0,
+                         allowed_methods=frozenset({"GET", "HEAD"}), status_forcelist=sorted(_TRANSIENT_HTTP),
+                         respect_retry_after_header=True, raise_on_status=False)
+
+
 def retry_conflict(attempts: int = 6) -> tenacity.Retrying:
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_conflict),

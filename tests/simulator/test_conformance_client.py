@@ -271,7 +271,7 @@ def test_a_too_old_resource_version_is_410_gone(kube: Kube, twin, namespace: str
     core = kubernetes.client.CoreV1Api(kube.api_client)
     rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old", "namespace": namespace}})
-    from infra.backends.base import _twin_request
+    from ..conftest import twin_request as _twin_request
     _twin_request(twin.kubeconfig, "/twin/v1/faults", {"compact": True})
     with pytest.raises(ApiException) as caught:
         list(kubernetes.watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version=rv,
@@ -321,7 +321,7 @@ def test_wait_for_names_the_budget_and_the_last_seen_state_when_it_runs_out(kube
 
 
 def test_wait_for_survives_dropped_watches(kube: Kube, twin, namespace: str) -> None:  # noqa: ANN001
-    from infra.backends.base import _twin_request
+    from ..conftest import twin_request as _twin_request
     kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drop", "namespace": namespace}})
 
     def drop_then_change() -> None:
@@ -337,7 +337,7 @@ def test_wait_for_survives_dropped_watches(kube: Kube, twin, namespace: str) -> 
 
 
 def test_wait_for_rides_through_an_unavailable_api(kube: Kube, twin, namespace: str) -> None:  # noqa: ANN001
-    from infra.backends.base import _twin_request
+    from ..conftest import twin_request as _twin_request
     kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "outage", "namespace": namespace}})
     _twin_request(twin.kubeconfig, "/twin/v1/faults", {"errorBurst": {"count": 4, "code": 503}, "dropWatches": True})
     obj = kube.wait_for("v1", "ConfigMap", "outage", lambda o: o is not None, budget=Budget("ride outage", 20),

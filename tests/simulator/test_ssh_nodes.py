@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.error
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,20 +21,32 @@ import yaml
 from pydantic import SecretStr
 from pytest_bdd import scenarios
 
-from infra.backends.base import _twin_request
 from infra.backends.simulated import TwinProcess, start_twin_process
+from infra.backends.twin_client import TwinRefused
 from infra.kube import Kube
 from infra.kube.predicates import condition_status
 from infra.report.redact import install_log_redaction, uninstall_log_redaction
 from infra.simulator.harvester.helm_storage import history_entries
+from infra.simulator.harvester.versions import get_version
 from infra.simulator.nodes.commands import NodeServices, node_shell
 from infra.simulator.nodes.files import NodeFiles
 from infra.simulator.nodes.system import NodeSystem
-from infra.simulator.harvester.versions import get_version
-from infra.ssh import (CommandTimeout, HostKeyChanged, KeyPair, KnownHosts, RemoteFileError, SshAuthFailed, SshNode, SshTarget,
-                       UnknownHostKey, generate_keypair)
+from infra.ssh import (
+    CommandTimeout,
+    HostKeyChanged,
+    KeyPair,
+    KnownHosts,
+    RemoteFileError,
+    SshAuthFailed,
+    SshNode,
+    SshTarget,
+    UnknownHostKey,
+    generate_keypair,
+)
 from infra.ssh.known_hosts import describe, public_key
 from infra.waits.budget import Budget, WaitTimeout
+
+from ..conftest import twin_request as _twin_request
 
 scenarios("node_power.feature")
 
@@ -79,9 +90,9 @@ def twin_call(twin: TwinProcess, path: str, body: dict[str, Any] | None = None) 
 
 
 def twin_refusal(twin: TwinProcess, path: str, body: dict[str, Any]) -> tuple[int, str]:
-    with pytest.raises(urllib.error.HTTPError) as caught:
+    with pytest.raises(TwinRefused) as caught:
         twin_call(twin, path, body)
-    return caught.value.code, json.loads(caught.value.read())["message"]
+    return caught.value.status, caught.value.message
 
 
 # --- commands --------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from infra.backends.base import _twin_request
+from ..conftest import twin_request as _twin_request
 from infra.backends.simulated import TwinProcess
 from infra.harvester.helm import history_from_api
 from infra.harvester.upgrade import (PhaseBudgetExceeded, PhaseTracker, UpgradeFailed, UpgradeRun, UpgradeStalled,
