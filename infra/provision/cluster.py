@@ -58,6 +58,7 @@ class ProvisionedCluster:
     restored_from: GoldenImage | None = None
     kubeconfig: Path | None = None
     host_keys: dict[str, str] = field(default_factory=dict)     # hostname -> the public host key to pin
+    kvm_probe_seconds: float | None = None                     # how long deciding KVM vs TCG took
     password: str = field(default="", repr=False)              # the nodes' login password (install config)
 
     def control(self, hostname: str) -> DomainControl:
@@ -107,7 +108,8 @@ class ClusterProvisioner:
         self.restore = restore
         hostnames = tuple(n.hostname for n in plan.nodes) if plan.installs_harvester else ()
         self.node_secrets = node_secrets or NodeSecrets.from_settings(plan.settings, hostnames)
-        self.acceleration = Acceleration(plan.settings.domain_type, plan.settings.kvm_probe_s)
+        kernel = local_path(plan.settings.kernel_url) if plan.settings.kernel_url else None
+        self.acceleration = Acceleration(plan.settings.domain_type, plan.settings.kvm_probe_s, probe_kernel=kernel)
         # A restored disk carries the host key of the install it was saved from; a fresh install gets ours.
         host_keys = dict(restore.host_keys) if restore is not None else \
             {name: key.public_line for name, key in self.node_secrets.host_keys.items()}
@@ -141,9 +143,12 @@ class ClusterProvisioner:
                     initrd=self._file(settings.initrd_url), cmdline=settings.kernel_cmdline)
 
     def _start(self, node: NodePlan, boot: Boot, on_reboot: str = "restart") -> ProvisionedNode:
+        if self.acceleration.probe_kernel is None and boot.kernel is not None:
+            self.acceleration.probe_kernel = boot.kernel          # a kernel the nodes boot: probe KVM with it
         spec = self.plan.domain_spec(node, self.acceleration.initial_type(self.conn))
         spec = self.acceleration.define_and_start(self.objects, spec.with_boot(boot, on_reboot))  # type: ignore[arg-type]
         self.result.domain_type = spec.domain_type
+        self.result.kvm_probe_seconds = self.acceleration.probe_seconds
         provisioned = ProvisionedNode(node, DomainControl(self.conn, node.domain, node.console_log), spec)
         self.result.nodes = [n for n in self.result.nodes if n.plan.index != node.index] + [provisioned]
         self.result.nodes.sort(key=lambda n: n.plan.index)

@@ -66,6 +66,9 @@ def test_tiny_guest_boots_answers_ssh_snapshots_reverts_and_leaves_nothing(
         cluster = backend.acquire("none")
         print(f"tiny guest: define to SSH ready in {time.monotonic() - started:.1f}s")
         provisioned = backend.provisioned()
+        if provisioned.kvm_probe_seconds is not None:     # decided by the quick probe, not a console watch
+            print(f"KVM probe decided {provisioned.domain_type!r} in {provisioned.kvm_probe_seconds:.2f}s")
+            assert provisioned.kvm_probe_seconds < 2.0
         node = cluster.nodes[0]
         assert node.ssh_host == "127.0.0.1"
         control = provisioned.control(node.name)
