@@ -112,6 +112,8 @@ def cell_environment(cell: MatrixCell, paths: CellPaths, settings: RunSettings,
     env.update(config_override_variables(settings.config_overrides))
     env[f"{ENV_PREFIX}RUN_ID"] = f"{settings.run_id_prefix}-{cell.id}"
     env[f"{ENV_PREFIX}ARTIFACTS_DIR"] = str(paths.artifacts)
+    if cell.harvester_to:            # the cell's upgrade target: the release its upgrade stories go to
+        env[f"{ENV_PREFIX}UPGRADE__TARGET"] = cell.harvester_to
     env[CELL_ENV_VAR] = cell.to_json()
     env["PYTHONUNBUFFERED"] = "1"
     return env

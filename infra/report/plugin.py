@@ -111,7 +111,7 @@ def _add_default_issue_link_pattern(config: pytest.Config) -> None:
 
 
 def _feature_file_family_tags(config: pytest.Config) -> set[str]:
-    """Tags like ``issue_8750`` in the project's feature files (they have no fixed list)."""
+    """Tags like ``issue_8001`` in the project's feature files (they have no fixed list)."""
     roots = {config.rootpath / "features"}
     try:
         base_dir = config.getini("bdd_features_base_dir")
@@ -239,7 +239,7 @@ def _apply_family_tag(family: str, value: str) -> bool:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    # Runs after allure-pytest has copied every marker into a "tag" label: @issue_8750 and
+    # Runs after allure-pytest has copied every marker into a "tag" label: @issue_8001 and
     # friends are already shown as a link/severity/owner, so drop their duplicate tags.
     try:
         return (yield)
