@@ -9,6 +9,7 @@ import pytest
 
 from infra.backends import Backend, BackendError, backend_for
 from infra.cleanup import CleanupStack
+from infra.cluster import CLUSTER_KEY
 from infra.config import ConfigError, RunConfig, load_config
 
 def _step_modules() -> list[str]:
@@ -17,7 +18,7 @@ def _step_modules() -> list[str]:
     return [f"steps.{p.stem}" for p in sorted(steps.glob("*.py")) if not p.stem.startswith(("test_", "_"))]
 
 
-pytest_plugins = ["infra.report.plugin", *_step_modules()]
+pytest_plugins = ["infra.report.plugin", "infra.pause", *_step_modules()]
 
 CONFIG_KEY = pytest.StashKey[RunConfig]()
 
@@ -75,6 +76,15 @@ def backend(run_config: RunConfig) -> Iterator[Backend]:
         yield chosen
     finally:
         chosen.release_all()
+        _KEPT.extend(chosen.kept_summary())
+
+
+_KEPT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _KEPT:
+        terminalreporter.write_line(line)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -85,13 +95,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 @pytest.fixture
-def cleanup(request: pytest.FixtureRequest, run_config: RunConfig) -> Iterator[CleanupStack]:
+def cleanup(request: pytest.FixtureRequest, run_config: RunConfig, backend: Backend) -> Iterator[CleanupStack]:
     stack = CleanupStack()
     yield stack
     report = getattr(request.node, "report_call", None)
     # An expected failure (a known issue) is a failure too: its evidence is what the report shows.
     failed = report is not None and (report.failed or hasattr(report, "wasxfail"))
     stack.keep = bool(run_config.keep_on_failure and failed)
+    cluster = request.node.stash.get(CLUSTER_KEY, None)
+    if stack.keep and cluster is not None:
+        backend.keep(cluster)              # the simulated backend keeps the failed scenario's cluster running
     problems = stack.run(failed=failed)
     if problems:
         pytest.fail("cleanup failed: " + "; ".join(problems), pytrace=False)

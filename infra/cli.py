@@ -1,6 +1,9 @@
 """`harvester-e2e`: run scenarios, run a simulated Harvester, show the effective configuration.
 
-  harvester-e2e sim up [--version V] [--kubeconfig PATH] [--time-scale X] [--nodes N] [--port P]
+  harvester-e2e sim up [--version V] [--kubeconfig PATH] [--time-scale X] [--nodes N] [--port P] [--lab-dir DIR]
+  harvester-e2e sim down RUN_ID      (stop the simulated clusters a --keep-on-failure run kept)
+  harvester-e2e repro ISSUE [--backend B] [--config FILE]   (or --list)
+  harvester-e2e waits                (every wait the harness makes: budget, config key, default, why)
   harvester-e2e run [--backend B] [--config FILE] [--harvester-version V] [pytest args...]
   harvester-e2e config show [--config FILE] [--backend B] ...
   harvester-e2e matrix MATRIX.yaml [--parallel N] [--backend B] [--config FILE] [--list] ...
@@ -53,6 +56,29 @@ def _sim_up(argv: list[str]) -> int:
     return run_foreground(["--version", args.version, "--kubeconfig", str(args.kubeconfig.resolve()),
                            "--time-scale", str(args.time_scale), "--nodes", str(args.nodes),
                            "--port", str(args.port)])
+
+
+def _sim_down(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="harvester-e2e sim down",
+                                     description="Stop the simulated clusters a --keep-on-failure run kept.")
+    parser.add_argument("run_id")
+    parser.add_argument("--artifacts-dir", type=Path, default=PROJECT_ROOT / "artifacts")
+    args = parser.parse_args(argv)
+    from infra.backends.simulated import stop_kept
+
+    stopped = stop_kept(args.artifacts_dir, args.run_id)
+    for line in stopped:
+        print(line)
+    if not stopped:
+        print(f"run {args.run_id} kept no simulated cluster (nothing under {args.artifacts_dir / args.run_id})")
+    return 0
+
+
+def _waits(argv: list[str]) -> int:
+    from infra.waits.catalogue import catalogue
+
+    print(catalogue())
+    return 0
 
 
 def _run(argv: list[str]) -> int:
@@ -115,7 +141,9 @@ def _config_show(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {("sim", "up"): _sim_up, ("run",): _run, ("config", "show"): _config_show,
+    commands = {("sim", "up"): _sim_up, ("sim", "down"): _sim_down, ("run",): _run, ("config", "show"): _config_show,
+                ("waits",): _waits,
+                ("repro",): lambda rest: __import__("infra.repro", fromlist=["main"]).main(rest),
                 ("matrix",): lambda rest: __import__("infra.matrix.cli", fromlist=["main"]).main(rest),
                 ("gate",): lambda rest: __import__("infra.gate", fromlist=["main"]).main(rest),
                 ("cleanup",): lambda rest: __import__("infra.provision.cleanup_cli", fromlist=["main"]).main(rest)}

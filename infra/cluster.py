@@ -177,6 +177,10 @@ class RancherAccess:
         return path
 
 
+CLUSTER_KEY = pytest.StashKey["Cluster"]()
+"""The scenario's cluster, for plugins that act on a failure (pausing, keeping the cluster)."""
+
+
 class NodePower(Protocol):
     def power(self, node: str, action: str) -> None: ...
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import allure
+import pytest
 from pytest_bdd import given, parsers, then
 
 from infra.backends import Backend
-from infra.cluster import Cluster
+from infra.cluster import CLUSTER_KEY, Cluster
 from infra.config import RunConfig
 from infra.harvester import health
 from infra.report.attach import attach_text
@@ -13,21 +14,23 @@ from infra.report.facts import ScenarioFacts
 from infra.waits.catalogue import Wait, budget
 
 
-def _acquired(cluster: Cluster, run_config: RunConfig, facts: ScenarioFacts) -> Cluster:
+def _acquired(cluster: Cluster, run_config: RunConfig, facts: ScenarioFacts, request: pytest.FixtureRequest) -> Cluster:
     allure.dynamic.parameter("backend", run_config.backend)
     facts.record("harvester_from", cluster.harvester_version)
+    request.node.stash[CLUSTER_KEY] = cluster        # for --pause-on-failure and --keep-on-failure
     return cluster
 
 
 @given("a Harvester cluster", target_fixture="cluster")
-def a_cluster(backend: Backend, run_config: RunConfig, facts: ScenarioFacts) -> Cluster:
+def a_cluster(backend: Backend, run_config: RunConfig, facts: ScenarioFacts, request: pytest.FixtureRequest) -> Cluster:
     """Whatever version the cluster runs: for stories whose outcome does not depend on it."""
-    return _acquired(backend.acquire(), run_config, facts)
+    return _acquired(backend.acquire(), run_config, facts, request)
 
 
 @given(parsers.parse("a Harvester cluster at version {version}"), target_fixture="cluster")
-def a_cluster_at(version: str, backend: Backend, run_config: RunConfig, facts: ScenarioFacts) -> Cluster:
-    return _acquired(backend.acquire(version), run_config, facts)
+def a_cluster_at(version: str, backend: Backend, run_config: RunConfig, facts: ScenarioFacts,
+                 request: pytest.FixtureRequest) -> Cluster:
+    return _acquired(backend.acquire(version), run_config, facts, request)
 
 
 @given("every node is Ready")

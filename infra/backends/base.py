@@ -35,6 +35,14 @@ class Backend(abc.ABC):
         """This cluster was changed for good (e.g. upgraded): do not hand it to another scenario.
         Backends that cannot make a new one (an existing lab) keep it; the next scenario sees it as is."""
 
+    def keep(self, cluster: Cluster) -> None:
+        """--keep-on-failure: keep this failed scenario's cluster for a person to look at. A lab or libvirt
+        cluster outlives the run anyway; the simulated backend keeps the twin's process running."""
+
+    def kept_summary(self) -> list[str]:
+        """How to reach what `keep` kept, and how to stop it (printed at the end of the run)."""
+        return []
+
     @abc.abstractmethod
     def release_all(self) -> None:
         """Tear down what this backend created in this run, and nothing else."""

@@ -74,9 +74,12 @@ class TwinProcess:
                 self.process.wait(5)
 
 
+KEPT_FILE = "kept.json"        # in a twin's workdir: a twin kept running after the run (`sim down` stops it)
+
+
 def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: Budget,
                        workdir: Path | None = None, ssh_authorized_key: Path | None = None,
-                       ssh_password_file: Path | None = None) -> TwinProcess:
+                       ssh_password_file: Path | None = None, outlive_parent: bool = False) -> TwinProcess:
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harvester-twin-{version}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig, ready, log_path = workdir / "kubeconfig", workdir / "ready.json", workdir / "twin.log"
@@ -89,8 +92,12 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
     if ssh_password_file is not None:
         command += ["--ssh-password-file", str(ssh_password_file)]
     with open(log_path, "ab") as log_file:      # appended: a restarted twin keeps its predecessor's log
+        # A twin that may be kept after the run (--keep-on-failure) is its own session and does not die
+        # with its parent; every other twin does, so nothing outlives a killed run.
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=Path(__file__).resolve().parents[2], preexec_fn=_die_with_parent)
+                                   cwd=Path(__file__).resolve().parents[2],
+                                   preexec_fn=None if outlive_parent else _die_with_parent,
+                                   start_new_session=outlive_parent)
     twin = TwinProcess(version, process, workdir, kubeconfig, log_path)
 
     def ready_or_dead() -> bool:
@@ -122,6 +129,7 @@ class SimulatedBackend(Backend):
         self._twins: dict[str, TwinProcess] = {}
         self._clusters: dict[str, Cluster] = {}
         self._retired: list[tuple[Cluster, TwinProcess]] = []
+        self.kept: list[tuple[Cluster, TwinProcess]] = []
 
     def acquire(self, harvester_version: str | None = None) -> Cluster:
         harvester_version = harvester_version or self.default_version
@@ -144,7 +152,8 @@ class SimulatedBackend(Backend):
             password_file.write_text(sim.node_password.get_secret_value())
         twin = start_twin_process(harvester_version, time_scale=sim.time_scale, nodes=sim.nodes, workdir=workdir,
                                   budget=Budget("simulated cluster start", sim.startup_timeout_s),
-                                  ssh_authorized_key=keys.public_key_file, ssh_password_file=password_file)
+                                  ssh_authorized_key=keys.public_key_file, ssh_password_file=password_file,
+                                  outlive_parent=self.config.keep_on_failure)
         self._twins[harvester_version] = twin
         cluster = cluster_from_twin(twin, self.config.run_id, keys.private_key_file, sim.node_password,
                                     known_hosts=run_dir / "known_hosts", target=self.config.upgrade.target)
@@ -158,6 +167,37 @@ class SimulatedBackend(Backend):
         if self._clusters.get(cluster.harvester_version) is cluster:
             del self._clusters[cluster.harvester_version]
             self._retired.append((cluster, self._twins.pop(cluster.harvester_version)))
+
+    def keep(self, cluster: Cluster) -> None:
+        """--keep-on-failure: this (failed) scenario's cluster keeps running after the run, and only it."""
+        pairs: list[tuple[Cluster, TwinProcess]] = []
+        for version, candidate in list(self._clusters.items()):
+            if candidate is cluster:
+                pairs.append((cluster, self._twins.pop(version)))
+                del self._clusters[version]
+        for retired in list(self._retired):
+            if retired[0] is cluster:
+                self._retired.remove(retired)
+                pairs.append(retired)
+        for kept_cluster, twin in pairs:
+            kept_cluster.close_sessions()
+            detach_node_power(kept_cluster)
+            (twin.workdir / KEPT_FILE).write_text(json.dumps({
+                "runId": self.config.run_id, "version": twin.version, "pid": twin.process.pid,
+                "kubeconfig": str(twin.kubeconfig), "knownHosts": str(kept_cluster.known_hosts or ""),
+                "nodes": [{"name": n.name, "host": n.ssh_host, "port": n.ssh_port, "user": n.ssh_user,
+                           "keyFile": str(n.ssh_key_file or "")} for n in kept_cluster.nodes]}, indent=2))
+            self.kept.append((kept_cluster, twin))
+
+    def kept_summary(self) -> list[str]:
+        lines = []
+        for cluster, twin in self.kept:
+            lines += [f"kept the simulated Harvester {twin.version} of a failed scenario (pid {twin.process.pid}):",
+                      f"  export KUBECONFIG={twin.kubeconfig}",
+                      *(f"  ssh -p {n.ssh_port} -i {n.ssh_key_file} -o UserKnownHostsFile={cluster.known_hosts} "
+                        f"{n.ssh_user}@{n.ssh_host}   # {n.name}" for n in cluster.nodes),
+                      f"  stop it: harvester-e2e sim down {self.config.run_id}"]
+        return lines
 
     def _stop_retired(self) -> None:
         while self._retired:
@@ -175,6 +215,30 @@ class SimulatedBackend(Backend):
             twin.stop()
         self._twins.clear()
         self._clusters.clear()
+
+
+def stop_kept(artifacts_dir: Path, run_id: str) -> list[str]:
+    """`harvester-e2e sim down RUN_ID`: stop the twins a run kept (--keep-on-failure); what was stopped."""
+    stopped = []
+    for record_path in sorted((artifacts_dir / run_id).glob(f"twin-*/{KEPT_FILE}")):
+        record = json.loads(record_path.read_text())
+        pid = int(record["pid"])
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            cmdline = []
+        if b"infra.simulator" in cmdline:         # that pid is still our twin (not a reused pid)
+            os.kill(pid, signal.SIGTERM)
+            try:                                  # a twin stops serving within a second or two
+                tenacity.Retrying(retry=tenacity.retry_if_result(bool), wait=tenacity.wait_fixed(0.1),
+                                  stop=tenacity.stop_after_delay(10))(Path(f"/proc/{pid}").exists)
+            except tenacity.RetryError:
+                os.kill(pid, signal.SIGKILL)
+            stopped.append(f"stopped the simulated Harvester {record['version']} (pid {pid})")
+        else:
+            stopped.append(f"the simulated Harvester {record['version']} (pid {pid}) had already stopped")
+        record_path.unlink()
+    return stopped
 
 
 def cluster_from_twin(twin: TwinProcess, run_id: str, key_file: Path | None, password: Any, *,

@@ -185,4 +185,6 @@ def judge(number: int, issue: KnownIssue, facts: Mapping[str, str], failure: Bas
     if misses:
         return Judgement("other-failure", number, issue,
                          f"failed otherwise than known issue {ref} shows ({'; '.join(misses)})")
-    return Judgement("known", number, issue, f"known issue {ref} ({issue.state}) on {where}: {issue.title}")
+    shown = str(failure).strip().splitlines()[0][:1000] if str(failure).strip() else type(failure).__name__
+    return Judgement("known", number, issue, f"known issue {ref} ({issue.state}) on {where}: {issue.title}\n\n"
+                                              f"{type(failure).__name__}: {shown}")

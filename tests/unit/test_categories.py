@@ -281,7 +281,8 @@ def test_known_issue_messages_name_the_issue(results: dict[str, dict]) -> None:
     bookkeeping = results["Known issue missing from the file"]["statusDetails"]["message"]
 
     assert known == ("known issue harvester/harvester#101 (open) on harvester_from v1.5.0-rc2: "
-                     "upgrade hangs on fleet")
+                     "upgrade hangs on fleet\n\nAssertionError: server-version is 'v1.4.2', expected "
+                     "'master-ce188325-head'")
     assert closed.startswith("known issue harvester/harvester#201 (closed) on harvester_from v1.5.0-rc2")
     assert gone.startswith("known issue harvester/harvester#101 (open) no longer reproduces on harvester_from "
                            "v1.5.0-rc2")
