@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-
 from .install import BIN_DIR, HELM_NAME, helm_name, kubectl_name
 
 _MINOR = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.\d+)?(?:[-+].*)?$")

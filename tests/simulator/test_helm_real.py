@@ -15,13 +15,18 @@ import yaml
 from infra.backends.base import Cluster, NodeHandle
 from infra.backends.simulated import TwinProcess, start_twin_process
 from infra.harvester.helm import history_from_api
-from infra.harvester.upgrade import UpgradeRun, UpgradeStalled, default_phase_budgets, diagnose
+from infra.harvester.upgrade import (
+    UpgradeRun,
+    UpgradeStalled,
+    default_phase_budgets,
+    diagnose,
+)
 from infra.harvester.upgrade.remedy import upgrade_dependencies_as_repo_asks
 from infra.harvester.upgrade.tracker import PhaseTracker
 from infra.kube import Kube
 from infra.kube.kubectl import helm_binary
 from infra.simulator.harvester import chart_repo
-from infra.simulator.harvester.versions import get_version
+from infra.simulator.harvester.versions import VERSIONS, get_version
 from infra.ssh import KeyPair, generate_keypair
 from infra.waits.budget import Budget
 
@@ -76,7 +81,7 @@ def test_a_packaged_chart_is_what_helm_renders_and_what_the_seed_records(chart: 
     package = tmp_path / chart.file_name
     package.write_bytes(chart_repo.package(chart))
     with tarfile.open(package) as tar:
-        assert sorted(tar.getnames())[0] == f"{chart.name}/Chart.yaml"
+        assert min(tar.getnames()) == f"{chart.name}/Chart.yaml"
     helm = helm_binary("3")
     shown = run_helm(helm, tmp_path / "none", tmp_path, "show", "chart", str(package))
     assert shown.returncode == 0, shown.stderr
@@ -91,7 +96,6 @@ def test_every_chart_version_a_simulated_rancher_ships_is_in_the_repository(rc_c
     session = rc_cluster.ssh("harvester-node-0")
     found = json.loads(session.sudo("helm search repo rancher-charts/ --versions -o json", check=True).stdout)
     served = {(entry["name"], entry["version"], entry["app_version"]) for entry in found}
-    from infra.simulator.harvester.versions import VERSIONS
     shipped = {(f"rancher-charts/{name}", dep.chart_version, dep.app_version)
                for version in VERSIONS.values() for name, dep in version.rancher_dependencies.items()}
     assert served == shipped

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from infra.kube.install import InstallError, install, pinned_kubectl_minors
-from infra.kube.kubectl import KubectlMissing, helm_binary, installed_kubectl_minors, kubectl_binary, kubectl_minor
+from infra.kube.kubectl import (
+    KubectlMissing,
+    helm_binary,
+    installed_kubectl_minors,
+    kubectl_binary,
+    kubectl_minor,
+)
 
 
 def _script(version_json: str, helm_version: str) -> str:

@@ -4,7 +4,7 @@
 (as RKE2 itself installs its charts). Its Job `helm-install-<name>` runs helm; the installer waits
 for the Job that carries the new configuration and reports helm's own `Error:` line (from the job
 pod's log) when an attempt fails, instead of waiting for the Job's 1000 retries.
-`HelmCliInstaller` runs `helm` where it is installed. `release_history` reads the Helm release
+`HelmCliInstaller` runs the project's `helm` (make setup installs it). `release_history` reads the Helm release
 records (what `helm history` shows) from the Secrets Helm's storage driver keeps.
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from infra.kube import Kube
+from infra.kube.kubectl import KubectlMissing, helm_binary
 from infra.waits.budget import Budget
 
 from ..names import RUN_ID_LABEL
@@ -163,13 +163,13 @@ def _pod_outcome(pod: Obj) -> str:
 
 
 class HelmCliInstaller:
-    """The same operations with the `helm` binary (where one is installed and may reach the guest)."""
+    """The same operations with the `helm` binary (the project's, from `make setup`, unless one is given)."""
 
     def __init__(self, kubeconfig: Path, budget: Budget, helm: str | None = None) -> None:
-        found = helm or shutil.which("helm")
-        if found is None:
-            raise FileNotFoundError("no helm binary on PATH; use HelmChartInstaller (needs nothing but the API)")
-        self.helm = found
+        try:
+            self.helm = helm or str(helm_binary())
+        except KubectlMissing as missing:
+            raise FileNotFoundError(f"{missing}; or use HelmChartInstaller (needs nothing but the API)") from None
         self.kubeconfig = kubeconfig
         self.budget = budget
 

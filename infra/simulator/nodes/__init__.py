@@ -24,7 +24,6 @@ import yaml
 from ..apiserver.errors import ApiError
 from ..harvester.chart_repo import REPO_NAME, ChartRepository, index_yaml
 from ..kubeconfig import kubeconfig_dict
-
 from .binaries import node_helm, node_kubectl
 from .bridge import LoopBridge
 from .commands import NodeServices, node_shell
