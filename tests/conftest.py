@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -12,10 +11,10 @@ import pytest
 
 from infra.backends.simulated import TwinProcess, start_twin_process
 from infra.kube import Kube
+from infra.kube.kubectl import kubectl_binary
 from infra.waits.budget import Budget
 
 UPSTREAM_CRDS = Path(__file__).resolve().parent / "data" / "upstream-crds"
-KUBECTL = shutil.which("kubectl")
 
 
 def twin_request(kubeconfig: Path, path: str, body: dict | None = None) -> dict:
@@ -72,15 +71,21 @@ Kubectl = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture(scope="session")
 def kubectl(twin: TwinProcess) -> Kubectl:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed (see README: system packages)")
-    env = {**os.environ, "KUBECONFIG": str(twin.kubeconfig), "HOME": str(twin.workdir)}
+    return kubectl_runner(twin)
+
+
+def kubectl_runner(twin: TwinProcess, minor: str | None = None, home: Path | None = None) -> Kubectl:
+    """Run the project's kubectl (`minor`, or the newest) against a twin; a missing binary fails the test
+    with `make setup` named (kubectl_binary raises), it never skips."""
+    binary = kubectl_binary(minor)
+    env = {**os.environ, "KUBECONFIG": str(twin.kubeconfig), "HOME": str(home or twin.workdir)}
 
     def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        result = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True, env=env,
+        result = subprocess.run([str(binary), *args], input=input, capture_output=True, text=True, env=env,
                                 timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
+    run.binary = binary  # type: ignore[attr-defined]
     return run

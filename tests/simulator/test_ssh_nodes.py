@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import shutil
 import subprocess
 import threading
 import time
@@ -114,7 +113,6 @@ def test_rke2_kubeconfig_is_roots_and_reaches_the_twin(node0: SshNode, ssh_twin:
     assert names == ["harvester-node-0", "harvester-node-1", "harvester-node-2"]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (see README)")
 def test_kubectl_runs_the_real_binary_as_root(node0: SshNode) -> None:
     listed = node0.sudo("kubectl get nodes -o name", check=True)
     assert listed.stdout.split() == [f"node/harvester-node-{i}" for i in range(3)]
@@ -198,7 +196,6 @@ def test_lists_and_pipes(node0: SshNode) -> None:
     assert unsupported.exit_status == 2 and "redirection" in unsupported.stderr
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (see README)")
 def test_a_command_past_its_timeout_is_abandoned_and_stopped_on_the_node(node0: SshNode,
                                                                       ssh_twin: TwinProcess) -> None:
     started = time.monotonic()

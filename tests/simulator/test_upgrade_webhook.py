@@ -22,12 +22,13 @@ from infra.backends.simulated import TwinProcess
 from infra.cleanup import CleanupStack
 from infra.harvester import machines as capi
 from infra.kube import Kube
+from infra.kube.kubectl import kubectl_binary
 from infra.simulator.apiserver.objects import ObjectApi
 from infra.simulator.controllers import upgrade_webhook as hook
 from infra.simulator.harvester.versions import get_version
 from infra.waits.budget import Budget
 
-from ..conftest import KUBECTL, start_twin
+from ..conftest import start_twin
 
 HARVESTER = "harvesterhci.io/v1beta1"
 CAPI = "cluster.x-k8s.io/v1beta1"
@@ -109,10 +110,8 @@ def expect(kube: Kube, body: Obj, reason: str | None, message: str | None = None
 
 
 def kubectl_create(twin: TwinProcess, body: Obj, *, dry_run: bool = True) -> subprocess.CompletedProcess:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
     env = {**os.environ, "KUBECONFIG": str(twin.kubeconfig), "HOME": str(twin.workdir)}
-    args = [KUBECTL, "create", "-f", "-", "-o", "name"] + (["--dry-run=server"] if dry_run else [])
+    args = [str(kubectl_binary()), "create", "-f", "-", "-o", "name"] + (["--dry-run=server"] if dry_run else [])
     return subprocess.run(args, input=yaml.safe_dump(body), capture_output=True, text=True, env=env, timeout=60)
 
 

@@ -4,12 +4,11 @@
 (as RKE2 itself installs its charts). Its Job `helm-install-<name>` runs helm; the installer waits
 for the Job that carries the new configuration and reports helm's own `Error:` line (from the job
 pod's log) when an attempt fails, instead of waiting for the Job's 1000 retries.
-`HelmCliInstaller` runs `helm` where it is installed. `release_history` is what `helm history`
+`HelmCliInstaller` runs the project's `helm` (make setup installs it). `release_history` is what `helm history`
 shows, read from Helm's storage Secrets (the one decoder, infra/harvester/helm.py).
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from infra.kube import Kube
+from infra.kube.kubectl import KubectlMissing, helm_binary
 from infra.waits.budget import Budget
 
 from ..helm import HelmRevision, history_from_api
@@ -152,13 +152,13 @@ def _pod_outcome(pod: Obj) -> str:
 
 
 class HelmCliInstaller:
-    """The same operations with the `helm` binary (where one is installed and may reach the guest)."""
+    """The same operations with the `helm` binary (the project's, from `make setup`, unless one is given)."""
 
     def __init__(self, kubeconfig: Path, budget: Budget, helm: str | None = None) -> None:
-        found = helm or shutil.which("helm")
-        if found is None:
-            raise FileNotFoundError("no helm binary on PATH; use HelmChartInstaller (needs nothing but the API)")
-        self.helm = found
+        try:
+            self.helm = helm or str(helm_binary())
+        except KubectlMissing as missing:
+            raise FileNotFoundError(f"{missing}; or use HelmChartInstaller (needs nothing but the API)") from None
         self.kubeconfig = kubeconfig
         self.budget = budget
 

@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from ..apiserver.objects import ObjectApi
-from . import helm_storage
+from . import chart_repo, helm_storage
 
 
 class HelmReleases:
@@ -38,12 +38,15 @@ class HelmReleases:
         for record in records:
             if record["info"]["status"] == "deployed":
                 self._set_status(namespace, record, "superseded")
+        name = chart_name or (previous["chart"]["metadata"]["name"] if previous else release)
+        known = chart_repo.find_chart(name, chart_version)
         record = helm_storage.release_record(
-            release, namespace, chart_name or (previous["chart"]["metadata"]["name"] if previous else release),
-            chart_version, app_version, (previous["version"] + 1) if previous else 1, "deployed", now,
-            values if values is not None else (previous or {}).get("config"),
+            release, namespace, name, chart_version, app_version, (previous["version"] + 1) if previous else 1,
+            "deployed", now, values if values is not None else (previous or {}).get("config"),
             first_deployed=_parse_go_time(previous["info"]["first_deployed"]) if previous else now,
-            description=description if previous else "Install complete")
+            description=description if previous else "Install complete",
+            chart=chart_repo.release_chart(known) if known else None,
+            manifest=chart_repo.manifest(known, namespace) if known else "")
         self.api.create(self.secrets, helm_storage.secret_for_record(record, created_at=now))
         return record
 

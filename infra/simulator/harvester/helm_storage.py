@@ -48,8 +48,11 @@ def decode_release(stored: str | bytes) -> dict[str, Any]:
 def release_record(name: str, namespace: str, chart_name: str, chart_version: str, app_version: str,
                    revision: int, status: str, deployed_at: datetime, values: dict[str, Any] | None = None,
                    *, first_deployed: datetime | None = None, description: str | None = None,
-                   manifest: str = "") -> dict[str, Any]:
-    """The JSON release object Helm serialises (the fields `helm history`/`helm get` read)."""
+                   manifest: str = "", chart: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON release object Helm serialises (the fields `helm history`/`helm get` read).
+
+    `chart` is the whole chart object (metadata, templates, values) when the chart is known, so that a
+    real `helm upgrade --reuse-values` of this release has the values its templates need."""
     if status not in STATUSES:
         raise ValueError(f"unknown helm release status {status!r}; one of {', '.join(STATUSES)}")
     if description is None:
@@ -63,7 +66,7 @@ def release_record(name: str, namespace: str, chart_name: str, chart_version: st
             "description": description,
             "status": status,
         },
-        "chart": {
+        "chart": chart or {
             "metadata": {"name": chart_name, "version": chart_version, "appVersion": app_version,
                          "apiVersion": "v2"},
             "lock": None,

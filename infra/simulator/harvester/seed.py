@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from . import chart_repo
 from .helm_storage import release_secret
 from .versions import HarvesterVersion
 
@@ -120,6 +121,7 @@ def initial_objects(version: HarvesterVersion, *, node_count: int = 3, now: date
     objects.append(rancher_setting("server-version", version.rancher_version, installed))
     objects.extend(managed_charts(version, installed))
     objects.extend(helm_releases(version, installed))
+    objects.extend(fleet_crds(version, installed))
     objects.extend(workloads(version, nodes, installed))
     return objects
 
@@ -367,16 +369,18 @@ def helm_releases(version: HarvesterVersion, installed: datetime) -> list[dict[s
     for offset, name in enumerate(("fleet-crd", "fleet", "rancher-webhook")):
         dep = deps[name]
         at = installed + timedelta(minutes=20 + offset)
+        chart = chart_repo.ChartVersion(name, dep.chart_version, dep.app_version)
+        made = {"chart": chart_repo.release_chart(chart), "manifest": chart_repo.manifest(chart, dep.namespace)}
         if name == "fleet":
             # Rancher installs fleet at bootstrap and upgrades it once the local cluster registers,
             # so a real cluster shows a superseded revision 1 under the deployed revision 2.
             secrets.append(release_secret(name, dep.namespace, name, dep.chart_version, dep.app_version, 1,
-                                          "superseded", at))
+                                          "superseded", at, **made))
             secrets.append(release_secret(name, dep.namespace, name, dep.chart_version, dep.app_version, 2,
-                                          "deployed", at + timedelta(minutes=5), first_deployed=at))
+                                          "deployed", at + timedelta(minutes=5), first_deployed=at, **made))
         else:
             secrets.append(release_secret(name, dep.namespace, name, dep.chart_version, dep.app_version, 1,
-                                          "deployed", at))
+                                          "deployed", at, **made))
     rancher_values = {
         "rancherImageTag": version.rancher_version,
         "features": "multi-cluster-management=false,multi-cluster-management-agent=false",
@@ -453,6 +457,18 @@ class _PodIPs:
         return f"{POD_CIDR_PREFIX}.{self._index[node]}.{host}"
 
 
+def fleet_crds(version: HarvesterVersion, installed: datetime) -> list[dict[str, Any]]:
+    """The CRDs the fleet-crd release installed (its chart's objects, with helm's ownership metadata)."""
+    dep = version.rancher_dependencies["fleet-crd"]
+    chart = chart_repo.ChartVersion("fleet-crd", dep.chart_version, dep.app_version)
+    crds = []
+    for _, crd in chart_repo.render(chart, dep.namespace):
+        crd["metadata"] = {**_meta(crd["metadata"]["name"], created=installed + timedelta(minutes=20),
+                                   kind="CustomResourceDefinition"), **{k: v for k, v in crd["metadata"].items()}}
+        crds.append(chart_repo.helm_owned(crd, "fleet-crd", dep.namespace))
+    return crds
+
+
 def _deployment(namespace_: str, name: str, containers: list[tuple[str, str]], replicas: int,
                 labels: dict[str, str], nodes: list[str], ips: _PodIPs, started: datetime,
                 service_account: str) -> list[dict[str, Any]]:
@@ -517,8 +533,11 @@ def workloads(version: HarvesterVersion, nodes: list[str], installed: datetime) 
     objects: list[dict[str, Any]] = []
 
     def deploy(ns: str, name: str, containers: list[tuple[str, str]], replicas: int, labels: dict[str, str],
-               service_account: str) -> None:
-        objects.extend(_deployment(ns, name, containers, replicas, labels, nodes, ips, started, service_account))
+               service_account: str, helm_release: str = "") -> None:
+        made = _deployment(ns, name, containers, replicas, labels, nodes, ips, started, service_account)
+        if helm_release:      # installed by that Helm release: helm's ownership metadata on the Deployment
+            chart_repo.helm_owned(made[0], helm_release, ns)
+        objects.extend(made)
 
     tag = version.image_tag
     deploy(HARVESTER_SYSTEM, "harvester", [("apiserver", f"rancher/harvester:{tag}")], multi,
@@ -533,13 +552,13 @@ def workloads(version: HarvesterVersion, nodes: list[str], installed: datetime) 
     deploy("cattle-system", "rancher", [("rancher", f"rancher/rancher:{version.rancher_version}")], multi,
            {"app": "rancher"}, "rancher")
     deploy("cattle-system", "rancher-webhook", [("rancher-webhook", f"rancher/rancher-webhook:{webhook_tag}")], 1,
-           {"app": "rancher-webhook"}, "rancher-webhook")
+           {"app": "rancher-webhook"}, "rancher-webhook", helm_release="rancher-webhook")
     deploy("cattle-fleet-system", "fleet-controller",
            [("fleet-controller", f"rancher/fleet:{fleet_tag}"), ("fleet-cleanup", f"rancher/fleet:{fleet_tag}"),
             ("fleet-agentmanagement", f"rancher/fleet:{fleet_tag}")], 1, {"app": "fleet-controller"},
-           "fleet-controller")
+           "fleet-controller", helm_release="fleet")
     deploy("cattle-fleet-system", "gitjob", [("gitjob", f"rancher/fleet:{fleet_tag}")], 1, {"app": "gitjob"},
-           "gitjob")
+           "gitjob", helm_release="fleet")
     deploy("cattle-fleet-local-system", "fleet-agent", [("fleet-agent", f"rancher/fleet-agent:{fleet_tag}")], 1,
            {"app": "fleet-agent"}, "fleet-agent")
 

@@ -1,7 +1,8 @@
 """The twin's nodes as machines: each answers SSH on 127.0.0.1 and can be rebooted or powered off.
 
 `start_nodes(twin, login)` gives every Node of the twin a `NodeSystem` (OS and RKE2 versions, boot
-id, journal), an sshd with its own port and host key, and power control; it registers the twin
+id, journal), an sshd with its own port and host key, and power control; it serves Rancher's chart
+repository for the nodes' helm (harvester.chart_repo) and registers the twin
 routes `GET /twin/v1/nodes`, `POST /twin/v1/nodes/{name}/power` and `POST /twin/v1/nodes/{name}/disconnect`.
 The fleet is `twin.nodes`; the upgrade controller changes versions through it.
 """
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..apiserver.errors import ApiError
+from ..harvester.chart_repo import REPO_NAME, ChartRepository, index_yaml
 from ..kubeconfig import kubeconfig_dict
-
+from .binaries import node_helm, node_kubectl
 from .bridge import LoopBridge
 from .commands import NodeServices, node_shell
 from .files import RANCHER_UID, NodeFiles
@@ -70,6 +72,8 @@ class NodeFleet:
             handle.write(kubeconfig)
         (self.workdir / "home").mkdir()
         self.files = NodeFiles(kubeconfig)
+        self.charts = ChartRepository(twin.tls.server_cert_pem, twin.tls.server_key_pem)
+        self.helm_env = self._helm_configuration(self.charts.listen(), twin.tls.ca_cert_pem)
         self.nodes: dict[str, SimulatedNode] = {}
 
     def add(self, node_object: dict[str, Any]) -> SimulatedNode:
@@ -79,7 +83,9 @@ class NodeFleet:
         services = NodeServices(self.twin.api, self.bridge, self.files, self.kubeconfig_file, self.workdir / "home",
                                 request_power=lambda node, action: self.bridge.soon(self._power_quietly, node,
                                                                                     action, delay=0.1),
-                                sudo_password=self.login.password)
+                                sudo_password=self.login.password,
+                                find_kubectl=lambda: node_kubectl(system.rke2_version), find_helm=node_helm,
+                                helm_env=self.helm_env)
         shell = node_shell(system, services)
         sshd = NodeSshd(name, self.login, new_host_key(),
                         run_command=lambda line, stdin, hung_up: shell.run(line, stdin, RANCHER_UID,
@@ -89,6 +95,22 @@ class NodeFleet:
         node = SimulatedNode(system, sshd, NodePower(self.twin, system, sshd))
         self.nodes[name] = node
         return node
+
+    def _helm_configuration(self, charts_url: str, ca_pem: bytes) -> dict[str, str]:
+        """The nodes' helm has `rancher-charts` added and its index fetched (as `helm repo add` and
+        `helm repo update` leave them), trusting the twin's CA; returns helm's environment."""
+        home = self.workdir / "helm"
+        config, cache, data = home / "config", home / "cache", home / "data"
+        for directory in (config, cache / "repository", data):
+            directory.mkdir(parents=True)
+        ca_file = home / "ca.crt"
+        ca_file.write_bytes(ca_pem)
+        repositories = {"apiVersion": "", "generated": "0001-01-01T00:00:00Z", "repositories": [
+            {"name": REPO_NAME, "url": charts_url, "caFile": str(ca_file), "certFile": "", "keyFile": "",
+             "insecure_skip_tls_verify": False, "pass_credentials_all": False, "username": "", "password": ""}]}
+        (config / "repositories.yaml").write_text(yaml.safe_dump(repositories, sort_keys=False))
+        (cache / "repository" / f"{REPO_NAME}-index.yaml").write_bytes(index_yaml(charts_url))
+        return {"HELM_CONFIG_HOME": str(config), "HELM_CACHE_HOME": str(cache), "HELM_DATA_HOME": str(data)}
 
     def get(self, name: str) -> SimulatedNode:
         try:
@@ -155,6 +177,7 @@ async def _json_body(request: "web.Request") -> dict[str, Any]:
 def start_nodes(twin: "Twin", login: NodeLogin | None = None) -> NodeFleet:
     """Give every Node in the twin's store a machine with an sshd (call on the twin's loop)."""
     fleet = NodeFleet(twin, login or NodeLogin())
+    twin.spawn(fleet.charts.serve, "rancher-charts repository")
     nodes = twin.api.lookup("", "v1", "nodes")
     for node_object in twin.api.list(nodes).items:
         fleet.add(node_object)

@@ -1,35 +1,28 @@
 """The commands a simulated Harvester node answers, backed by the twin's state.
 
 `cat` (node files), `whoami`/`id`/`hostname`, `sudo` (NOPASSWD unless the node has a login
-password, then `-S` reads it), `sh -c`, `kubectl` (the real binary, with the node's kubeconfig),
-`helm history` (from the twin's Helm release Secrets), `journalctl -u`, `systemctl is-active`,
-`reboot`. kubectl and helm read /etc/rancher/rke2/rke2.yaml, which only root may read.
+password, then `-S` reads it), `sh -c`, `kubectl` and `helm` (the real binaries, with the node's
+kubeconfig; helm with the `rancher-charts` repository configured), `journalctl -u`, `systemctl
+is-active`, `reboot`. kubectl and helm read /etc/rancher/rke2/rke2.yaml, which only root may read.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hmac
-import json
 import os
-import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import yaml
+from typing import Callable
 
 from ..apiserver.objects import ObjectApi
-from ..harvester.helm_releases import HelmReleases
-from ..harvester.helm_storage import history_entries
 from .bridge import LoopBridge
 from .files import RANCHER_UID, RKE2_KUBECONFIG, ROOT_UID, NodeFiles
 from .journal import RKE2_SERVER, SYSTEM_AGENT
 from .shell import Call, Output, Shell
 from .system import NodeSystem, Power
 
-KUBECTL_TIMEOUT_SECONDS = 120
+CLIENT_TIMEOUT_SECONDS = 120       # kubectl or helm run by one SSH command
 _KUBECONFIG_DENIED = (f'error loading config file "{RKE2_KUBECONFIG}": open {RKE2_KUBECONFIG}: permission denied')
 _USERS = {ROOT_UID: ("root", 0, "root"), RANCHER_UID: ("rancher", 100, "users")}
 
@@ -45,13 +38,16 @@ class NodeServices:
     kubectl_home: Path
     request_power: Callable[[str, str], None]       # (node name, action) -> scheduled on the loop
     sudo_password: str | None = None
-    find_kubectl: Callable[[], str | None] = lambda: shutil.which("kubectl")
+    find_kubectl: Callable[[], Path | None] = lambda: None     # RKE2's kubectl for the node's RKE2 version
+    find_helm: Callable[[], Path | None] = lambda: None
+    helm_env: dict[str, str] = field(default_factory=dict)    # HELM_*_HOME: the node's helm configuration
 
 
 def node_shell(node: NodeSystem, services: NodeServices) -> Shell:
     commands = NodeCommands(node, services)
     shell = Shell(read_file=lambda path, uid: services.files.read(node, path, uid),
-                  installed=lambda name: name != "kubectl" or services.find_kubectl() is not None)
+                  installed=lambda name: (services.find_kubectl() if name == "kubectl" else
+                                          services.find_helm() if name == "helm" else True) is not None)
     shell.commands.update({
         "cat": commands.cat, "whoami": commands.whoami, "id": commands.id, "hostname": commands.hostname,
         "sudo": commands.sudo, "sh": commands.sh, "bash": commands.sh, "kubectl": commands.kubectl,
@@ -140,13 +136,27 @@ class NodeCommands:
             return Output(127, "", f"{call.shell_name}: kubectl: command not found\n")
         if call.uid != ROOT_UID:
             return Output(1, "", f"error: {_KUBECONFIG_DENIED}\n")
+        return self._run_client(call, str(binary), {})
+
+    def helm(self, call: Call) -> Output:
+        """The real helm 3 with the node's kubeconfig and helm configuration (the rancher-charts repository)."""
+        binary = self.services.find_helm()
+        if binary is None:
+            return Output(127, "", f"{call.shell_name}: helm: command not found\n")
+        if call.uid != ROOT_UID:
+            return Output(1, "", f"Error: Kubernetes cluster unreachable: {_KUBECONFIG_DENIED}\n")
+        return self._run_client(call, str(binary), self.services.helm_env)
+
+    def _run_client(self, call: Call, binary: str, extra_env: dict[str, str]) -> Output:
+        """One bounded subprocess; stopped when the SSH session closes or it runs too long."""
         args = call.argv[1:]
-        wants_stdin = "-" in args or any(a in ("--filename=-", "-f-") for a in args)
+        name = call.name
+        wants_stdin = "-" in args or any(a in ("--filename=-", "-f-", "--values=-") for a in args)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.services.kubectl_home),
-               "KUBECONFIG": str(self.services.kubeconfig_file)}
+               "KUBECONFIG": str(self.services.kubeconfig_file), **extra_env}
         process = subprocess.Popen([binary, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, env=env)
-        give_up = time.monotonic() + KUBECTL_TIMEOUT_SECONDS
+        give_up = time.monotonic() + CLIENT_TIMEOUT_SECONDS
         pending_input: str | None = call.stdin() if wants_stdin else ""
         while True:
             try:
@@ -157,67 +167,7 @@ class NodeCommands:
                 if call.hung_up() or time.monotonic() > give_up:
                     process.kill()
                     stdout, stderr = process.communicate()
-                    return Output(124, stdout, stderr + "kubectl stopped: the session closed or it ran too long\n")
-
-    def helm(self, call: Call) -> Output:
-        args = call.argv[1:]
-        if args and args[0] == "upgrade":
-            return self._helm_upgrade(call, args[1:])
-        if not args or args[0] != "history":
-            verb = args[0] if args else ""
-            return Output(1, "", f'Error: unknown command "{verb}" for "helm"\nRun \'helm --help\' for usage.\n')
-        options: dict[str, str] = {"namespace": "default", "output": "table", "max": "256"}
-        parsed = _helm_flags(args[1:], options, {"-n": "namespace", "--namespace": "namespace", "-o": "output",
-                                                 "--output": "output", "--max": "max"})
-        if isinstance(parsed, Output):
-            return parsed
-        positional = parsed
-        if len(positional) != 1:
-            return Output(1, "", '"helm history" requires 1 argument\n\nUsage:  helm history RELEASE_NAME [flags]\n')
-        if options["output"] not in ("table", "yaml", "json"):
-            return Output(1, "", f'Error: invalid argument "{options["output"]}" for "-o, --output" flag: '
-                                 'invalid format type\n')
-        if call.uid != ROOT_UID:
-            return Output(1, "", f"Error: Kubernetes cluster unreachable: {_KUBECONFIG_DENIED}\n")
-        entries = self.services.bridge.call(self._release_history, positional[0], options["namespace"])
-        if not entries:
-            return Output(1, "", "Error: release: not found\n")
-        entries = entries[-int(options["max"]):] if options["max"].isdigit() and int(options["max"]) else entries
-        return Output(0, _format_history(entries, options["output"]))
-
-    def _helm_upgrade(self, call: Call, args: list[str]) -> Output:
-        """`helm upgrade RELEASE REPO/CHART --version V -n NS [--reuse-values]`: a new deployed revision.
-
-        The app version follows Rancher's chart convention `<chart>+up<app version>`."""
-        options = {"namespace": "default", "version": ""}
-        parsed = _helm_flags(args, options, {"-n": "namespace", "--namespace": "namespace", "--version": "version"},
-                             switches=("--reuse-values", "--wait", "--atomic"))
-        if isinstance(parsed, Output):
-            return parsed
-        positional = parsed
-        if len(positional) != 2:
-            return Output(1, "", '"helm upgrade" requires 2 arguments\n\nUsage:  helm upgrade [RELEASE] [CHART] [flags]\n')
-        if call.uid != ROOT_UID:
-            return Output(1, "", f"Error: Kubernetes cluster unreachable: {_KUBECONFIG_DENIED}\n")
-        release, chart = positional[0], positional[1].rsplit("/", 1)[-1]
-        version = options["version"]
-        if not version:
-            return Output(1, "", f"Error: no chart version given for {chart}: pass --version\n")
-        app = version.split("+up", 1)[1] if "+up" in version else version
-        if not self.services.bridge.call(self._release_history, release, options["namespace"]):
-            return Output(1, "", f'Error: UPGRADE FAILED: "{release}" has no deployed releases\n')
-        record = self.services.bridge.call(
-            lambda: HelmReleases(self.services.api).upgrade(options["namespace"], release, version, app,
-                                                            chart_name=chart))
-        return Output(0, f'Release "{release}" has been upgraded. Happy Helming!\nNAME: {release}\n'
-                         f'NAMESPACE: {options["namespace"]}\nSTATUS: deployed\nREVISION: {record["version"]}\n'
-                         'TEST SUITE: None\n')
-
-    def _release_history(self, release: str, namespace: str) -> list[dict[str, Any]]:
-        """On the loop: the revisions of one release, from its Secrets (Helm's storage driver)."""
-        secrets = self.services.api.lookup("", "v1", "secrets")
-        found = self.services.api.list(secrets, namespace, label_selector=f"owner=helm,name={release}").items
-        return history_entries(found)
+                    return Output(124, stdout, stderr + f"{name} stopped: the session closed or it ran too long\n")
 
     # --- systemd ------------------------------------------------------------------------------------
     def journalctl(self, call: Call) -> Output:
@@ -277,44 +227,3 @@ class NodeCommands:
             return Output(1, "", "Failed to reboot system via logind: Interactive authentication required.\n")
         self.services.request_power(self.node.name, "reboot")
         return Output(0)
-
-
-def _helm_flags(args: list[str], options: dict[str, str], names: dict[str, str],
-                switches: tuple[str, ...] = ()) -> list[str] | Output:
-    """helm's flag parsing for what the node supports: fills `options`, returns the positional
-    arguments, or helm's error as an Output."""
-    rest, positional = list(args), []
-    while rest:
-        arg = rest.pop(0)
-        flag, eq, value = arg.partition("=")
-        if flag in names:
-            if not eq:
-                if not rest:
-                    return Output(1, "", f"Error: flag needs an argument: {flag}\n")
-                value = rest.pop(0)
-            options[names[flag]] = value
-        elif arg in switches:
-            continue
-        elif arg.startswith("-"):
-            return Output(1, "", f"Error: unknown flag: {flag}\n")
-        else:
-            positional.append(arg)
-    return positional
-
-
-def _ansic(stamp: str) -> str:
-    """Go's time.ANSIC layout ("Mon Jan _2 15:04:05 2006"), which `helm history` prints."""
-    moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return f"{moment:%a %b} {moment.day:>2} {moment:%H:%M:%S %Y}"
-
-
-def _format_history(entries: list[dict[str, Any]], output: str) -> str:
-    if output == "json":
-        return json.dumps(entries, separators=(",", ":")) + "\n"
-    if output == "yaml":
-        return yaml.safe_dump(entries, sort_keys=True, default_flow_style=False)
-    rows = [["REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION", "DESCRIPTION"]]
-    rows += [[str(e["revision"]), _ansic(e["updated"]), e["status"], e["chart"], e["app_version"], e["description"]]
-             for e in entries]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "".join("\t".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + "\n" for row in rows)
