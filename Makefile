@@ -49,6 +49,7 @@ kube-proto: kube-clients
 setup: $(STAMP) $(NODE_STAMP) kube-clients kube-proto
 
 test: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 e2e: setup
