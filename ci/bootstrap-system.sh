@@ -16,8 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # libvirt: libvirt-python builds against libvirt-dev; the real-VM test runs its own libvirtd with qemu and
 # boots a tiny guest made from busybox, dropbear and a Debian cloud kernel (fetched by `apt-get download`).
+# groovy: the pipeline tests parse ci/Jenkinsfile with Groovy's own parser (it brings a Java runtime if none).
 libvirt_packages=(libvirt-dev pkg-config gcc python3-dev qemu-system-x86 qemu-utils libvirt-daemon
-                  libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base iptables busybox-static dropbear-bin cpio)
+                  libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base iptables busybox-static dropbear-bin cpio
+                  groovy)
 libvirt_missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for package in "${libvirt_packages[@]}"; do

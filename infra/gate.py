@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         records, problems = read_results(args.results)
+        problems = [*problems, *_missing_cells(args.results)]
     except GateInputError as error:
         verdict = GateVerdict(False, [], [str(error)], policy=policy_name)
     else:
@@ -377,6 +378,16 @@ def main(argv: list[str] | None = None) -> int:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(render_markdown(verdict, show_all=args.all), encoding="utf-8")
     return 0 if verdict.passed else 1
+
+
+def _missing_cells(results: Path) -> list[str]:
+    """A merged matrix's summary (beside its results) names the cells no shard reported: each is a problem."""
+    summary = results.parent / "matrix.json"
+    try:
+        missing = json.loads(summary.read_text(encoding="utf-8")).get("missing") or [] if summary.is_file() else []
+    except (OSError, ValueError):
+        return [f"{summary}: unreadable matrix summary"]
+    return [f"cells {', '.join(missing)} never reported: their shard produced no results"] if missing else []
 
 
 def _display_path(path: Path) -> str:

@@ -43,6 +43,7 @@ class MatrixCell:
     markers: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     steps: tuple[str, ...] = ()
+    expected_minutes: float | None = None      # how long it should take, for planning shards
 
     @property
     def harvester_from(self) -> str | None:

@@ -1,8 +1,10 @@
-"""``harvester-e2e matrix MATRIX.yaml``: expand a matrix, run its cells side by side, merge one report.
+"""``harvester-e2e matrix``: expand a matrix, plan it into shards, run cells side by side, merge one report.
 
-    harvester-e2e matrix ci/matrix/nightly.yaml [--out DIR] [--parallel N] [--backend B] [--config FILE]
-                         [--cells c01,c03] [--markers EXPR] [--timeout-min M] [--list]
-                         [--report DIR | --no-report] [-- pytest args...]
+    harvester-e2e matrix [run] ci/matrix/nightly.yaml [--out DIR] [--parallel N] [--backend B] [--config FILE]
+                         [--cells c01,c03 | --shard i/N [--history matrix.json]] [--markers EXPR]
+                         [--timeout-min M] [--list] [--report DIR | --no-report] [-- pytest args...]
+    harvester-e2e matrix plan ci/matrix/nightly.yaml --shards N [--format text|json|github] [--history FILE]
+    harvester-e2e matrix merge SHARD_DIR... --matrix FILE [--plan plan.json] [--out DIR] [--report DIR]
 
 Writes into ``--out`` (default ``artifacts/matrix/<name>``): ``cells/<id>/`` per cell (its own Allure
 results, ``junit.xml``, ``run.log``, artifacts), ``allure-results/`` (all cells merged, every result
@@ -46,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", help="override every cell's backend: simulated | libvirt | existing")
     parser.add_argument("--config", type=Path, help="base run configuration for every cell (lab settings)")
     parser.add_argument("--cells", help="run only these cell ids, comma-separated (see --list)")
+    parser.add_argument("--shard", help="run only shard i of N (i/N), as `matrix plan` assigns it")
+    parser.add_argument("--history", type=Path, help="a previous run's matrix.json: expected cell durations")
     parser.add_argument("--markers", help="override the file's pytest -m expression")
     parser.add_argument("--timeout-min", type=float, help="override the file's cell_timeout_min")
     parser.add_argument("--list", action="store_true", help="print the cells and exit")
@@ -57,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, *, runner: CellRunner = run_cell_subprocess,
          console: Console | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:
+        return plan_main(argv[1:])
+    if argv[:1] == ["merge"]:
+        return merge_main(argv[1:], console=console)
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
     pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = _parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     console = console or _console()
@@ -117,6 +127,15 @@ def select_cells(spec: MatrixSpec, args: argparse.Namespace) -> list[MatrixCell]
         cells = [dataclasses.replace(c, markers=args.markers or c.markers,
                                      parameters={**c.parameters, **({"backend": args.backend} if args.backend else {})})
                  for c in cells]
+    if getattr(args, "shard", None):
+        from infra.matrix.shards import load_history, parse_shard, plan
+
+        index, total = parse_shard(args.shard)
+        shard = plan(spec, cells, total, load_history(args.history))[index - 1]
+        chosen = {p.cell.id for p in shard.cells}
+        cells = [c for c in cells if c.id in chosen]
+        if not cells:
+            raise MatrixError(f"--shard {args.shard}: the plan gives this shard no cells")
     if args.cells:
         wanted = [name.strip() for name in args.cells.split(",") if name.strip()]
         unknown = sorted(set(wanted) - {c.id for c in cells})
@@ -126,6 +145,108 @@ def select_cells(spec: MatrixSpec, args: argparse.Namespace) -> list[MatrixCell]
     if not cells:
         raise MatrixError(f"{args.matrix}: the matrix has no cells (every combination excluded?)")
     return cells
+
+
+def plan_main(argv: list[str]) -> int:
+    from infra.matrix.shards import load_history, plan, plan_as_github, plan_as_json, plan_as_text
+
+    parser = argparse.ArgumentParser(prog="harvester-e2e matrix plan",
+                                     description="Assign a matrix's cells to N shards, balanced by expected time.")
+    parser.add_argument("matrix", type=Path)
+    parser.add_argument("--shards", type=int, required=True)
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text")
+    parser.add_argument("--history", type=Path, help="a previous run's matrix.json (default: none)")
+    parser.add_argument("--markers", help="override the file's pytest -m expression")
+    parser.add_argument("--backend", help="override every cell's backend")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_matrix(args.matrix)
+        args.cells, args.shard = None, None
+        shards = plan(spec, select_cells(spec, args), args.shards, load_history(args.history))
+    except MatrixError as error:
+        print(f"matrix error: {error}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        import json
+
+        print(json.dumps(plan_as_json(spec, shards), indent=2))
+    elif args.format == "github":
+        print(plan_as_github(shards))
+    else:
+        print(plan_as_text(spec, shards))
+    return 0
+
+
+def merge_main(argv: list[str], console: Console | None = None) -> int:
+    """Merge shards' outputs into one: results, JUnit, matrix.json, the report; missing cells as failures."""
+    import json
+
+    from infra.matrix.shards import missing_cells
+
+    parser = argparse.ArgumentParser(prog="harvester-e2e matrix merge",
+                                     description="Merge matrix shards into one result, report and summary.")
+    parser.add_argument("shards", type=Path, nargs="+", help="each shard's --out directory")
+    parser.add_argument("--matrix", type=Path, required=True, help="the matrix file the shards ran")
+    parser.add_argument("--plan", type=Path, help="the plan (matrix plan --format json): the cells expected")
+    parser.add_argument("--out", type=Path, help="default: artifacts/matrix/<name>")
+    parser.add_argument("--report", type=Path, help="HTML report directory (default: <out>/allure-report)")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    console = console or _console()
+    try:
+        spec = load_matrix(args.matrix)
+        every = {c.id: c for c in expand(spec)}
+        expected_ids = list(every)
+        if args.plan is not None:
+            planned = json.loads(args.plan.read_text(encoding="utf-8"))
+            expected_ids = [cid for shard in planned["shards"] for cid in shard["cells"]]
+        unknown = [cid for cid in expected_ids if cid not in every]
+        if unknown:
+            raise MatrixError(f"--plan: cells {', '.join(unknown)} are not in {args.matrix}")
+    except (MatrixError, OSError, ValueError, KeyError) as error:
+        console.print(f"[red]matrix error:[/] {error}", highlight=False)
+        return 2
+    out = (args.out or Path("artifacts") / "matrix" / spec.name).resolve()
+    outcomes: list[dict[str, Any]] = []
+    cell_dirs: dict[str, Path] = {}
+    shard_of: dict[str, str] = {}
+    for directory in args.shards:
+        summary = directory / "matrix.json"
+        if not summary.is_file():
+            continue
+        data = json.loads(summary.read_text(encoding="utf-8"))
+        for cell in data.get("cells") or []:
+            outcomes.append(cell)
+            cell_dirs[cell["id"]] = directory / "cells" / cell["id"]
+            shard_of[cell["id"]] = str(directory)
+    merged = out / "allure-results"
+    shutil.rmtree(merged, ignore_errors=True)
+    merge_results([cell_dirs[o["id"]] / "allure-results" for o in outcomes], merged)
+    missing = missing_cells([every[cid] for cid in expected_ids], args.shards)
+    for cell in missing:
+        synthesize_cell_failure(cell, merged, message=f"infrastructure: cell {cell.id} never reported: no shard "
+                                f"produced its results (a shard killed or never started?); shards merged: "
+                                f"{', '.join(str(d) for d in args.shards)}")
+    for directory in args.shards:            # the report history of the previous run continues
+        history = directory / "allure-results" / "history"
+        if history.is_dir():
+            shutil.copytree(history, merged / "history", dirs_exist_ok=True)
+    write_environment_properties(merged, {"matrix": spec.name, "matrix.shards": str(len(args.shards)),
+                                          "matrix.cells": str(len(expected_ids)),
+                                          "matrix.missing": ",".join(c.id for c in missing) or "none"})
+    write_executor_json(merged)
+    write_categories_json(merged)
+    merge_junit([(every[o["id"]], cell_dirs[o["id"]] / "junit.xml", None) for o in outcomes]
+                + [(c, None, "the cell never reported: its shard produced no results") for c in missing],
+                out / "junit.xml", spec.name)
+    write_summary(out / "matrix.json", {"matrix": spec.name, "file": str(args.matrix), "shards": len(args.shards),
+                                        "cells": sorted(outcomes, key=lambda o: o["id"]),
+                                        "missing": [c.id for c in missing]})
+    console.print(f"merged {len(outcomes)} cells from {len(args.shards)} shard(s) into {merged}"
+                  + (f"; missing: {', '.join(c.id for c in missing)}" if missing else ""), highlight=False)
+    if not args.no_report:
+        _build_report(merged, (args.report or out / "allure-report").resolve(), spec, console)
+    return 1 if missing or any(o.get("state") != "passed" for o in outcomes) else 0
 
 
 def finish(spec: MatrixSpec, matrix_file: Path, outcomes: list[CellOutcome], out: Path, *, wall_seconds: float,

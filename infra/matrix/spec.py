@@ -43,6 +43,23 @@ class Cell(_Model):
     charts: dict[str, VersionPair] = {}
     backend: str | None = None
     markers: str | None = None
+    expected_minutes: float | None = Field(None, gt=0, description="this cell's expected duration")
+
+
+class RunnerCapacity(_Model):
+    """One CI runner (a KVM host) of the pool the shards run on."""
+
+    vcpus: int = Field(64, ge=1)
+    memory_gib: float = Field(256, gt=0)
+    max_cells: int | None = Field(None, ge=1, description="cells at once on one runner, whatever fits")
+
+
+class CellNeeds(_Model):
+    """What one cell's cluster takes of a runner (a libvirt cell: its nodes' vCPUs and memory)."""
+
+    nodes: int = Field(3, ge=0)
+    vcpus: int = Field(8, ge=0)
+    memory_gib: float = Field(32, ge=0)
 
 
 class MatrixSpec(_Model):
@@ -53,6 +70,10 @@ class MatrixSpec(_Model):
     backend: str = "simulated"
     markers: str | None = Field(None, description="pytest -m expression: which stories every cell runs")
     cell_timeout_min: float = Field(60.0, gt=0, description="a cell still running after this is stopped")
+    expected_minutes: float = Field(120.0, gt=0, description="a cell's expected duration when no earlier run "
+                                    "measured it (the plan balances shards with it)")
+    runner: RunnerCapacity = RunnerCapacity()
+    needs: CellNeeds = CellNeeds()
     config: dict[str, Any] = Field({}, description="run-configuration overrides for every cell")
     columns: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COLUMNS),
                                     description="Examples column -> cell parameter it must equal")
@@ -100,19 +121,22 @@ def expand(spec: MatrixSpec) -> list[MatrixCell]:
         if not any(_matches(parameters, rule) for rule in spec.exclude):
             combinations.append(parameters)
     markers = [spec.markers] * len(combinations)
+    minutes: list[float | None] = [None] * len(combinations)
     for extra in spec.include:
         combinations.append(_parameters(extra.harvester, extra.rancher, extra.rke2, extra.charts,
                                         extra.backend or spec.backend))
         markers.append(extra.markers or spec.markers)
+        minutes.append(extra.expected_minutes)
     seen: set[tuple] = set()
     cells = []
-    for parameters, cell_markers in zip(combinations, markers, strict=True):
+    for parameters, cell_markers, cell_minutes in zip(combinations, markers, minutes, strict=True):
         key = tuple(sorted(parameters.items()))
         if key in seen:  # an include that repeats a product cell
             continue
         seen.add(key)
         cells.append(MatrixCell(id=f"c{len(cells) + 1:02d}", matrix=spec.name, parameters=parameters,
-                                markers=cell_markers, columns=dict(spec.columns), steps=tuple(spec.steps)))
+                                markers=cell_markers, columns=dict(spec.columns), steps=tuple(spec.steps),
+                                expected_minutes=cell_minutes))
     return cells
 
 

