@@ -5,7 +5,6 @@ names the field and what would be valid; the CLI turns it into exit status 2.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import secrets
 import time
@@ -13,7 +12,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from infra.validation import InputError, load_mapping, one_line
 
 ENV_PREFIX = "HARVESTER_E2E_"
 SIMULATED_VERSIONS = ("v1.4.2", "v1.4.3", "v1.5.0-rc2", "v1.5.0", "v1.5.1", "v1.5.2", "master-ce188325-head")
@@ -384,53 +393,6 @@ class RunConfig(_Model):
         return self
 
 
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
-
-
-def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = RunConfig
-    for part in path:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            return None
-        annotation = field.annotation
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
-        model = next((c for c in candidates if issubclass(c, BaseModel)), None)
-        if model is None:
-            return None
-    return model
-
-
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = tuple(first["loc"])
-    dotted = ".".join(str(p) for p in location) or "(top level)"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        parent = _model_at(location[:-1])
-        valid = _field_names(parent) if parent else []
-        guess = difflib.get_close_matches(str(location[-1]), valid, n=1)
-        hint = f"; did you mean '{guess[0]}'?" if guess else ""
-        line = f"{dotted}: unknown key{hint} valid keys here: {', '.join(valid)}"
-    elif kind == "literal_error":
-        expected = first.get("ctx", {}).get("expected", "")
-        line = f"{dotted}: {first['input']!r} is not valid; expected {expected}"
-    elif kind == "missing":
-        line = f"{dotted}: required, but not given"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-        shown = first.get("input")
-        if dotted == "(top level)" or message.startswith(f"{dotted}."):
-            line = message          # a section-level check names its own field
-        elif isinstance(shown, (dict, list)):
-            line = f"{dotted}: {message}"      # never echo a whole section: it may hold secrets
-        else:
-            line = f"{dotted}: {message} (got {shown!r})"
-    more = len(error.errors()) - 1
-    return line + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = data
@@ -470,17 +432,10 @@ def load_config(path: Path | None = None, *, cli: dict[str, Any] | None = None,
         path = Path(environ[ENV_PREFIX + "CONFIG"])
     data: dict[str, Any] = {}
     if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"--config: no such file: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: must be a mapping of keys (backend, harvester_version, ...)")
-        data = loaded
+            data = load_mapping(path, "run configuration", "`backend:` (simulated, existing or libvirt)")
+        except InputError as exc:
+            raise ConfigError(f"--config {exc}" if "no such file" in str(exc) else str(exc)) from None
     data = _deep_merge(data, env_overrides(environ))
     for dotted, value in (cli or {}).items():
         if value is not None:
@@ -488,7 +443,7 @@ def load_config(path: Path | None = None, *, cli: dict[str, Any] | None = None,
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc)) from None
+        raise ConfigError(one_line(exc, RunConfig)) from None
 
 
 def describe(config: RunConfig) -> dict[str, Any]:

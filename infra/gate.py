@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from infra import versions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from infra import versions
 from infra.report import categories as cat
 from infra.report.known_issues import ISSUE_REPO
 from infra.report.matrix_cell import CELL_PARAMETER_PREFIX
+from infra.validation import InputError, load_mapping, one_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = REPO_ROOT / "ci" / "gate.yaml"
@@ -69,17 +68,13 @@ class GatePolicy(_Model):
 
 def load_policy(path: Path = DEFAULT_POLICY) -> GatePolicy:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise GatePolicyError(f"{path}: cannot be read ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise GatePolicyError(f"{path}: not valid YAML: {error}") from None
+        data = load_mapping(Path(path), "gate policy", "`blocking:` or `accepted_known_issues:`")
+    except InputError as error:
+        raise GatePolicyError(str(error)) from None
     try:
         return GatePolicy.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise GatePolicyError(f"{path}: {where}: {first['msg']}") from None
+        raise GatePolicyError(one_line(error, GatePolicy, f"{path}: ")) from None
 
 
 # --- results ---------------------------------------------------------------------------------------

@@ -11,10 +11,17 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from infra.matrix.cell import BACKEND, HARVESTER_FROM, HARVESTER_TO, RANCHER, RKE2, MatrixCell
+from infra.matrix.cell import (
+    BACKEND,
+    HARVESTER_FROM,
+    HARVESTER_TO,
+    RANCHER,
+    RKE2,
+    MatrixCell,
+)
+from infra.validation import InputError, load_mapping, one_line
 
 DEFAULT_COLUMNS = {"version": HARVESTER_FROM, "from": HARVESTER_FROM, "to": HARVESTER_TO,
                    "rancher": RANCHER, "rke2": RKE2}
@@ -96,20 +103,13 @@ class MatrixSpec(_Model):
 
 def load_matrix(path: Path) -> MatrixSpec:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise MatrixError(f"{path}: cannot be read ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise MatrixError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise MatrixError(f"{path}: must be a mapping (name, harvester, rancher, rke2, ...)")
+        data = load_mapping(Path(path), "matrix", "`name:` and `harvester:` (a list of {from, to})")
+    except InputError as error:
+        raise MatrixError(str(error)) from None
     try:
         return MatrixSpec.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        hint = " (quote versions in YAML: '1.30' would be read as a number)" if first["type"] == "string_type" else ""
-        raise MatrixError(f"{path}: {where}: {first['msg']}{hint}") from None
+        raise MatrixError(one_line(error, MatrixSpec, f"{path}: ")) from None
 
 
 def expand(spec: MatrixSpec) -> list[MatrixCell]:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Mapping
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra import versions
+from infra.validation import InputError, load_mapping, one_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KNOWN_ISSUES_FILE = REPO_ROOT / "ci" / "known-issues.yaml"
@@ -140,17 +140,13 @@ class KnownIssues:
 
 def load_known_issues(path: Path = KNOWN_ISSUES_FILE) -> KnownIssues:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise KnownIssuesError(f"{path}: cannot be read ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise KnownIssuesError(f"{path}: not valid YAML: {error}") from None
+        data = load_mapping(path, "known-issues file", "`issues:` (number -> state, title, affects, shows)")
+    except InputError as error:
+        raise KnownIssuesError(str(error)) from None
     try:
         parsed = _File.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise KnownIssuesError(f"{path}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise KnownIssuesError(one_line(error, _File, f"{path}: ")) from None
     return KnownIssues(parsed.issues, path)
 
 
