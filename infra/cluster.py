@@ -10,7 +10,6 @@ and how to provide it), never a failure.
 from __future__ import annotations
 
 import ipaddress
-import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import SecretStr
 
 from infra.https import Endpoint
 from infra.report.redact import register_secret
+from infra.scratch import scratch_dir
 from infra.ssh import KnownHosts, SshNode, SshTarget
 from infra.waits.budget import Budget
 
@@ -171,7 +171,7 @@ class RancherAccess:
                   "clusters": [{"name": "rancher", "cluster": cluster}],
                   "users": [{"name": "rancher", "user": {"token": self.token.get_secret_value()}}],
                   "contexts": [{"name": "rancher", "context": {"cluster": "rancher", "user": "rancher"}}]}
-        path = Path(tempfile.mkdtemp(prefix="harvester-e2e-rancher-")) / "kubeconfig"
+        path = scratch_dir("rancher") / "kubeconfig"
         path.touch(mode=0o600)
         path.write_text(yaml.safe_dump(config))
         return path
@@ -247,7 +247,7 @@ class Cluster:
                 raise CapabilityMissing(f"node {node_name} of {self.name} has no SSH login in its inventory: "
                                         f"{Capability.SSH.value}", Capability.SSH)
             if self.known_hosts is None:     # a backend that named none: a private file, never ~/.ssh
-                self.known_hosts = Path(tempfile.mkdtemp(prefix="harvester-e2e-ssh-")) / "known_hosts"
+                self.known_hosts = scratch_dir("ssh") / "known_hosts"
             assert node.ssh_host is not None and node.ssh_port is not None
             target = SshTarget(node.name, node.ssh_host, node.ssh_port, user=node.ssh_user,
                                key_file=node.ssh_key_file, password=node.ssh_password, host_key=node.ssh_host_key)

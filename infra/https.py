@@ -8,8 +8,6 @@ client certificate and key). Credentials are registered for redaction and never 
 from __future__ import annotations
 
 import base64
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +17,7 @@ import yaml
 from pydantic import SecretStr
 
 from infra.report.redact import register_secret
+from infra.scratch import scratch_file
 
 
 class EndpointError(RuntimeError):
@@ -31,10 +30,7 @@ class EndpointError(RuntimeError):
 
 
 def _private_file(prefix: str, data: bytes) -> Path:
-    fd, name = tempfile.mkstemp(prefix=prefix)       # 0600 by construction
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return Path(name)
+    return scratch_file(prefix.rstrip("-"), data)           # 0600, removed when the process ends
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,8 +18,14 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
+from infra.scratch import scratch_dir
 from infra.waits.budget import Budget, Deadline, WaitTimeout
-from infra.waits.retry import is_api_unavailable, retry_api_unavailable, retry_conflict, transport_retries
+from infra.waits.retry import (
+    is_api_unavailable,
+    retry_api_unavailable,
+    retry_conflict,
+    transport_retries,
+)
 
 from .predicates import summary
 
@@ -69,7 +74,7 @@ def _discovery_cache(server: str, kubeconfig: Path, context: str | None) -> Path
     guest's host) reuses it instead of asking the server again. New kinds re-discover (see `resource`)."""
     global _DISCOVERY_DIR
     if _DISCOVERY_DIR is None:
-        _DISCOVERY_DIR = Path(tempfile.mkdtemp(prefix="harvester-e2e-discovery-"))
+        _DISCOVERY_DIR = scratch_dir("discovery")
     import hashlib
 
     key = hashlib.sha256(f"{server}|{Path(kubeconfig).resolve()}|{context}".encode()).hexdigest()[:16]

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from infra.scratch import scratch_dir
 
 from .install import BIN_DIR, HELM_NAME, helm_name, kubectl_name
 
@@ -97,7 +98,7 @@ class Kubectl:
         self.kubeconfig = Path(kubeconfig)
         self.context = context
         self.timeout_s = timeout_s
-        self._cache = tempfile.mkdtemp(prefix="harvester-e2e-kubectl-")
+        self._cache = str(scratch_dir("kubectl-cache"))
 
     def run(self, *args: str, stdin: str | None = None) -> KubectlResult:
         command = [self.binary, f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self._cache}",

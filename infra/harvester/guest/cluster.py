@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +30,7 @@ from infra.cluster import (
 )
 from infra.failures import ProductFailure
 from infra.kube import Kube
+from infra.scratch import scratch_dir, scratch_root
 from infra.waits.budget import Budget
 
 from ..names import RUN_ID_LABEL
@@ -99,7 +99,7 @@ def guest_name(purpose: str) -> str:
 
 
 def _private_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="harvester-e2e-guest-"))     # mkdtemp makes it 0700
+    return scratch_dir("guest")                 # 0700, removed when the process ends
 
 
 def _write_kubeconfig(directory: Path, name: str, config: Obj) -> Path:
@@ -128,7 +128,7 @@ def guest_from_kubeconfig(host: Kube, name: str, kubeconfig: Path, host_namespac
 
 def forget_kubeconfig(guest: GuestCluster) -> None:
     """Remove a kubeconfig this module wrote (never one that was given)."""
-    if guest.kubeconfig.parent.name.startswith("harvester-e2e-guest-"):
+    if guest.kubeconfig.parent.parent == scratch_root() and guest.kubeconfig.parent.name.startswith("guest-"):
         shutil.rmtree(guest.kubeconfig.parent, ignore_errors=True)
 
 

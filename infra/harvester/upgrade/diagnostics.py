@@ -9,17 +9,15 @@ the others.
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any, Callable
 
 from infra.cluster import Capability, CapabilityMissing, Cluster
 from infra.report.attach import attach_file, attach_text, attach_yaml
+from infra.scratch import scratch_dir
 from infra.waits.budget import Budget
 
-from ..supportbundle import request_and_download
-
 from ..names import HARVESTER, SYSTEM_NAMESPACE
+from ..supportbundle import request_and_download
 from .run import UpgradeRun
 
 log = logging.getLogger("harvester_e2e.upgrade")
@@ -67,7 +65,7 @@ def collect_upgrade_diagnostics(cluster: Cluster, run: UpgradeRun, *, bundle_bud
         bundle = request_and_download(kube, cluster.harvester_api, cluster.run_id,
                                       f"harvester-e2e: upgrade {run.name} to {run.target_version} failed",
                                       bundle_budget)
-        saved = Path(tempfile.mkdtemp(prefix="harvester-e2e-bundle-")) / bundle.filename
+        saved = scratch_dir("bundle") / bundle.filename
         saved.write_bytes(bundle.archive)           # already redacted, member by member
         attach_file(f"support bundle {bundle.filename}", saved, "application/zip")
 
