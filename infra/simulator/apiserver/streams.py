@@ -1,0 +1,411 @@
+"""pods/exec, pods/attach and pods/portforward, as kube-apiserver and the kubelet behind it serve them.
+
+Checks the API server makes before anything is proxied (kubernetes pkg/registry/core/pod/strategy.go,
+streamLocation, v1.32): the pod exists (404), the container is named when the pod has several and exists
+(400 "a container name must be specified for pod P, choose one of: [...]", "container C is not valid for
+pod P"), the pod has a node (400 "pod P does not have a host assigned").
+
+Then the WebSocket protocols, chosen from what the client offers, in its order:
+* `v5.channel.k8s.io`, which kube-apiserver (>= 1.30, TranslateStreamCloseWebsocketRequests) serves itself
+  and translates to SPDY towards the kubelet (staging/src/k8s.io/apiserver/pkg/util/proxy/
+  streamtranslator.go, websocket.go): channel 255 carries "close stream N" from the client; a failure on
+  the kubelet's side arrives as an InternalError Status on the error channel after the upgrade.
+* `v4.channel.k8s.io`, `v4.base64.channel.k8s.io`, `channel.k8s.io`, `base64.channel.k8s.io` or none,
+  which the API server proxies to the kubelet's CRI streaming server (pkg/kubelet/cri/streaming/
+  remotecommand/websocket.go): a container without a process is refused before the upgrade (HTTP 500,
+  `container not found ("C")`), v4 writes a metav1.Status on the error channel, v1 its message only on
+  failure. Another offered protocol is refused (403) as golang.org/x/net/websocket's handshake does.
+Channels 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; the server first sends an empty frame on the
+lowest writable channel (stdout, else stderr, else error). A non-zero exit is reported as the container
+runtime and kubelet do: Status Failure, reason NonZeroExitCode, details.causes [{reason ExitCode, message N}].
+
+Port forwarding (pkg/kubelet/cri/streaming/portforward/websocket.go): per requested port a data channel
+(2i) and an error channel (2i+1), each first sent the port as a little-endian uint16; a port nothing
+serves gets containerd's "connection refused" message on its error channel. SPDY (kubectl < 1.30, and
+kubectl port-forward's SPDY-over-WebSocket tunnel `SPDY/3.1+portforward.k8s.io`) is not served: the
+upgrade is refused, so a client falls back or fails with the message below.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from aiohttp import WSMsgType, web
+
+from ..pods import NotRunning, PodRuntime, StdinPipe, serve_http
+from ..shell import Output, to_bytes
+from . import errors
+from .objects import ObjectApi
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STREAM_SUBRESOURCES = ("attach", "exec", "portforward")
+V5 = "v5.channel.k8s.io"
+KUBELET_REMOTECOMMAND = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io",
+                         "base64.channel.k8s.io")
+KUBELET_PORTFORWARD = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+CHUNK = 32 * 1024
+MAX_MESSAGE = 32 * 1024 * 1024
+_BOOL_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_BOOL_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+SPDY_REFUSED = ("unable to upgrade connection: the simulated cluster serves pods/{sub} over WebSockets only "
+                "(SPDY/3.1 is not implemented)")
+
+
+def _flag(query: Any, name: str) -> bool:
+    value = query.get(name)
+    if value is None or value == "":
+        return False
+    if value in _BOOL_TRUE:
+        return True
+    if value in _BOOL_FALSE:
+        return False
+    raise errors.bad_request(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def _status(status: str, message: str = "", reason: str = "", causes: list[dict[str, str]] | None = None,
+            code: int = 0) -> dict[str, Any]:
+    """A metav1.Status as json.Marshal(status.Status()) writes it: no kind/apiVersion, empty fields left out."""
+    body: dict[str, Any] = {"metadata": {}, "status": status}
+    if message:
+        body["message"] = message
+    if reason:
+        body["reason"] = reason
+    if causes:
+        body["details"] = {"causes": causes}
+    if code:
+        body["code"] = code
+    return body
+
+
+def exit_status(command: list[str], result: Output) -> dict[str, Any]:
+    if result.status == 0:
+        return _status("Success")
+    return _status("Failure", f"command terminated with non-zero exit code: error executing command "
+                              f"[{' '.join(command)}], exit code {result.status}", "NonZeroExitCode",
+                   [{"reason": "ExitCode", "message": str(result.status)}])
+
+
+def internal_status(message: str) -> dict[str, Any]:
+    return _status("Failure", f"Internal error occurred: {message}", "InternalError", [{"message": message}], 500)
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work on a thread of its own (a long exec must not take a shared pool's worker)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, failure: BaseException | None) -> None:
+        if future.done():
+            return
+        if failure is not None:
+            future.set_exception(failure)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, None, exc)
+            return
+        loop.call_soon_threadsafe(settle, result, None)
+    threading.Thread(target=target, daemon=True, name="pod-stream").start()
+    return await future
+
+
+@dataclass
+class Channels:
+    """A WebSocket carrying numbered channels, binary or base64 as the negotiated protocol says."""
+
+    ws: web.WebSocketResponse
+    base64: bool
+
+    async def send(self, channel: int, data: bytes) -> None:
+        if self.ws.closed:
+            return
+        if self.base64:
+            await self.ws.send_str(chr(ord("0") + channel) + base64.b64encode(data).decode())
+        else:
+            await self.ws.send_bytes(bytes([channel]) + data)
+
+    async def send_all(self, channel: int, data: bytes) -> None:
+        for start in range(0, len(data), CHUNK):
+            await self.send(channel, data[start:start + CHUNK])
+
+    def decode(self, message: Any) -> tuple[int, bytes] | None:
+        if message.type == WSMsgType.BINARY:
+            raw = bytes(message.data)
+        elif message.type == WSMsgType.TEXT:
+            raw = message.data.encode("utf-8")
+        else:
+            return None
+        if not raw:
+            return None
+        if self.base64:
+            try:
+                return raw[0] - ord("0"), base64.b64decode(raw[1:])
+            except ValueError:
+                return None
+        return raw[0], raw[1:]
+
+
+def _offered(request: web.Request) -> list[str]:
+    header = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket" and \
+        bool(re.search(r"(^|,)\s*upgrade\s*($|,)", request.headers.get("Connection", "").lower()))
+
+
+class PodStreams:
+    def __init__(self, api: ObjectApi, runtime: PodRuntime | None) -> None:
+        self.api = api
+        self.runtime = runtime
+
+    async def handle(self, request: web.Request, namespace: str, name: str, sub: str) -> web.StreamResponse:
+        if request.method not in ("GET", "POST"):
+            raise errors.method_not_allowed()
+        pods = self.api.lookup("", "v1", "pods")
+        pod = self.api.get(pods, namespace, name)
+        if sub == "portforward":
+            return await self._portforward(request, pod)
+        container = self._container(pod, request.query.get("container", ""))
+        if not (pod.get("spec") or {}).get("nodeName"):
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        query = request.query
+        tty = _flag(query, "tty")
+        stdin, stdout, stderr = _flag(query, "stdin"), _flag(query, "stdout"), _flag(query, "stderr") and not tty
+        command = query.getall("command", []) if sub == "exec" else []
+        if not (stdin or stdout or stderr):
+            raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
+        if sub == "exec" and not command:
+            raise errors.bad_request("you must specify at least one command for the container")
+        if not _is_websocket(request):
+            if request.headers.get("Upgrade", "").lower().startswith("spdy"):
+                raise errors.bad_request(SPDY_REFUSED.format(sub=sub))
+            raise errors.bad_request("Upgrade request required")
+        offered = _offered(request)
+        translated = V5 in offered
+        protocol = V5 if translated else next((p for p in offered if p in KUBELET_REMOTECOMMAND), "" if not offered
+                                              else None)
+        if protocol is None:
+            return web.Response(status=403)
+        if self.runtime is None:
+            raise errors.internal("this cluster runs no pod processes")
+        problem = ""
+        try:
+            session = self.runtime.prepare(pod, container["name"], tty)
+        except NotRunning as exc:
+            if not translated:
+                return web.Response(status=500, text=str(exc))
+            problem = f"unable to upgrade connection: {exc}"
+        ws = web.WebSocketResponse(protocols=[protocol] if protocol else (), max_msg_size=MAX_MESSAGE,
+                                   autoclose=False)
+        await ws.prepare(request)
+        channels = Channels(ws, "base64" in protocol)
+        await channels.send(STDOUT if stdout else STDERR if stderr else ERROR, b"")
+        status_json = protocol.startswith(("v4.", "v5."))
+
+        async def finish(status: dict[str, Any]) -> None:
+            if status_json:
+                await channels.send(ERROR, json.dumps(status, separators=(",", ":")).encode())
+            elif status["status"] != "Success":
+                await channels.send(ERROR, status.get("message", "").encode())
+            await ws.close()
+
+        if problem:
+            await finish(internal_status(problem))
+            return ws
+        pipe = StdinPipe() if stdin else None
+        hung_up = threading.Event()
+        reader = asyncio.ensure_future(self._read(ws, channels, pipe, hung_up, translated))
+        try:
+            if sub == "exec":
+                result = await _in_thread(self.runtime.run, session, command,
+                                          pipe.read_all if pipe is not None else (lambda: ""), hung_up.is_set)
+                out = result.stdout.replace("\n", "\r\n") if tty else result.stdout
+                if stdout and out:
+                    await channels.send_all(STDOUT, to_bytes(out))
+                if stderr and result.stderr:
+                    await channels.send_all(STDERR, to_bytes(result.stderr))
+                if not hung_up.is_set():
+                    await finish(exit_status(command, result))
+            else:
+                await self._attach(session, channels, pipe, hung_up, stdout, stderr, tty)
+                if not hung_up.is_set():
+                    await finish(_status("Success"))
+        except (ConnectionResetError, asyncio.CancelledError):
+            hung_up.set()
+        finally:
+            hung_up.set()
+            if pipe is not None:
+                pipe.close()
+            reader.cancel()
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    def _container(self, pod: dict[str, Any], requested: str) -> dict[str, Any]:
+        name = pod["metadata"]["name"]
+        spec = pod.get("spec") or {}
+        containers = spec.get("containers") or []
+        if not requested:
+            if len(containers) == 1:
+                return containers[0]
+            if not containers:
+                raise errors.bad_request(f"a container name must be specified for pod {name}")
+            message = (f"a container name must be specified for pod {name}, choose one of: "
+                       f"[{' '.join(c['name'] for c in containers)}]")
+            init = spec.get("initContainers") or []
+            if init:
+                message += f" or one of the init containers: [{' '.join(c['name'] for c in init)}]"
+            raise errors.bad_request(message)
+        for container in (*containers, *(spec.get("initContainers") or []), *(spec.get("ephemeralContainers") or [])):
+            if container.get("name") == requested:
+                return container
+        raise errors.bad_request(f"container {requested} is not valid for pod {name}")
+
+    async def _read(self, ws: web.WebSocketResponse, channels: Channels, pipe: StdinPipe | None,
+                    hung_up: threading.Event, close_signals: bool) -> None:
+        try:
+            async for message in ws:
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+                    break
+                frame = channels.decode(message)
+                if frame is None:
+                    continue
+                channel, data = frame
+                if channel == STDIN and pipe is not None:
+                    pipe.feed(data)
+                elif channel == CLOSE and close_signals and data[:1] == bytes([STDIN]) and pipe is not None:
+                    pipe.close()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            hung_up.set()                    # the client is gone: a running command stops as on SIGHUP
+            if pipe is not None:
+                pipe.close()
+
+    async def _attach(self, session: Any, channels: Channels, pipe: StdinPipe | None, hung_up: threading.Event,
+                      stdout: bool, stderr: bool, tty: bool) -> None:
+        assert self.runtime is not None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+
+        def write(out: str, err: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (out, err))
+
+        async def pump() -> None:
+            while (item := await queue.get()) is not None:
+                out, err = item
+                if stdout and out:
+                    await channels.send_all(STDOUT, to_bytes(out.replace("\n", "\r\n") if tty else out))
+                if stderr and err:
+                    await channels.send_all(STDERR, to_bytes(err))
+        pumping = asyncio.ensure_future(pump())
+        try:
+            await _in_thread(self.runtime.attach, session, pipe, write, hung_up.is_set)
+        finally:
+            queue.put_nowait(None)
+            await pumping
+
+    # --- port forwarding --------------------------------------------------------------------------------
+    async def _portforward(self, request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
+        name = pod["metadata"]["name"]
+        if not (pod.get("spec") or {}).get("nodeName"):
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        if not _is_websocket(request):
+            if request.headers.get("Upgrade", "").lower().startswith("spdy"):
+                raise errors.bad_request(SPDY_REFUSED.format(sub="portforward"))
+            raise errors.bad_request("Upgrade request required")
+        offered = _offered(request)
+        protocol = next((p for p in offered if p in KUBELET_PORTFORWARD), "" if not offered else None)
+        if protocol is None:
+            return web.Response(status=403)
+        ports = _ports(request.query.getall("ports", []) or request.query.getall("port", []))
+        if self.runtime is None:
+            raise errors.internal("this cluster runs no pod processes")
+        ws = web.WebSocketResponse(protocols=[protocol] if protocol else (), max_msg_size=MAX_MESSAGE,
+                                   autoclose=False)
+        await ws.prepare(request)
+        channels = Channels(ws, "base64" in protocol)
+        inboxes: list[asyncio.Queue[bytes | None]] = []
+        for index, port in enumerate(ports):
+            number = port.to_bytes(2, "little")
+            await channels.send(2 * index, number)
+            await channels.send(2 * index + 1, number)
+            inboxes.append(asyncio.Queue())
+
+        async def route() -> None:
+            try:
+                async for message in ws:
+                    if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+                        break
+                    frame = channels.decode(message)
+                    if frame is not None and frame[0] % 2 == 0 and frame[0] // 2 < len(inboxes):
+                        inboxes[frame[0] // 2].put_nowait(frame[1])
+            finally:
+                for inbox in inboxes:
+                    inbox.put_nowait(None)
+        routing = asyncio.ensure_future(route())
+        try:
+            await asyncio.gather(*(self._forward(pod, port, index, channels, inboxes[index])
+                                   for index, port in enumerate(ports)))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            routing.cancel()
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _forward(self, pod: dict[str, Any], port: int, index: int, channels: Channels,
+                       inbox: "asyncio.Queue[bytes | None]") -> None:
+        assert self.runtime is not None
+        listener = None
+        try:
+            self.runtime.check_running(pod, ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", ""))
+            listener = self.runtime.listener(pod, port)
+        except NotRunning:
+            listener = None
+        if listener is None:
+            sandbox = pod["metadata"].get("uid", "").replace("-", "")[:12] or pod["metadata"]["name"]
+            netns = f"/var/run/netns/cni-{pod['metadata'].get('uid', '')}"
+            message = (f"error forwarding port {port} to pod {sandbox}, uid : failed to execute portforward in "
+                       f"network namespace \"{netns}\": failed to connect to localhost:{port} inside namespace "
+                       f"\"{sandbox}\", IPv4: dial tcp4 127.0.0.1:{port}: connect: connection refused IPv6 dial "
+                       f"tcp6 [::1]:{port}: connect: connection refused ")
+            await channels.send(2 * index + 1, message.encode())
+            return
+
+        async def send(data: bytes) -> None:
+            await channels.send_all(2 * index, data)
+        await serve_http(listener, inbox.get, send)
+
+
+def _ports(values: list[str]) -> list[int]:
+    if not values:
+        raise errors.bad_request('query parameter "port" is required')
+    ports = []
+    for value in values:
+        if not value:
+            raise errors.bad_request('query parameter "port" cannot be empty')
+        for part in value.split(","):
+            if not part.isdigit() or not 0 < int(part) < 65536:
+                if part.isdigit() and int(part) == 0:
+                    raise errors.bad_request(f'port "{value}" must be > 0')
+                raise errors.bad_request(f'unable to parse "{value}" as a port: strconv.ParseUint: parsing '
+                                         f'"{part}": invalid syntax')
+            ports.append(int(part))
+    return ports
