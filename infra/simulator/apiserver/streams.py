@@ -247,6 +247,10 @@ class PodStreams:
                     await finish(_status("Success"))
         except (ConnectionResetError, asyncio.CancelledError):
             hung_up.set()
+        except Exception as exc:  # noqa: BLE001 - a twin bug must reach the client as the kubelet's error would
+            log.exception("pods/%s of %s/%s failed", sub, namespace, name)
+            if not hung_up.is_set():
+                await finish(internal_status(f"error executing command in container: {exc}"))
         finally:
             hung_up.set()
             if pipe is not None:

@@ -285,10 +285,10 @@ class _BridgedFilesystem:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._fs, name)
 
-        def call(*args: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             if _on_loop(self._bridge):
-                return method(*args)
-            return self._bridge.call(lambda: method(*args))
+                return method(*args, **kwargs)
+            return self._bridge.call(lambda: method(*args, **kwargs))
         return call
 
 
