@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -359,3 +360,42 @@ def test_kubectl_attach(guest: guests.GuestCluster) -> None:
         out, _ = process.communicate()
     assert b"via-kubectl-attach\n" in out
 
+
+
+@needs_kubectl
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_kubectl_port_forward(binary: str, guest: guests.GuestCluster, core: CoreV1Api) -> None:
+    """kubectl >= 1.31 tunnels SPDY through a WebSocket (`SPDY/3.1+portforward.k8s.io`); older ones speak plain
+    SPDY/3.1, which the simulated API server does not serve."""
+    version = subprocess.run([binary, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30)
+    minor = int(json.loads(version.stdout)["clientVersion"]["minor"].rstrip("+"))
+    name = "kubectl-web"
+    if guest.kube().find("v1", "Pod", name, NS) is None:
+        _running(guest.kube(), _pod(name, command=["httpd", "-f", "-p", "8080", "-h", "/www"], ports=[8080]))
+        client = stream(core.connect_get_namespaced_pod_exec, name, NS,
+                        command=["sh", "-c", "mkdir -p /www && echo via-port-forward > /www/index.html"],
+                        stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+        client.run_forever(timeout=20)
+        assert client.returncode == 0
+    env = {**os.environ, "KUBECONFIG": str(guest.kubeconfig), "HOME": str(Path(guest.kubeconfig).parent)}
+    process = subprocess.Popen([binary, "-n", NS, "port-forward", f"pod/{name}", ":8080"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()                  # "Forwarding from 127.0.0.1:NNNNN -> 8080"
+        if minor < 31:
+            process.wait(timeout=30)
+            assert process.returncode == 1 and "SPDY/3.1 is not implemented" in (process.stderr.read() if process.stderr
+                                                                                else "")
+            return
+        assert line.startswith("Forwarding from 127.0.0.1:"), line
+        local = int(line.split("127.0.0.1:", 1)[1].split(" ", 1)[0])
+        with socket.create_connection(("127.0.0.1", local), timeout=20) as connection:
+            connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.0 200 OK\r\n") and answer.endswith(b"\r\n\r\nvia-port-forward\n")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

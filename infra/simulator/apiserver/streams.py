@@ -21,9 +21,9 @@ runtime and kubelet do: Status Failure, reason NonZeroExitCode, details.causes [
 
 Port forwarding (pkg/kubelet/cri/streaming/portforward/websocket.go): per requested port a data channel
 (2i) and an error channel (2i+1), each first sent the port as a little-endian uint16; a port nothing
-serves gets containerd's "connection refused" message on its error channel. SPDY (kubectl < 1.30, and
-kubectl port-forward's SPDY-over-WebSocket tunnel `SPDY/3.1+portforward.k8s.io`) is not served: the
-upgrade is refused, so a client falls back or fails with the message below.
+serves gets containerd's "connection refused" message on its error channel. kubectl >= 1.31 port-forward
+tunnels SPDY through a WebSocket (`SPDY/3.1+portforward.k8s.io`, see `spdy`). Plain SPDY/3.1 upgrades
+(kubectl < 1.30 exec, kubectl < 1.31 port-forward) are refused with the message below.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import WSMsgType, web
 
@@ -42,6 +42,7 @@ from ..pods import NotRunning, PodRuntime, StdinPipe, serve_http
 from ..shell import Output, to_bytes
 from . import errors
 from .objects import ObjectApi
+from .spdy import SpdyError, SpdySession, SpdyStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,7 @@ V5 = "v5.channel.k8s.io"
 KUBELET_REMOTECOMMAND = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io",
                          "base64.channel.k8s.io")
 KUBELET_PORTFORWARD = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io")
+PORTFORWARD_TUNNEL = "SPDY/3.1+portforward.k8s.io"        # kube-apiserver >= 1.31, PortForwardWebsockets
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 CHUNK = 32 * 1024
 MAX_MESSAGE = 32 * 1024 * 1024
@@ -334,12 +336,14 @@ class PodStreams:
                 raise errors.bad_request(SPDY_REFUSED.format(sub="portforward"))
             raise errors.bad_request("Upgrade request required")
         offered = _offered(request)
+        if self.runtime is None:
+            raise errors.internal("this cluster runs no pod processes")
+        if PORTFORWARD_TUNNEL in offered:
+            return await self._portforward_tunnel(request, pod)
         protocol = next((p for p in offered if p in KUBELET_PORTFORWARD), "" if not offered else None)
         if protocol is None:
             return web.Response(status=403)
         ports = _ports(request.query.getall("ports", []) or request.query.getall("port", []))
-        if self.runtime is None:
-            raise errors.internal("this cluster runs no pod processes")
         ws = web.WebSocketResponse(protocols=[protocol] if protocol else (), max_msg_size=MAX_MESSAGE,
                                    autoclose=False)
         await ws.prepare(request)
@@ -363,9 +367,16 @@ class PodStreams:
                 for inbox in inboxes:
                     inbox.put_nowait(None)
         routing = asyncio.ensure_future(route())
+
+        def forward(index: int, port: int) -> Awaitable[None]:
+            async def send(data: bytes) -> None:
+                await channels.send_all(2 * index, data)
+
+            async def send_error(message: str) -> None:
+                await channels.send(2 * index + 1, message.encode())
+            return self._forward(pod, port, inboxes[index].get, send, send_error)
         try:
-            await asyncio.gather(*(self._forward(pod, port, index, channels, inboxes[index])
-                                   for index, port in enumerate(ports)))
+            await asyncio.gather(*(forward(index, port) for index, port in enumerate(ports)))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -374,8 +385,56 @@ class PodStreams:
                 await ws.close()
         return ws
 
-    async def _forward(self, pod: dict[str, Any], port: int, index: int, channels: Channels,
-                       inbox: "asyncio.Queue[bytes | None]") -> None:
+    async def _portforward_tunnel(self, request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
+        """kubectl's SPDY-over-WebSocket port forwarding: per connection an error and a data stream, paired by
+        their `requestid` header (pkg/kubelet/cri/streaming/portforward/httpstream.go)."""
+        ws = web.WebSocketResponse(protocols=[PORTFORWARD_TUNNEL], max_msg_size=MAX_MESSAGE, autoclose=False)
+        await ws.prepare(request)
+        pairs: dict[str, dict[str, SpdyStream]] = {}
+
+        async def send_frame(frame: bytes) -> None:
+            if not ws.closed:
+                await ws.send_bytes(frame)
+
+        async def on_stream(stream: SpdyStream) -> None:
+            pair = pairs.setdefault(stream.headers.get("requestid", ""), {})
+            pair[stream.headers.get("streamtype", "")] = stream
+            if "data" not in pair or "error" not in pair or pair.get("started"):
+                return
+            data, error = pair["data"], pair["error"]
+            try:
+                port = int(data.headers.get("port", "0"))
+            except ValueError:
+                port = 0
+
+            async def send_error(message: str) -> None:
+                await error.write(message.encode())
+            try:
+                await self._forward(pod, port, data.receive, data.write, send_error)
+            finally:
+                await data.close()
+                await error.close()
+
+        session = SpdySession(send_frame, on_stream)
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.BINARY:
+                    await session.feed(bytes(message.data))
+                elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+                    break
+        except (ConnectionResetError, asyncio.CancelledError, SpdyError) as exc:
+            log.debug("port-forward tunnel to %s ended: %s", pod["metadata"]["name"], exc)
+        finally:
+            await session.go_away()
+            for task in list(session.tasks):
+                task.cancel()
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _forward(self, pod: dict[str, Any], port: int, receive: Callable[[], Awaitable[bytes | None]],
+                       send: Callable[[bytes], Awaitable[None]], send_error: Callable[[str], Awaitable[None]]) -> None:
+        """One connection to a pod's port, as the kubelet makes it: what serves it, or containerd's refusal."""
         assert self.runtime is not None
         listener = None
         try:
@@ -386,16 +445,12 @@ class PodStreams:
         if listener is None:
             sandbox = pod["metadata"].get("uid", "").replace("-", "")[:12] or pod["metadata"]["name"]
             netns = f"/var/run/netns/cni-{pod['metadata'].get('uid', '')}"
-            message = (f"error forwarding port {port} to pod {sandbox}, uid : failed to execute portforward in "
-                       f"network namespace \"{netns}\": failed to connect to localhost:{port} inside namespace "
-                       f"\"{sandbox}\", IPv4: dial tcp4 127.0.0.1:{port}: connect: connection refused IPv6 dial "
-                       f"tcp6 [::1]:{port}: connect: connection refused ")
-            await channels.send(2 * index + 1, message.encode())
+            await send_error(f"error forwarding port {port} to pod {sandbox}, uid : failed to execute portforward in "
+                             f"network namespace \"{netns}\": failed to connect to localhost:{port} inside namespace "
+                             f"\"{sandbox}\", IPv4: dial tcp4 127.0.0.1:{port}: connect: connection refused IPv6 "
+                             f"dial tcp6 [::1]:{port}: connect: connection refused ")
             return
-
-        async def send(data: bytes) -> None:
-            await channels.send_all(2 * index, data)
-        await serve_http(listener, inbox.get, send)
+        await serve_http(listener, receive, send)
 
 
 def _ports(values: list[str]) -> list[int]:
