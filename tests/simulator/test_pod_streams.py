@@ -313,8 +313,13 @@ def _kubectl(binary: str, guest: guests.GuestCluster, *args: str, input: bytes |
 
 
 @needs_kubectl
+@pytest.mark.parametrize("transport", ["websocket", "spdy"])
 @pytest.mark.parametrize("binary", KUBECTLS)
-def test_kubectl_exec(binary: str, guest: guests.GuestCluster, data_pod: str) -> None:
+def test_kubectl_exec(binary: str, transport: str, guest: guests.GuestCluster, data_pod: str,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl >= 1.30 speaks RemoteCommand over WebSockets (v5.channel.k8s.io); with the feature turned off
+    (as kubectl < 1.30 always is) it upgrades the request to SPDY/3.1 and speaks v4.channel.k8s.io there."""
+    monkeypatch.setenv("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "true" if transport == "websocket" else "false")
     done = _kubectl(binary, guest, "exec", data_pod, "--", "sh", "-c", "echo out; echo err >&2; exit 7")
     assert (done.returncode, done.stdout, done.stderr) == (7, b"out\n", b"err\ncommand terminated with exit code 7\n")
     given = b"\x00\xffbinary\n"
@@ -365,10 +370,8 @@ def test_kubectl_attach(guest: guests.GuestCluster) -> None:
 @needs_kubectl
 @pytest.mark.parametrize("binary", KUBECTLS)
 def test_kubectl_port_forward(binary: str, guest: guests.GuestCluster, core: CoreV1Api) -> None:
-    """kubectl >= 1.31 tunnels SPDY through a WebSocket (`SPDY/3.1+portforward.k8s.io`); older ones speak plain
-    SPDY/3.1, which the simulated API server does not serve."""
-    version = subprocess.run([binary, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30)
-    minor = int(json.loads(version.stdout)["clientVersion"]["minor"].rstrip("+"))
+    """kubectl >= 1.31 tunnels SPDY through a WebSocket (`SPDY/3.1+portforward.k8s.io`); older ones upgrade
+    the request to SPDY/3.1."""
     name = "kubectl-web"
     if guest.kube().find("v1", "Pod", name, NS) is None:
         _running(guest.kube(), _pod(name, command=["httpd", "-f", "-p", "8080", "-h", "/www"], ports=[8080]))
@@ -383,11 +386,6 @@ def test_kubectl_port_forward(binary: str, guest: guests.GuestCluster, core: Cor
     try:
         assert process.stdout is not None
         line = process.stdout.readline()                  # "Forwarding from 127.0.0.1:NNNNN -> 8080"
-        if minor < 31:
-            process.wait(timeout=30)
-            assert process.returncode == 1 and "SPDY/3.1 is not implemented" in (process.stderr.read() if process.stderr
-                                                                                else "")
-            return
         assert line.startswith("Forwarding from 127.0.0.1:"), line
         local = int(line.split("127.0.0.1:", 1)[1].split(" ", 1)[0])
         with socket.create_connection(("127.0.0.1", local), timeout=20) as connection:

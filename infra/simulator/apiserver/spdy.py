@@ -92,6 +92,7 @@ class SpdySession:
         self.tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.last_stream = 0
+        self._gone = False
 
     async def send(self, frame: bytes) -> None:
         async with self._lock:
@@ -175,6 +176,9 @@ class SpdySession:
             stream.inbox.put_nowait(None)
 
     async def go_away(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
         for stream in self.streams.values():
             self._half_close(stream)
         try:

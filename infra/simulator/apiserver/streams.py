@@ -22,8 +22,8 @@ runtime and kubelet do: Status Failure, reason NonZeroExitCode, details.causes [
 Port forwarding (pkg/kubelet/cri/streaming/portforward/websocket.go): per requested port a data channel
 (2i) and an error channel (2i+1), each first sent the port as a little-endian uint16; a port nothing
 serves gets containerd's "connection refused" message on its error channel. kubectl >= 1.31 port-forward
-tunnels SPDY through a WebSocket (`SPDY/3.1+portforward.k8s.io`, see `spdy`). Plain SPDY/3.1 upgrades
-(kubectl < 1.30 exec, kubectl < 1.31 port-forward) are refused with the message below.
+tunnels SPDY through a WebSocket (`SPDY/3.1+portforward.k8s.io`, see `spdy`); older ones, and exec and
+attach from kubectl < 1.30, upgrade the request itself to SPDY/3.1.
 """
 from __future__ import annotations
 
@@ -52,14 +52,14 @@ V5 = "v5.channel.k8s.io"
 KUBELET_REMOTECOMMAND = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io",
                          "base64.channel.k8s.io")
 KUBELET_PORTFORWARD = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io")
+REMOTECOMMAND_SPDY = ("v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+STREAM_CREATION_SECONDS = 30.0        # the kubelet's streamCreationTimeout
 PORTFORWARD_TUNNEL = "SPDY/3.1+portforward.k8s.io"        # kube-apiserver >= 1.31, PortForwardWebsockets
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 CHUNK = 32 * 1024
 MAX_MESSAGE = 32 * 1024 * 1024
 _BOOL_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _BOOL_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-SPDY_REFUSED = ("unable to upgrade connection: the simulated cluster serves pods/{sub} over WebSockets only "
-                "(SPDY/3.1 is not implemented)")
 
 
 def _flag(query: Any, name: str) -> bool:
@@ -193,9 +193,12 @@ class PodStreams:
             raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
         if sub == "exec" and not command:
             raise errors.bad_request("you must specify at least one command for the container")
+        if self.runtime is None:
+            raise errors.internal("this cluster runs no pod processes")
         if not _is_websocket(request):
-            if request.headers.get("Upgrade", "").lower().startswith("spdy"):
-                raise errors.bad_request(SPDY_REFUSED.format(sub=sub))
+            if request.headers.get("Upgrade", "").lower() == "spdy/3.1":
+                return await self._remotecommand_spdy(request, sub, pod, container, command, stdin, stdout, stderr,
+                                                      tty)
             raise errors.bad_request("Upgrade request required")
         offered = _offered(request)
         translated = V5 in offered
@@ -203,9 +206,8 @@ class PodStreams:
                                               else None)
         if protocol is None:
             return web.Response(status=403)
-        if self.runtime is None:
-            raise errors.internal("this cluster runs no pod processes")
         problem = ""
+        session = None
         try:
             session = self.runtime.prepare(pod, container["name"], tty)
         except NotRunning as exc:
@@ -226,41 +228,124 @@ class PodStreams:
                 await channels.send(ERROR, status.get("message", "").encode())
             await ws.close()
 
-        if problem:
+        if session is None:
             await finish(internal_status(problem))
             return ws
         pipe = StdinPipe() if stdin else None
         hung_up = threading.Event()
         reader = asyncio.ensure_future(self._read(ws, channels, pipe, hung_up, translated))
+
+        async def out(data: bytes) -> None:
+            await channels.send_all(STDOUT, data)
+
+        async def err(data: bytes) -> None:
+            await channels.send_all(STDERR, data)
+        try:
+            await self._run(sub, session, command, pipe, hung_up, out if stdout else None, err if stderr else None,
+                            finish, tty)
+        finally:
+            reader.cancel()
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _run(self, sub: str, session: Any, command: list[str], pipe: StdinPipe | None, hung_up: threading.Event,
+                   out: Callable[[bytes], Awaitable[None]] | None, err: Callable[[bytes], Awaitable[None]] | None,
+                   finish: Callable[[dict[str, Any]], Awaitable[None]], tty: bool) -> None:
+        """The exec or attach itself, whatever carries its streams; `finish` reports the status."""
+        assert self.runtime is not None
         try:
             if sub == "exec":
                 result = await _in_thread(self.runtime.run, session, command,
                                           pipe.read_all if pipe is not None else (lambda: ""), hung_up.is_set)
-                out = result.stdout.replace("\n", "\r\n") if tty else result.stdout
-                if stdout and out:
-                    await channels.send_all(STDOUT, to_bytes(out))
-                if stderr and result.stderr:
-                    await channels.send_all(STDERR, to_bytes(result.stderr))
+                stdout = result.stdout.replace("\n", "\r\n") if tty else result.stdout
+                if out is not None and stdout:
+                    await out(to_bytes(stdout))
+                if err is not None and result.stderr:
+                    await err(to_bytes(result.stderr))
                 if not hung_up.is_set():
                     await finish(exit_status(command, result))
             else:
-                await self._attach(session, channels, pipe, hung_up, stdout, stderr, tty)
+                await self._attach(session, pipe, hung_up, out, err, tty)
                 if not hung_up.is_set():
                     await finish(_status("Success"))
         except (ConnectionResetError, asyncio.CancelledError):
             hung_up.set()
         except Exception as exc:  # noqa: BLE001 - a twin bug must reach the client as the kubelet's error would
-            log.exception("pods/%s of %s/%s failed", sub, namespace, name)
+            log.exception("pods/%s failed", sub)
             if not hung_up.is_set():
                 await finish(internal_status(f"error executing command in container: {exc}"))
         finally:
             hung_up.set()
             if pipe is not None:
                 pipe.close()
-            reader.cancel()
-            if not ws.closed:
-                await ws.close()
-        return ws
+
+    async def _remotecommand_spdy(self, request: web.Request, sub: str, pod: dict[str, Any],
+                                  container: dict[str, Any], command: list[str], stdin: bool, stdout: bool,
+                                  stderr: bool, tty: bool) -> web.StreamResponse:
+        """exec/attach over a SPDY/3.1 upgrade (kubectl < 1.30, or with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false):
+        the client opens one stream per channel, typed by its `streamtype` header; v4 writes a metav1.Status
+        on the error stream (pkg/kubelet/cri/streaming/remotecommand/httpstream.go)."""
+        assert self.runtime is not None
+        try:
+            session = self.runtime.prepare(pod, container["name"], tty)
+        except NotRunning as exc:
+            return web.Response(status=500, text=str(exc))
+        upgraded = await _upgrade_spdy(request, REMOTECOMMAND_SPDY)
+        if isinstance(upgraded, web.Response):
+            return upgraded
+        response, protocol, frames = upgraded
+        expected = 1 + stdin + stdout + stderr + (tty and protocol in REMOTECOMMAND_SPDY[:2])
+        streams: dict[str, SpdyStream] = {}
+        complete = asyncio.Event()
+
+        async def on_stream(stream: SpdyStream) -> None:
+            streams[stream.headers.get("streamtype", "")] = stream
+            if len(streams) >= expected:
+                complete.set()
+
+        spdy = SpdySession(_transport_writer(request), on_stream)
+        hung_up = threading.Event()
+        pipe = StdinPipe() if stdin else None
+        feeding = asyncio.ensure_future(_feed(spdy, frames, hung_up))
+        try:
+            await asyncio.wait_for(complete.wait(), STREAM_CREATION_SECONDS)
+        except asyncio.TimeoutError:
+            feeding.cancel()
+            return response                        # the kubelet gives up on a client that opens too few streams
+
+        async def pump_stdin(stream: SpdyStream) -> None:
+            while (data := await stream.receive()) is not None:
+                assert pipe is not None
+                pipe.feed(data)
+            if pipe is not None:
+                pipe.close()
+        pumping = asyncio.ensure_future(pump_stdin(streams["stdin"])) if "stdin" in streams else None
+
+        def writer(kind: str) -> Callable[[bytes], Awaitable[None]] | None:
+            stream = streams.get(kind)
+            return stream.write if stream is not None else None
+
+        async def finish(status: dict[str, Any]) -> None:
+            for kind in ("stdout", "stderr"):
+                if kind in streams:
+                    await streams[kind].close()
+            error = streams.get("error")
+            if error is not None:
+                if protocol == REMOTECOMMAND_SPDY[0]:
+                    await error.write(json.dumps(status, separators=(",", ":")).encode())
+                elif status["status"] != "Success":
+                    await error.write(status.get("message", "").encode())
+                await error.close()
+
+        try:
+            await self._run(sub, session, command, pipe, hung_up, writer("stdout"), writer("stderr"), finish, tty)
+        finally:
+            if pumping is not None:
+                pumping.cancel()
+            await spdy.go_away()
+            feeding.cancel()
+        return response
 
     def _container(self, pod: dict[str, Any], requested: str) -> dict[str, Any]:
         name = pod["metadata"]["name"]
@@ -303,22 +388,23 @@ class PodStreams:
             if pipe is not None:
                 pipe.close()
 
-    async def _attach(self, session: Any, channels: Channels, pipe: StdinPipe | None, hung_up: threading.Event,
-                      stdout: bool, stderr: bool, tty: bool) -> None:
+    async def _attach(self, session: Any, pipe: StdinPipe | None, hung_up: threading.Event,
+                      out: Callable[[bytes], Awaitable[None]] | None, err: Callable[[bytes], Awaitable[None]] | None,
+                      tty: bool) -> None:
         assert self.runtime is not None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
 
-        def write(out: str, err: str) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, (out, err))
+        def write(stdout: str, stderr: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (stdout, stderr))
 
         async def pump() -> None:
             while (item := await queue.get()) is not None:
-                out, err = item
-                if stdout and out:
-                    await channels.send_all(STDOUT, to_bytes(out.replace("\n", "\r\n") if tty else out))
-                if stderr and err:
-                    await channels.send_all(STDERR, to_bytes(err))
+                stdout, stderr = item
+                if out is not None and stdout:
+                    await out(to_bytes(stdout.replace("\n", "\r\n") if tty else stdout))
+                if err is not None and stderr:
+                    await err(to_bytes(stderr))
         pumping = asyncio.ensure_future(pump())
         try:
             await _in_thread(self.runtime.attach, session, pipe, write, hung_up.is_set)
@@ -331,13 +417,13 @@ class PodStreams:
         name = pod["metadata"]["name"]
         if not (pod.get("spec") or {}).get("nodeName"):
             raise errors.bad_request(f"pod {name} does not have a host assigned")
-        if not _is_websocket(request):
-            if request.headers.get("Upgrade", "").lower().startswith("spdy"):
-                raise errors.bad_request(SPDY_REFUSED.format(sub="portforward"))
-            raise errors.bad_request("Upgrade request required")
-        offered = _offered(request)
         if self.runtime is None:
             raise errors.internal("this cluster runs no pod processes")
+        if not _is_websocket(request):
+            if request.headers.get("Upgrade", "").lower() == "spdy/3.1":
+                return await self._portforward_spdy(request, pod)
+            raise errors.bad_request("Upgrade request required")
+        offered = _offered(request)
         if PORTFORWARD_TUNNEL in offered:
             return await self._portforward_tunnel(request, pod)
         protocol = next((p for p in offered if p in KUBELET_PORTFORWARD), "" if not offered else None)
@@ -386,36 +472,15 @@ class PodStreams:
         return ws
 
     async def _portforward_tunnel(self, request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
-        """kubectl's SPDY-over-WebSocket port forwarding: per connection an error and a data stream, paired by
-        their `requestid` header (pkg/kubelet/cri/streaming/portforward/httpstream.go)."""
+        """kubectl's SPDY-over-WebSocket port forwarding (kube-apiserver >= 1.31)."""
         ws = web.WebSocketResponse(protocols=[PORTFORWARD_TUNNEL], max_msg_size=MAX_MESSAGE, autoclose=False)
         await ws.prepare(request)
-        pairs: dict[str, dict[str, SpdyStream]] = {}
 
         async def send_frame(frame: bytes) -> None:
             if not ws.closed:
                 await ws.send_bytes(frame)
 
-        async def on_stream(stream: SpdyStream) -> None:
-            pair = pairs.setdefault(stream.headers.get("requestid", ""), {})
-            pair[stream.headers.get("streamtype", "")] = stream
-            if "data" not in pair or "error" not in pair or pair.get("started"):
-                return
-            data, error = pair["data"], pair["error"]
-            try:
-                port = int(data.headers.get("port", "0"))
-            except ValueError:
-                port = 0
-
-            async def send_error(message: str) -> None:
-                await error.write(message.encode())
-            try:
-                await self._forward(pod, port, data.receive, data.write, send_error)
-            finally:
-                await data.close()
-                await error.close()
-
-        session = SpdySession(send_frame, on_stream)
+        session = SpdySession(send_frame, self._spdy_port_streams(pod))
         try:
             async for message in ws:
                 if message.type == WSMsgType.BINARY:
@@ -431,6 +496,41 @@ class PodStreams:
             if not ws.closed:
                 await ws.close()
         return ws
+
+    async def _portforward_spdy(self, request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
+        """Port forwarding over a plain SPDY/3.1 upgrade (kubectl < 1.31, or with websockets turned off)."""
+        upgraded = await _upgrade_spdy(request, ("portforward.k8s.io",))
+        if isinstance(upgraded, web.Response):
+            return upgraded
+        response, _, frames = upgraded
+        spdy = SpdySession(_transport_writer(request), self._spdy_port_streams(pod))
+        await _feed(spdy, frames, threading.Event())
+        return response
+
+    def _spdy_port_streams(self, pod: dict[str, Any]) -> Callable[[SpdyStream], Awaitable[None]]:
+        """Per connection an error and a data stream, paired by their `requestid` header
+        (pkg/kubelet/cri/streaming/portforward/httpstream.go)."""
+        pairs: dict[str, dict[str, SpdyStream]] = {}
+
+        async def on_stream(stream: SpdyStream) -> None:
+            pair = pairs.setdefault(stream.headers.get("requestid", ""), {})
+            pair[stream.headers.get("streamtype", "")] = stream
+            if "data" not in pair or "error" not in pair:
+                return
+            data, error = pair["data"], pair["error"]
+            try:
+                port = int(data.headers.get("port", "0"))
+            except ValueError:
+                port = 0
+
+            async def send_error(message: str) -> None:
+                await error.write(message.encode())
+            try:
+                await self._forward(pod, port, data.receive, data.write, send_error)
+            finally:
+                await data.close()
+                await error.close()
+        return on_stream
 
     async def _forward(self, pod: dict[str, Any], port: int, receive: Callable[[], Awaitable[bytes | None]],
                        send: Callable[[bytes], Awaitable[None]], send_error: Callable[[str], Awaitable[None]]) -> None:
@@ -451,6 +551,67 @@ class PodStreams:
                              f"dial tcp6 [::1]:{port}: connect: connection refused ")
             return
         await serve_http(listener, receive, send)
+
+
+async def _upgrade_spdy(request: web.Request, supported: tuple[str, ...]
+                        ) -> web.Response | tuple[web.StreamResponse, str, "asyncio.Queue[bytes | None]"]:
+    """httpstream.Handshake and the SPDY response upgrader: pick a protocol from X-Stream-Protocol-Version,
+    answer 101, and hand over the connection's bytes."""
+    offered = [p.strip() for v in request.headers.getall("X-Stream-Protocol-Version", []) for p in v.split(",")
+               if p.strip()]
+    chosen = next((p for p in offered if p in supported), None) if offered else ""
+    if chosen is None:
+        return web.Response(status=403, text=f"unable to upgrade: unable to negotiate protocol: client supports "
+                                             f"{offered}, server supports {list(supported)}")
+    frames: asyncio.Queue[bytes | None] = asyncio.Queue()
+    request.protocol.set_parser(_RawBytes(frames))        # type: ignore[arg-type]  # aiohttp's upgrade hook
+    headers = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
+    if chosen:
+        headers["X-Stream-Protocol-Version"] = chosen
+    response = web.StreamResponse(status=101, headers=headers)
+    response.force_close()
+    await response.prepare(request)
+    return response, chosen, frames
+
+
+def _transport_writer(request: web.Request) -> Callable[[bytes], Awaitable[None]]:
+    transport = request.transport
+
+    async def write(frame: bytes) -> None:
+        if transport is not None and not transport.is_closing():
+            transport.write(frame)
+    return write
+
+
+async def _feed(spdy: SpdySession, frames: "asyncio.Queue[bytes | None]", hung_up: threading.Event) -> None:
+    """The upgraded connection's bytes into the SPDY session, until the client goes."""
+    try:
+        while (data := await frames.get()) is not None:
+            await spdy.feed(data)
+    except (ConnectionResetError, asyncio.CancelledError, SpdyError) as exc:
+        log.debug("SPDY connection ended: %s", exc)
+    finally:
+        hung_up.set()
+        await spdy.go_away()
+        for task in list(spdy.tasks):
+            task.cancel()
+
+
+class _RawBytes:
+    """What aiohttp's protocol feeds an upgraded connection's bytes to (as it feeds its WebSocketReader)."""
+
+    def __init__(self, queue: "asyncio.Queue[bytes | None]") -> None:
+        self.queue = queue
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.queue.put_nowait(bytes(data))
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.queue.put_nowait(None)
+
+    def set_exception(self, exc: BaseException, cause: BaseException | None = None) -> None:
+        self.queue.put_nowait(None)
 
 
 def _ports(values: list[str]) -> list[int]:
