@@ -20,7 +20,7 @@ import websocket
 from kubernetes.client import CoreV1Api
 from kubernetes.stream import portforward, stream
 
-from infra.harvester.guest import charts, workload
+from infra.harvester.guest import charts, volumes, workload
 from infra.harvester.guest import cluster as guests
 from infra.kube import Kube
 
@@ -397,3 +397,26 @@ def test_kubectl_port_forward(binary: str, guest: guests.GuestCluster, core: Cor
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_volume_bytes_are_there_only_while_the_volume_is_attached(guest: guests.GuestCluster) -> None:
+    """The hotplug pod going away on the host detaches the Longhorn volume under a running guest pod: its
+    mount answers EIO, as a disk gone from under a mount does."""
+    kube, files = guest.kube(), workload.ExecPodFiles(guest.kube())
+    kube.create(workload.claim_manifest(NS, "detach-data", RUN_ID))
+    data = workload.DataWorkload(NS, "detach-me", "detach-data")
+    kube.create(data.manifest(RUN_ID))
+    pod = workload.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"]
+    files.write(NS, pod, "/data/kept", b"while attached")
+    chain = volumes.volume_chain(guest, NS, data.claim, BUDGET)
+    for hotplug in guest.host.list("v1", "Pod", guest.host_namespace, label_selector="kubevirt.io=hotplug-disk"):
+        if any((v.get("persistentVolumeClaim") or {}).get("claimName") == chain.host_pvc
+               for v in hotplug["spec"].get("volumes") or []):
+            guest.host.delete("v1", "Pod", hotplug["metadata"]["name"], guest.host_namespace)
+    guest.host.wait_for("longhorn.io/v1beta2", "Volume", chain.longhorn_volume,
+                        lambda v: ((v or {}).get("status") or {}).get("state") == "detached", budget=BUDGET,
+                        awaited="the Longhorn volume to detach", namespace="longhorn-system")
+    with pytest.raises(workload.PodCommandFailed) as gone:
+        files.read(NS, pod, "/data/kept")
+    assert gone.value.exit_code == 1 and "Input/output error" in gone.value.stderr
+    assert files.read(NS, pod, "/etc/hostname") == f"{pod}\n".encode()     # the root is still there
