@@ -769,8 +769,8 @@ def _evaluate(args: list[str], call: Call) -> bool:
     for joiner in ("-o", "-a"):
         if joiner in args[1:-1]:
             at = args.index(joiner, 1)
-            left, right = _evaluate(args[:at], call), _evaluate(args[at + 1:], call)
-            return (left or right) if joiner == "-o" else (left and right)
+            before, after = _evaluate(args[:at], call), _evaluate(args[at + 1:], call)
+            return (before or after) if joiner == "-o" else (before and after)
     if len(args) == 1:
         return args[0] != ""
     if len(args) == 2:

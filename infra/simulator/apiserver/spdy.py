@@ -150,10 +150,10 @@ class SpdySession:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         elif kind == RST_STREAM:
-            stream = self.streams.get(struct.unpack_from(">I", payload, 0)[0] & 0x7FFFFFFF)
-            if stream is not None:
-                stream.local_closed = True
-                self._half_close(stream)
+            reset = self.streams.get(struct.unpack_from(">I", payload, 0)[0] & 0x7FFFFFFF)
+            if reset is not None:
+                reset.local_closed = True
+                self._half_close(reset)
         elif kind == PING:
             await self.send(_control(PING, 0, payload))
         elif kind == HEADERS:

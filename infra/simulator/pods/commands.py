@@ -9,6 +9,7 @@ import io
 import os
 import tarfile
 import time
+
 from ..shell import Call, Command, Output, Shell, normalise, to_bytes, to_text
 from .filesystem import PodFilesystem
 

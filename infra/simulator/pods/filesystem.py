@@ -139,7 +139,7 @@ def base_root(hostname: str, env: dict[str, str]) -> FileTree:
     tree = FileTree()
     tree.dirs.update({"bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "usr", "var", "var/run"})
     tree.files["etc/hostname"] = (hostname + "\n").encode()
-    tree.files["etc/hosts"] = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".encode()
+    tree.files["etc/hosts"] = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".encode()
     tree.files["etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
     tree.files["etc/os-release"] = b'NAME="BusyBox"\nID=busybox\n'
     return tree

@@ -168,13 +168,13 @@ class PodRuntime:
                 tree = FileTree()
                 for item, value in (obj.get("data") or {}).items():
                     tree.files[item] = base64.b64decode(value) if key == "secret" else str(value).encode()
-                return Mount(path, lambda tree=tree: tree, read_only=True)
+                return Mount(path, _always(tree), read_only=True)
         claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
         if claim:
             tree = self._claims.setdefault((namespace, claim), FileTree())
         else:
-            tree = processes.scratch.setdefault(volume.get("name", path), FileTree())
-        return Mount(path, lambda tree=tree: tree, read_only)
+            tree = processes.scratch.setdefault(str(volume.get("name") or path), FileTree())
+        return Mount(path, _always(tree), read_only)
 
     def environment(self, pod: Obj, container: Obj, tty: bool) -> dict[str, str]:
         env = {"PATH": DEFAULT_PATH, "HOSTNAME": self._hostname(pod), "HOME": "/root"}
@@ -234,6 +234,11 @@ class PodRuntime:
                     self.bridge.soon(self.api.logs.append, meta.get("namespace", ""), meta["name"],
                                      session.container["name"], logged)
             write(result.stdout, result.stderr)
+
+
+def _always(tree: FileTree) -> Callable[[], FileTree]:
+    """A mount whose storage is always there (in memory, kept by the runtime)."""
+    return lambda: tree
 
 
 def hung_up_event_wait(hung_up: Callable[[], bool]) -> None:
