@@ -372,6 +372,10 @@ def test_kubectl_attach(guest: guests.GuestCluster) -> None:
 def test_kubectl_port_forward(binary: str, guest: guests.GuestCluster, core: CoreV1Api) -> None:
     """kubectl >= 1.31 tunnels SPDY through a WebSocket (`SPDY/3.1+portforward.k8s.io`); older ones upgrade
     the request to SPDY/3.1."""
+    _port_forward_with_kubectl(binary, guest, core)
+
+
+def _port_forward_with_kubectl(binary: str, guest: guests.GuestCluster, core: CoreV1Api) -> None:
     name = "kubectl-web"
     if guest.kube().find("v1", "Pod", name, NS) is None:
         _running(guest.kube(), _pod(name, command=["httpd", "-f", "-p", "8080", "-h", "/www"], ports=[8080]))
@@ -397,6 +401,26 @@ def test_kubectl_port_forward(binary: str, guest: guests.GuestCluster, core: Cor
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@needs_kubectl
+def test_a_kubernetes_1_30_api_server_has_no_port_forward_tunnel(host: Kube, guest: guests.GuestCluster) -> None:
+    """PortForwardWebsockets is on from Kubernetes 1.31: before, the kubelet refuses the tunnel's protocol and
+    kubectl falls back to SPDY/3.1; 1.30 already translates RemoteCommand v5."""
+    path = f"/api/v1/namespaces/{NS}/pods/tunnel-target/portforward?ports=80"
+    with a_guest(host, "v1.30.10+rke2r1", "2.9") as older:
+        older.kube().create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        _running(older.kube(), _pod("tunnel-target"))
+        assert _handshake_refusal(older.kube(), path, ["SPDY/3.1+portforward.k8s.io"])[0] == 403
+        _port_forward_with_kubectl(KUBECTLS[-1], older, CoreV1Api(older.kube().api_client))
+        client = _exec(CoreV1Api(older.kube().api_client), "tunnel-target", "true")
+        assert client.subprotocol == "v5.channel.k8s.io"
+        client.close()
+    if guest.kube().find("v1", "Pod", "tunnel-target", NS) is None:
+        _running(guest.kube(), _pod("tunnel-target"))
+    tunnel = _raw(guest.kube(), path, ["SPDY/3.1+portforward.k8s.io"])
+    assert (tunnel.getsubprotocol() or "").lower() == "spdy/3.1+portforward.k8s.io"     # websocket-client lowercases
+    tunnel.close()
 
 
 def test_volume_bytes_are_there_only_while_the_volume_is_attached(guest: guests.GuestCluster) -> None:

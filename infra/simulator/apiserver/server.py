@@ -105,7 +105,8 @@ class ApiServer:
         self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
         self._product_routes: dict[str, ProductRoute] = {}
         self._service_proxies: dict[tuple[str, str], ServiceProxy] = {}
-        self.pod_streams = PodStreams(api, None)      # exec/attach/portforward; the cluster sets its runtime
+        # exec/attach/portforward; the cluster sets its runtime
+        self.pod_streams = PodStreams(api, None, minor=int("".join(c for c in self.kube_version["minor"] if c.isdigit())))
 
     def add_product_route(self, prefix: str, handler: "ProductRoute") -> None:
         """A route of the product's own API beside Kubernetes' (e.g. Harvester's /v1/harvester/...)."""

@@ -171,9 +171,15 @@ def _is_websocket(request: web.Request) -> bool:
 
 
 class PodStreams:
-    def __init__(self, api: ObjectApi, runtime: PodRuntime | None) -> None:
+    def __init__(self, api: ObjectApi, runtime: PodRuntime | None, minor: int = 32) -> None:
         self.api = api
         self.runtime = runtime
+        # Kubernetes feature gates on by default from these minors on (beta): the API server itself serves
+        # RemoteCommand v5 (TranslateStreamCloseWebsocketRequests, 1.30) and the port-forward tunnel
+        # (PortForwardWebsockets, 1.31). Before, such requests go to the kubelet, which refuses them (403),
+        # and kubectl falls back to SPDY.
+        self.translates_v5 = minor >= 30
+        self.tunnels_port_forward = minor >= 31
 
     async def handle(self, request: web.Request, namespace: str, name: str, sub: str) -> web.StreamResponse:
         if request.method not in ("GET", "POST"):
@@ -201,7 +207,7 @@ class PodStreams:
                                                       tty)
             raise errors.bad_request("Upgrade request required")
         offered = _offered(request)
-        translated = V5 in offered
+        translated = V5 in offered and self.translates_v5
         protocol = V5 if translated else next((p for p in offered if p in KUBELET_REMOTECOMMAND), "" if not offered
                                               else None)
         if protocol is None:
@@ -424,7 +430,7 @@ class PodStreams:
                 return await self._portforward_spdy(request, pod)
             raise errors.bad_request("Upgrade request required")
         offered = _offered(request)
-        if PORTFORWARD_TUNNEL in offered:
+        if PORTFORWARD_TUNNEL in offered and self.tunnels_port_forward:
             return await self._portforward_tunnel(request, pod)
         protocol = next((p for p in offered if p in KUBELET_PORTFORWARD), "" if not offered else None)
         if protocol is None:
