@@ -20,6 +20,8 @@ from .harvester import load_crds
 from .harvester.seed import initial_objects
 from .harvester.versions import HarvesterVersion, get_version
 from .nodes import NodeFleet, NodeLogin, start_nodes
+from .nodes.bridge import LoopBridge
+from .pods import PodRuntime
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ async def start_twin(version_name: str, *, node_count: int = 3, time_scale: floa
                        kube_version=kube_version,
                        info=lambda: {"harvesterVersion": version.name, "timeScale": time_scale})
     await server.start()
+    server.pod_streams.runtime = PodRuntime(api, LoopBridge(asyncio.get_running_loop()))
     twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale))
     twin.nodes = start_nodes(twin, node_login)
     install_all(twin)

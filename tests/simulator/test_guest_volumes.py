@@ -8,7 +8,7 @@ import pytest
 
 from infra.harvester.guest import charts, volumes, workload
 from infra.harvester.guest import cluster as guests
-from infra.kube import ApiFailure, Kube
+from infra.kube import Kube
 from infra.waits.budget import Budget, WaitTimeout
 
 from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
@@ -38,7 +38,7 @@ def _workload(guest: guests.GuestCluster, name: str) -> workload.DataWorkload:
 
 
 def test_the_volume_chain_attach_detach_and_data(guest: guests.GuestCluster) -> None:
-    kube, files = guest.kube(), workload.SimulatedPodFiles(guest.kube())
+    kube, files = guest.kube(), workload.ExecPodFiles(guest.kube())
     data = _workload(guest, "writer")
     chain = volumes.volume_chain(guest, "apps", data.claim, BUDGET)
     claim = kube.get("v1", "PersistentVolumeClaim", data.claim, "apps")
@@ -66,7 +66,7 @@ def test_the_volume_chain_attach_detach_and_data(guest: guests.GuestCluster) -> 
 
 
 def test_the_checksum_is_computed_from_the_bytes_stored(guest: guests.GuestCluster) -> None:
-    files = workload.SimulatedPodFiles(guest.kube())
+    files = workload.ExecPodFiles(guest.kube())
     data = _workload(guest, "tamper")
     pod = workload.the_pod(guest.kube(), data)["metadata"]["name"]
     record = workload.write_data(files, data, pod, size=4096)
@@ -75,15 +75,23 @@ def test_the_checksum_is_computed_from_the_bytes_stored(guest: guests.GuestClust
         workload.verify_data(files, data, pod, record)
 
 
-def test_files_live_only_on_volumes(guest: guests.GuestCluster) -> None:
+def test_only_the_volume_outlives_the_pod(guest: guests.GuestCluster) -> None:
+    kube, files = guest.kube(), workload.ExecPodFiles(guest.kube())
     data = _workload(guest, "rootfs")
-    pod = workload.the_pod(guest.kube(), data)["metadata"]["name"]
-    files = workload.SimulatedPodFiles(guest.kube())
-    with pytest.raises(ApiFailure, match="not under a volume mount"):
-        files.write("apps", pod, "/etc/motd", b"hello")
-    with pytest.raises(ApiFailure) as missing:
+    pod = workload.the_pod(kube, data)["metadata"]["name"]
+    files.write("apps", pod, "/etc/motd", b"on the container's root")
+    files.write("apps", pod, "/data/kept", b"on the volume")
+    assert files.read("apps", pod, "/etc/motd") == b"on the container's root"
+    with pytest.raises(workload.PodCommandFailed) as missing:
         files.read("apps", pod, "/data/never-written")
-    assert missing.value.status == 404
+    assert missing.value.exit_code == 1 and "No such file or directory" in missing.value.stderr
+
+    workload.scale(kube, data, 0, BUDGET)
+    again = workload.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"]
+    assert again != pod
+    assert files.read("apps", again, "/data/kept") == b"on the volume"
+    with pytest.raises(workload.PodCommandFailed, match="No such file or directory"):
+        files.read("apps", again, "/etc/motd")
 
 
 def test_deleting_the_claim_deletes_the_host_pvc_and_the_longhorn_volume(guest: guests.GuestCluster) -> None:

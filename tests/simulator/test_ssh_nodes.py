@@ -192,8 +192,10 @@ def test_lists_and_pipes(node0: SshNode) -> None:
     assert node0.run("cat /etc/os-release | head -n 4 | tail -n 1").stdout == 'PRETTY_NAME="Harvester v1.4.2"\n'
     assert node0.run("cat /etc/os-release | grep -c =").stdout == "9\n"
     assert node0.run("grep -q Harvester /etc/os-release && echo found").stdout == "found\n"
-    unsupported = node0.run("echo hi > /tmp/x")
-    assert unsupported.exit_status == 2 and "redirection" in unsupported.stderr
+    quiet = node0.run("cat /nonexistent 2>/dev/null; echo $?; echo out >&2")
+    assert (quiet.stdout, quiet.stderr) == ("1\n", "out\n")
+    unsupported = node0.run("(echo hi)")
+    assert unsupported.exit_status == 2 and "subshell" in unsupported.stderr
 
 
 def test_a_command_past_its_timeout_is_abandoned_and_stopped_on_the_node(node0: SshNode,

@@ -1,16 +1,16 @@
 """A workload that keeps data on a guest volume, and a way to write and read that data.
 
-`DataWorkload` is a one-replica Deployment mounting a PVC at /data. Data goes through `PodFiles`,
-a process in the pod: `sh -c` through the API's exec subresource, as `kubectl exec` runs it, on every
-backend (the simulated guest's pods answer exec the same way, reading and writing the bytes the host
-Longhorn volume stores, only while that volume is attached where the pod runs). The checksum is always computed here from the bytes
-read back, never taken from the cluster.
+`DataWorkload` is a one-replica Deployment mounting a PVC at /data. Data goes through `PodFiles`:
+`ExecPodFiles` runs `sh -c` in the pod through the API's exec subresource, on a real cluster and on
+the simulated one alike. The checksum is always computed here from the bytes read back, never taken
+from the cluster.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import os
+import shlex
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,26 +34,59 @@ class PodFiles(Protocol):
     def read(self, namespace: str, pod: str, path: str) -> bytes: ...
 
 
+class PodCommandFailed(RuntimeError):
+    """A command run in a pod through exec exited non-zero (or never finished): its exit code and stderr."""
+
+    def __init__(self, namespace: str, pod: str, what: str, exit_code: int | None, stderr: str) -> None:
+        self.exit_code, self.stderr = exit_code, stderr
+        ended = f"exited {exit_code}" if exit_code is not None else "did not finish"
+        detail = stderr.strip() or "(no stderr)"
+        super().__init__(f"{what} in pod {namespace}/{pod} {ended}: {detail}")
+
+
 class ExecPodFiles:
-    """Files in a real pod, through the exec subresource (`sh -c`, base64 so binary data survives)."""
+    """Files in a pod, through the exec subresource: `sh -c` with base64 so binary data survives.
+
+    stdout and stderr are read apart (only stdout is data); a command that fails raises `PodCommandFailed`
+    with its exit code and stderr. Writes go in chunks so each command line stays well under the API
+    server's 1 MiB request-line limit."""
+
+    CHUNK_BYTES = 48 * 1024                  # 64 KiB of base64 per command
 
     def __init__(self, guest_kube: Kube) -> None:
         self.kube = guest_kube
 
-    def _exec(self, namespace: str, pod: str, script: str) -> str:
+    def _exec(self, namespace: str, pod: str, script: str, what: str) -> str:
         from kubernetes.client import CoreV1Api
         from kubernetes.stream import stream
 
-        return str(stream(CoreV1Api(self.kube.api_client).connect_get_namespaced_pod_exec, pod, namespace,
-                          command=["sh", "-c", script], stderr=True, stdin=False, stdout=True, tty=False,
-                          _request_timeout=self.kube.request_timeout))
+        client = stream(CoreV1Api(self.kube.api_client).connect_get_namespaced_pod_exec, pod, namespace,
+                        command=["sh", "-c", script], stderr=True, stdin=False, stdout=True, tty=False,
+                        _preload_content=False, _request_timeout=self.kube.request_timeout)
+        try:
+            client.run_forever(timeout=self.kube.request_timeout)
+            stdout, stderr = client.read_stdout(), client.read_stderr()
+            exit_code = client.returncode
+        finally:
+            client.close()
+        if exit_code != 0:
+            raise PodCommandFailed(namespace, pod, what, exit_code, stderr)
+        return str(stdout)
 
     def write(self, namespace: str, pod: str, path: str, data: bytes) -> None:
-        encoded = base64.b64encode(data).decode()
-        self._exec(namespace, pod, f"echo '{encoded}' | base64 -d > '{path}' && sync")
+        target = shlex.quote(path)
+        chunks = [data[i:i + self.CHUNK_BYTES] for i in range(0, len(data), self.CHUNK_BYTES)] or [b""]
+        for index, chunk in enumerate(chunks):
+            encoded = base64.b64encode(chunk).decode()
+            redirect = ">" if index == 0 else ">>"
+            self._exec(namespace, pod, f"printf '%s' '{encoded}' | base64 -d {redirect} {target}",
+                       f"writing {path} (part {index + 1} of {len(chunks)})")
+        self._exec(namespace, pod, "sync", f"sync after writing {path}")
 
     def read(self, namespace: str, pod: str, path: str) -> bytes:
-        return base64.b64decode(self._exec(namespace, pod, f"base64 -w0 '{path}'").strip())
+        encoded = self._exec(namespace, pod, f"base64 -w0 {shlex.quote(path)}", f"reading {path}")
+        return base64.b64decode(encoded.strip())
+
 
 
 @dataclass(frozen=True)

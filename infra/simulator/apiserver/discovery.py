@@ -52,10 +52,15 @@ def _resource_entries(rtype: ResourceType) -> list[dict[str, Any]]:
                         "group": "autoscaling", "version": "v1", "kind": "Scale",
                         "verbs": ["get", "patch", "update"]})
     for sub in rtype.extra_subresources:
-        verbs = ["get"] if sub == "log" else ["update"]
+        verbs, kind = (["get"], "Pod") if sub == "log" else (["update"], rtype.kind)
+        if sub in _CONNECT_OPTIONS:             # connect subresources: GET or POST with options, then upgrade
+            verbs, kind = ["create", "get"], _CONNECT_OPTIONS[sub]
         entries.append({"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
-                        "kind": "Pod" if sub == "log" else rtype.kind, "verbs": verbs})
+                        "kind": kind, "verbs": verbs})
     return entries
+
+
+_CONNECT_OPTIONS = {"attach": "PodAttachOptions", "exec": "PodExecOptions", "portforward": "PodPortForwardOptions"}
 
 
 def api_resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:

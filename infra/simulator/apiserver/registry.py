@@ -60,7 +60,8 @@ def builtin_types() -> list[ResourceType]:
     return [
         _builtin("", "v1", "Namespace", "namespaces", False, short=("ns",), extra=("finalize",)),
         _builtin("", "v1", "Node", "nodes", False, short=("no",)),
-        _builtin("", "v1", "Pod", "pods", True, short=("po",), extra=("log",), categories=("all",)),
+        _builtin("", "v1", "Pod", "pods", True, short=("po",), extra=("attach", "exec", "log", "portforward"),
+                 categories=("all",)),
         _builtin("", "v1", "Service", "services", True, short=("svc",), categories=("all",)),
         _builtin("", "v1", "Endpoints", "endpoints", True, short=("ep",), status=False),
         _builtin("", "v1", "ConfigMap", "configmaps", True, short=("cm",), status=False),

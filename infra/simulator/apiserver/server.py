@@ -25,6 +25,7 @@ from .faults import Faults
 from .objects import ObjectApi, supported_fields
 from .registry import ResourceType
 from .store import StoredEvent, TooOldResourceVersion
+from .streams import STREAM_SUBRESOURCES, PodStreams
 from .tables import to_table
 from .tls import TlsMaterial
 
@@ -104,6 +105,8 @@ class ApiServer:
         self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
         self._product_routes: dict[str, ProductRoute] = {}
         self._service_proxies: dict[tuple[str, str], ServiceProxy] = {}
+        # exec/attach/portforward; the cluster sets its runtime
+        self.pod_streams = PodStreams(api, None, minor=int("".join(c for c in self.kube_version["minor"] if c.isdigit())))
 
     def add_product_route(self, prefix: str, handler: "ProductRoute") -> None:
         """A route of the product's own API beside Kubernetes' (e.g. Harvester's /v1/harvester/...)."""
@@ -134,7 +137,10 @@ class ApiServer:
     async def start(self) -> None:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # Go's net/http reads request lines and headers up to 1 MiB (DefaultMaxHeaderBytes): exec's command rides
+        # in the query string.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                     max_line_size=1 << 20, max_field_size=1 << 20)
         await self._runner.setup()
         self._ssl = self._ssl_context(None)
         await self._listen()
@@ -234,6 +240,9 @@ class ApiServer:
         if target is None:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         rtype = self.api.lookup(target.group, target.version, target.plural)
+        if (rtype.group, rtype.plural) == ("", "pods") and target.subresource in STREAM_SUBRESOURCES \
+                and target.namespace and target.name:
+            return await self.pod_streams.handle(request, target.namespace, target.name, target.subresource)
         if target.namespace is not None and not rtype.namespaced:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         return await self._resource(request, rtype, target)

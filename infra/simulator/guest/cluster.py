@@ -29,6 +29,8 @@ from ..apiserver.store import StoredEvent
 from ..apiserver.tls import TlsMaterial, make_tls_material
 from ..harvester import load_crds
 from ..kubeconfig import kubeconfig_dict
+from ..nodes.bridge import LoopBridge
+from ..pods import PodRuntime
 from .cloud_provider import CloudProvider
 from .helm_controller import HelmController
 from .hostside import DEFAULT_CLASS, VM_NETWORK, HostSide
@@ -166,7 +168,8 @@ class GuestCluster:
             HelmController(self).reconcile, Workloads(self).reconcile, Scheduling(self).reconcile,
             self.storage.reconcile, Kubelet(self).reconcile, CloudProvider(self).reconcile])
         await self.server.start()
-        self.server.add_twin_route("POST", "/twin/v1/podfiles", self._pod_files)
+        self.server.pod_streams.runtime = PodRuntime(self.api, LoopBridge(asyncio.get_running_loop()),
+                                                     volumes=self.storage.pod_volume)
         self._publish_kubeconfig()
         self._listen(self.api, lambda event: self.runtime.poke())
         self._listen(self.host.api, self._host_event)
@@ -389,11 +392,3 @@ class GuestCluster:
                     pass
             self.hostside.dhcp.release(self._mac(node.name))
         self.hostside.poke()
-
-    # ---- endpoints --------------------------------------------------------------------------------------
-    async def _pod_files(self, request: Any, _: str) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise errors.bad_request("the body must be JSON: {namespace, pod, path, op, dataBase64}") from None
-        return self.storage.pod_file(body)

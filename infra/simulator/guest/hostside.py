@@ -10,8 +10,8 @@ Started with the first guest, it adds to the host what a Harvester cluster runni
 * Longhorn's attachment: a Volume is `attached` to the host node of the Running pod that uses its
   PVC (a VM's virt-launcher pod, or the `hp-volume-*` pod KubeVirt runs for a hotplugged disk),
   robustness `healthy`, `kubernetesStatus.workloadsStatus` naming that pod; otherwise `detached`;
-* the bytes stored in each volume (`VolumeContents`): what a guest pod writes through the pod
-  filesystem endpoint lives here, keyed by the Longhorn volume, and goes when the volume goes.
+* the bytes stored in each volume (`VolumeContents`): what a guest pod's processes write to a volume
+  (see `infra/simulator/pods`) lives here, keyed by the Longhorn volume, and goes when the volume goes.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from ..apiserver.store import StoredEvent
+from ..pods import FileTree
 from .dhcp import DhcpServer
 from .objects import Obj, kind, mutate_if_changed, status_of
 
@@ -40,19 +41,22 @@ _WATCHED = {("", "persistentvolumeclaims"), ("", "pods"), ("longhorn.io", "volum
 
 
 class VolumeContents:
-    """Files written into volumes, by Longhorn volume name then path inside the volume."""
+    """The files in each volume (a `FileTree` by Longhorn volume name), as the pods using it wrote them."""
 
     def __init__(self) -> None:
-        self._files: dict[str, dict[str, bytes]] = {}
+        self._trees: dict[str, FileTree] = {}
+
+    def tree(self, volume: str) -> FileTree:
+        return self._trees.setdefault(volume, FileTree())
 
     def write(self, volume: str, path: str, data: bytes) -> None:
-        self._files.setdefault(volume, {})[path] = bytes(data)
+        self.tree(volume).files[path] = bytes(data)
 
     def read(self, volume: str, path: str) -> bytes | None:
-        return self._files.get(volume, {}).get(path)
+        return self._trees[volume].files.get(path) if volume in self._trees else None
 
     def drop(self, volume: str) -> None:
-        self._files.pop(volume, None)
+        self._trees.pop(volume, None)
 
 
 class HostSide:

@@ -4,8 +4,8 @@
 kube-scheduler records: `PodScheduled=False`, reason `Unschedulable`, its message, and a
 `FailedScheduling` warning event. A `Kubelet` starts a bound pod once its volumes are attached
 and mounted (see `storage.GuestStorage.volumes_ready`): `ContainerCreating` until then, Running
-and Ready a few simulated seconds later. Container processes are not simulated; what a workload
-writes to a volume goes through the pod-filesystem endpoint (see `storage`).
+and Ready a few simulated seconds later. What runs in a Running container (exec, attach, served
+ports) is the pod process model of `infra/simulator/pods`.
 """
 from __future__ import annotations
 

@@ -13,18 +13,19 @@ Only while the chart's pods run: provisioning and attaching need a Ready control
   attachment is reported once Longhorn says `attached` on that host node (`waitForVolSettled`).
   With no pod left on N, the volume is unpublished (removed from the VM) and Longhorn detaches.
 * Deleting the claim (reclaimPolicy Delete) deletes the guest PV and the host PVC.
-* Pod filesystem: the twin runs no container processes, so `POST /twin/v1/podfiles` on the guest
-  API server stands for a process in the pod reading or writing a file under a mount of such a
-  claim; the bytes go to the host Longhorn volume's store and only while it is attached there.
+* Pod filesystem: a pod's processes (exec, see `infra/simulator/pods`) see such a claim's mount as the
+  host Longhorn volume's files, and only while it is attached where the pod runs (EIO otherwise).
 """
 from __future__ import annotations
 
-import base64
+import errno
 import hashlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from ..apiserver import errors
 from ..apiserver.clock import rfc3339
+from ..pods import FileTree, Mount
 from .csi_chart import CHART as CSI_CHART
 from .csi_chart import DRIVER
 from .hostside import DEFAULT_CLASS_ANNOTATION, bytes_of
@@ -418,52 +419,27 @@ class GuestStorage:
                                f"driver name {DRIVER} not found in the list of registered CSI drivers")
         return True, ""
 
-    # ---- the pod filesystem endpoint ------------------------------------------------------------------------
-    def pod_file(self, body: Obj) -> Obj:
-        namespace, pod_name, path = body.get("namespace", ""), body.get("pod", ""), body.get("path", "")
-        operation = body.get("op", "read")
-        pod = self.api.find(self.pods, namespace, pod_name)
-        if pod is None:
-            raise errors.not_found("pods", pod_name)
-        if (pod.get("status") or {}).get("phase") != "Running":
-            raise errors.ApiError(409, "Conflict", f"pod {namespace}/{pod_name} is not running "
-                                                   f"(phase {(pod.get('status') or {}).get('phase')})")
-        containers = (pod.get("spec") or {}).get("containers") or []
-        container = next((c for c in containers if c["name"] == body.get("container")), containers[0] if containers
-                         else None)
-        mount = None
-        for candidate in (container or {}).get("volumeMounts") or []:
-            root = candidate["mountPath"].rstrip("/") + "/"
-            if path.startswith(root) and (mount is None or len(root) > len(mount["mountPath"])):
-                mount = candidate
-        if mount is None:
-            raise errors.bad_request(f"{path} is not under a volume mount of container {container and container['name']}: "
-                                     "the twin keeps no container root filesystem")
-        volume = next((v for v in pod["spec"].get("volumes") or [] if v.get("name") == mount["name"]), {})
+    # ---- what a pod's processes see under the mount ---------------------------------------------------------
+    def pod_volume(self, pod: Obj, volume: Obj, mount: Obj) -> Mount | None:
+        """The mount of a claim on this driver: the host Longhorn volume's files, while attached here."""
         claim_name = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-        pv = self._driver_pv(namespace, claim_name) if claim_name else None
+        namespace = pod["metadata"]["namespace"]
+        if not claim_name or self._driver_pv(namespace, claim_name) is None:
+            return None
+        node = (pod.get("spec") or {}).get("nodeName", "")
+        return Mount(mount["mountPath"], lambda: self._attached_tree(namespace, claim_name, node),
+                     read_only=bool(mount.get("readOnly") or (volume.get("persistentVolumeClaim") or {}).get("readOnly")))
+
+    def _attached_tree(self, namespace: str, claim_name: str, node: str) -> FileTree:
+        pv = self._driver_pv(namespace, claim_name)
         if pv is None:
-            raise errors.bad_request(f"{mount['mountPath']} is not a {DRIVER} volume")
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         handle = pv["spec"]["csi"]["volumeHandle"]
-        node = pod["spec"].get("nodeName", "")
         va = self.api.find(self.attachments, None, attachment_name(handle, node))
         longhorn = self.guest.hostside.longhorn_volume_for(self.guest.host_namespace, handle)
-        vmi = self.guest.host_vmi(node)
-        host_node = ((vmi or {}).get("status") or {}).get("nodeName")
-        if not (va or {}).get("status", {}).get("attached") or longhorn is None or \
-                (longhorn.get("status") or {}).get("state") != "attached" or \
-                (longhorn.get("status") or {}).get("currentNodeID") != host_node:
-            raise errors.ApiError(409, "Conflict", f"volume {pv['metadata']['name']} is not attached to node {node}")
-        relative = path[len(mount["mountPath"].rstrip("/")) + 1:]
-        contents = self.guest.hostside.contents
-        volume_name = longhorn["metadata"]["name"]
-        if operation == "write":
-            if mount.get("readOnly"):
-                raise errors.ApiError(409, "Conflict", f"{mount['mountPath']} is mounted read-only")
-            data = base64.b64decode(body.get("dataBase64", ""))
-            contents.write(volume_name, relative, data)
-            return {"path": path, "size": len(data)}
-        data = contents.read(volume_name, relative)
-        if data is None:
-            raise errors.not_found("files", path)
-        return {"path": path, "size": len(data), "dataBase64": base64.b64encode(data).decode()}
+        host_node = ((self.guest.host_vmi(node) or {}).get("status") or {}).get("nodeName")
+        state = (longhorn or {}).get("status") or {}
+        if not ((va or {}).get("status") or {}).get("attached") or longhorn is None or \
+                state.get("state") != "attached" or state.get("currentNodeID") != host_node:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))      # the disk went from under the mount
+        return self.guest.hostside.contents.tree(longhorn["metadata"]["name"])

@@ -1,9 +1,10 @@
 """The commands a simulated Harvester node answers, backed by the twin's state.
 
-`cat` (node files), `whoami`/`id`/`hostname`, `sudo` (NOPASSWD unless the node has a login
-password, then `-S` reads it), `sh -c`, `kubectl` and `helm` (the real binaries, with the node's
-kubeconfig; helm with the `rancher-charts` repository configured), `journalctl -u`, `systemctl
-is-active`, `reboot`. kubectl and helm read /etc/rancher/rke2/rke2.yaml, which only root may read.
+The shared shell's tools (`infra/simulator/shell.py`) over node files, `whoami`/`id`/`hostname`,
+`sudo` (NOPASSWD unless the node has a login password, then `-S` reads it), `bash`, `kubectl` and
+`helm` (the real binaries, with the node's kubeconfig; helm with the `rancher-charts` repository
+configured), `journalctl -u`, `systemctl is-active`, `reboot`. kubectl and helm read
+/etc/rancher/rke2/rke2.yaml, which only root may read.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..apiserver.objects import ObjectApi
 from .bridge import LoopBridge
 from .files import RANCHER_UID, RKE2_KUBECONFIG, ROOT_UID, NodeFiles
 from .journal import RKE2_SERVER, SYSTEM_AGENT
-from .shell import Call, Output, Shell
+from ..shell import Call, Output, Shell, sh
 from .system import NodeSystem, Power
 
 CLIENT_TIMEOUT_SECONDS = 120       # kubectl or helm run by one SSH command
@@ -49,8 +50,8 @@ def node_shell(node: NodeSystem, services: NodeServices) -> Shell:
                   installed=lambda name: (services.find_kubectl() if name == "kubectl" else
                                           services.find_helm() if name == "helm" else True) is not None)
     shell.commands.update({
-        "cat": commands.cat, "whoami": commands.whoami, "id": commands.id, "hostname": commands.hostname,
-        "sudo": commands.sudo, "sh": commands.sh, "bash": commands.sh, "kubectl": commands.kubectl,
+        "whoami": commands.whoami, "id": commands.id, "hostname": commands.hostname,
+        "sudo": commands.sudo, "bash": sh, "kubectl": commands.kubectl,
         "helm": commands.helm, "journalctl": commands.journalctl, "systemctl": commands.systemctl,
         "reboot": commands.reboot,
     })
@@ -63,11 +64,6 @@ class NodeCommands:
         self.services = services
 
     # --- identity and files ------------------------------------------------------------------------
-    def cat(self, call: Call) -> Output:
-        operands = [a for a in call.argv[1:] if a != "--"]
-        text, errors = call.shell.input_of(call, operands)
-        return Output(1 if errors else 0, text, "".join(errors))
-
     def whoami(self, call: Call) -> Output:
         return Output(0, _USERS[call.uid][0] + "\n")
 
@@ -82,12 +78,6 @@ class NodeCommands:
 
     def hostname(self, call: Call) -> Output:
         return Output(0, self.node.name + "\n")
-
-    def sh(self, call: Call) -> Output:
-        args = call.argv[1:]
-        if len(args) < 2 or args[0] != "-c":
-            return Output(2, "", f"{call.name}: the simulated node runs only `{call.name} -c '<command>'`\n")
-        return call.shell.run(args[1], call.stdin, call.uid, shell_name=call.name, hung_up=call.hung_up)
 
     def sudo(self, call: Call) -> Output:
         args = call.argv[1:]

@@ -22,7 +22,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .shell import Output
+from ..shell import Output, to_bytes, to_text
 
 log = logging.getLogger(__name__)
 USER = "rancher"
@@ -113,7 +113,7 @@ class _ChannelStdin:
                     chunks.append(chunk)
             except (socket.timeout, OSError):
                 pass
-            self._text = b"".join(chunks).decode(errors="replace")
+            self._text = to_text(b"".join(chunks))
         return self._text
 
 
@@ -227,9 +227,9 @@ class NodeSshd:
         self.commands_served += 1
         try:
             if output.stdout:
-                channel.sendall(output.stdout.encode())
+                channel.sendall(to_bytes(output.stdout))
             if output.stderr:
-                channel.sendall_stderr(output.stderr.encode())
+                channel.sendall_stderr(to_bytes(output.stderr))
             channel.send_exit_status(output.status)
             channel.shutdown_write()
             # The client closes the channel once it has the status and EOF. Closing first could overtake the
