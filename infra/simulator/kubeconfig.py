@@ -22,11 +22,7 @@ def kubeconfig_dict(server_url: str, ca_pem: bytes, token: str, name: str = "har
 
 
 def write_kubeconfig(path: Path, server_url: str, ca_pem: bytes, token: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(kubeconfig_dict(server_url, ca_pem, token), handle, sort_keys=False)
-    return path
+    return write_config(path, kubeconfig_dict(server_url, ca_pem, token))
 
 
 def client_certificate_kubeconfig_dict(server_url: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
