@@ -1,10 +1,10 @@
 """One guest RKE2 cluster: its own Kubernetes API server, its controllers, and its VMs on the host.
 
 The guest's API server is the twin's engine (`ObjectApi` + `ApiServer`) with its own CA, token
-and port, reporting the RKE2 release it was asked for. Its three nodes (one server, two agents)
-are KubeVirt VirtualMachines in the guest's host namespace, each with a VMI running on a host
-node, a virt-launcher pod and a root disk PVC, and an address leased from the VM network's DHCP
-server. Everything in the guest happens in one level-triggered loop: any change in the guest, or
+and port, reporting the RKE2 release it was asked for. Its nodes (one per machine of its pools: servers for
+etcd/control-plane pools, agents for worker-only ones) are KubeVirt VirtualMachines in the guest's
+host namespace, sized by the pool's HarvesterConfig, each with a VMI running on a host node, a
+virt-launcher pod and a root disk PVC, and an address leased from the VM network's DHCP server. Everything in the guest happens in one level-triggered loop: any change in the guest, or
 to the host objects it depends on, runs the helm-controller, workload controllers, scheduler,
 storage, kubelets and cloud provider passes until nothing changes.
 """
