@@ -1,7 +1,8 @@
 """Run the twin in the foreground: `python -m infra.simulator --version v1.4.2 --kubeconfig PATH`.
 
-Writes the kubeconfig, then a JSON ready file (for a parent process), and runs until SIGINT or
-SIGTERM, when it stops serving and exits 0.
+Writes the kubeconfig (and, on request, one that logs in with a client certificate, and one Rancher
+kubeconfig per `--rancher`), then a JSON ready file (for a parent process), and runs until SIGINT
+or SIGTERM, when it stops serving and exits 0.
 """
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
+from .apiserver.tls import make_client_certificate
+from .guest.dhcp import lab_description
 from .harvester.versions import UnknownVersionError, version_names
-from .kubeconfig import write_kubeconfig
+from .kubeconfig import client_certificate_kubeconfig_dict, write_config, write_kubeconfig
 from .nodes import NodeLogin
-from .twin import start_twin
+from .rancher.releases import RANCHER_VERSIONS, RancherRelease, UnknownRancherVersion
+from .twin import Twin, start_twin
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="public key(s) the nodes accept for user rancher (authorized_keys format)")
     parser.add_argument("--ssh-password-file", type=Path, metavar="FILE",
                         help="turn on password login (and sudo password) for rancher; off without it")
+    parser.add_argument("--client-cert-kubeconfig", type=Path, metavar="PATH",
+                        help="also write a kubeconfig that logs in with a client certificate (system:admin)")
+    parser.add_argument("--rancher", action="append", default=[], metavar="VERSION",
+                        help=f"start a simulated Rancher of this version (repeatable): {', '.join(RANCHER_VERSIONS)}")
+    parser.add_argument("--rancher-dir", type=Path, metavar="DIR",
+                        help="where the Rancher kubeconfigs go (default: beside --kubeconfig)")
     return parser.parse_args(argv)
 
 
@@ -42,19 +53,45 @@ def _stopping(signum: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
+def ready_info(twin: Twin, args: argparse.Namespace) -> dict[str, Any]:
+    """The ready file: how to reach everything this twin offers, as a lab's inventory would say it."""
+    vip = twin.vip
+    assert vip is not None and twin.vip_key is not None
+    rancher_dir = args.rancher_dir or args.kubeconfig.parent
+    ranchers = []
+    for rancher in twin.ranchers:
+        path = write_config(rancher_dir / f"rancher-{rancher.release.version}.kubeconfig", rancher.kubeconfig())
+        ranchers.append(rancher.describe(path))
+    info: dict[str, Any] = {
+        "url": twin.url, "kubeconfig": str(args.kubeconfig), "pid": os.getpid(),
+        "harvesterVersion": twin.version.name, "timeScale": args.time_scale,
+        "nodes": twin.nodes.describe() if twin.nodes else [],
+        "caPem": twin.tls.ca_cert_pem.decode(),
+        "harvesterApi": {"url": vip.url, "caPem": vip.tls.ca_cert_pem.decode(), "apiKey": twin.vip_key.bearer},
+        "ranchers": ranchers,
+        "lab": lab_description(),
+    }
+    if args.client_cert_kubeconfig:
+        cert, key = make_client_certificate(twin.tls.client_ca_cert_pem, twin.tls.client_ca_key_pem,
+                                            "system:admin", ("system:masters",))
+        write_config(args.client_cert_kubeconfig,
+                     client_certificate_kubeconfig_dict(twin.url, twin.tls.ca_cert_pem, cert, key))
+        info["clientCertKubeconfig"] = str(args.client_cert_kubeconfig)
+    return info
+
+
 async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
     twin = await start_twin(args.version, node_count=args.nodes, time_scale=args.time_scale, port=args.port,
                             bookmark_interval=args.bookmark_interval,
-                            node_login=NodeLogin.from_files(args.ssh_authorized_key, args.ssh_password_file))
+                            node_login=NodeLogin.from_files(args.ssh_authorized_key, args.ssh_password_file),
+                            rancher_versions=tuple(args.rancher))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stopping, signum, stop)
     try:
         write_kubeconfig(args.kubeconfig, twin.url, twin.tls.ca_cert_pem, twin.token)
-        info = {"url": twin.url, "kubeconfig": str(args.kubeconfig), "pid": os.getpid(),
-                "harvesterVersion": twin.version.name, "timeScale": args.time_scale,
-                "nodes": twin.nodes.describe() if twin.nodes else []}
+        info = ready_info(twin, args)
         if args.ready_file:
             tmp = args.ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(info))
@@ -67,6 +104,15 @@ async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
 
 def main(argv: list[str] | None = None, announce=None) -> int:  # noqa: ANN001
     args = parse_args(argv)
+    if len(set(args.rancher)) != len(args.rancher):
+        print("error: --rancher: each version once", file=sys.stderr)
+        return 2
+    for version in args.rancher:
+        try:
+            RancherRelease.get(version)
+        except UnknownRancherVersion as exc:
+            print(f"error: --rancher: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

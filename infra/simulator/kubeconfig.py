@@ -22,8 +22,22 @@ def kubeconfig_dict(server_url: str, ca_pem: bytes, token: str, name: str = "har
 
 
 def write_kubeconfig(path: Path, server_url: str, ca_pem: bytes, token: str) -> Path:
+    return write_config(path, kubeconfig_dict(server_url, ca_pem, token))
+
+
+def client_certificate_kubeconfig_dict(server_url: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
+                                       name: str = "harvester-twin") -> dict:
+    """As RKE2's own rke2.yaml: the admin logs in with a client certificate (CN system:admin, O system:masters)."""
+    config = kubeconfig_dict(server_url, ca_pem, "", name)
+    config["users"][0]["user"] = {"client-certificate-data": base64.b64encode(cert_pem).decode(),
+                                  "client-key-data": base64.b64encode(key_pem).decode()}
+    return config
+
+
+def write_config(path: Path, config: dict) -> Path:
+    """Write any kubeconfig privately (0600), as the twin writes its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(kubeconfig_dict(server_url, ca_pem, token), handle, sort_keys=False)
+        yaml.safe_dump(config, handle, sort_keys=False)
     return path

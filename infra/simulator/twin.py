@@ -22,6 +22,7 @@ from .harvester.versions import HarvesterVersion, get_version
 from .nodes import NodeFleet, NodeLogin, start_nodes
 from .nodes.bridge import LoopBridge
 from .pods import PodRuntime
+from .rancher.front import ApiKey, RancherFront
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class Twin:
     clock: SimClock
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     nodes: NodeFleet | None = None          # the nodes as machines: SSH, power, OS/RKE2 versions
+    guests: Any = None                      # guest.registry.GuestRegistry: the guest clusters on its VMs
+    vip: RancherFront | None = None         # Harvester's own API at the cluster VIP (the embedded Rancher)
+    vip_key: ApiKey | None = None           # a Rancher API key of the embedded Rancher
+    ranchers: list[Any] = field(default_factory=list)   # rancher.server.SimulatedRancher, one per --rancher
 
     @property
     def url(self) -> str:
@@ -65,6 +70,10 @@ class Twin:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.nodes is not None:
             self.nodes.stop()
+        for rancher in self.ranchers:
+            await rancher.stop()
+        if self.vip is not None:
+            await self.vip.stop()
         await self.server.stop()
 
 
@@ -104,11 +113,13 @@ def _point_node_refs_at_real_uids(api: ObjectApi) -> None:
 
 
 async def start_twin(version_name: str, *, node_count: int = 3, time_scale: float = 1.0, port: int = 0,
-                     bookmark_interval: float = 5.0, node_login: NodeLogin | None = None) -> Twin:
+                     bookmark_interval: float = 5.0, node_login: NodeLogin | None = None,
+                     rancher_versions: tuple[str, ...] = ()) -> Twin:
     version = get_version(version_name)
     api = ObjectApi()
     seed(api, version, node_count)
-    tls = make_tls_material()
+    # RKE2 keeps a client CA beside its server CA: certificates it signs log in (x509, CN/O).
+    tls = make_tls_material(client_ca_name="rke2-client-ca")
     token = secrets.token_urlsafe(32)
     kube_version = dict(KUBE_VERSION)
     kube_version["gitVersion"] = version.kubernetes_version
@@ -121,6 +132,15 @@ async def start_twin(version_name: str, *, node_count: int = 3, time_scale: floa
     server.pod_streams.runtime = PodRuntime(api, LoopBridge(asyncio.get_running_loop()))
     twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale))
     twin.nodes = start_nodes(twin, node_login)
+    # The VIP serves the embedded Rancher's ingress: its own CA and Rancher API keys, never the kube token.
+    twin.vip_key = ApiKey.new()
+    twin.vip = RancherFront(make_tls_material(ca_name="dynamiclistener-ca", server_name="dynamic"), [twin.vip_key])
+    twin.vip.add_cluster("local", server)
     install_all(twin)
+    await twin.vip.start()
+    from .rancher.server import start_rancher
+
+    for rancher_version in rancher_versions:
+        twin.ranchers.append(await start_rancher(twin, rancher_version))
     log.info("twin of Harvester %s serving on %s", version.name, server.url)
     return twin

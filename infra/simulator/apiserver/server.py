@@ -27,11 +27,12 @@ from .registry import ResourceType
 from .store import StoredEvent, TooOldResourceVersion
 from .streams import STREAM_SUBRESOURCES, PodStreams
 from .tables import to_table
-from .tls import TlsMaterial
+from .tls import TlsMaterial, client_certificate_identity, server_ssl_context
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+ADMIN = "system:admin"          # who the token and a system:masters certificate authenticate as
 KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.2+rke2r1", "gitCommit": "twin",
                 "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
                 "compiler": "gc", "platform": "linux/amd64"}
@@ -124,16 +125,6 @@ class ApiServer:
         self._twin_routes[(method.upper(), path.rstrip("/"))] = handler
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def _ssl_context(self, directory: Any) -> ssl.SSLContext:
-        import tempfile
-        from pathlib import Path
-
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        with tempfile.TemporaryDirectory() as tmp:
-            _, cert, key = self._tls.write(Path(tmp))
-            context.load_cert_chain(cert, key)
-        return context
-
     async def start(self) -> None:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -142,7 +133,7 @@ class ApiServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                      max_line_size=1 << 20, max_field_size=1 << 20)
         await self._runner.setup()
-        self._ssl = self._ssl_context(None)
+        self._ssl = server_ssl_context(self._tls)
         await self._listen()
 
     async def _listen(self) -> None:
@@ -181,8 +172,20 @@ class ApiServer:
             return web.Response(text="ok")
         if path == "/version":
             return _json(self.kube_version)
-        if not self._authorized(request):
+        user = self._authenticate(request)
+        if user is None:
             return _error(errors.unauthorized())
+        if user != ADMIN:
+            # The twin has no RBAC: only cluster admins are authorized, as if no role bound anyone else.
+            verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                request.method, request.method.lower())
+            return _error(errors.ApiError(403, "Forbidden", f'forbidden: User "{user}" cannot {verb} path "{path}"'))
+        return await self.serve_authenticated(request, path)
+
+    async def serve_authenticated(self, request: web.Request, path: str) -> web.StreamResponse:
+        """Answer a request whose caller is already known (also what a proxy in front of this server calls)."""
+        if path == "/version":
+            return _json(self.kube_version)
         try:
             if path.startswith("/twin/v1/"):
                 return await self._twin(request, path)
@@ -206,11 +209,18 @@ class ApiServer:
             log.exception("internal error serving %s %s", request.method, path)
             return _error(errors.internal(f"internal error: {exc}"))
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authenticate(self, request: web.Request) -> str | None:
+        """Who calls, as kube-apiserver's authenticators decide: a client certificate from this server's
+        client CA (its CN; RKE2's x509 login) first, then the bearer token; None means 401."""
+        transport = request.transport
+        identity = client_certificate_identity(transport.get_extra_info("ssl_object") if transport else None,
+                                               self._tls)
+        if identity is not None:
+            return ADMIN if "system:masters" in identity.groups else identity.user
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[7:].strip().encode(), self._token.encode())
+        if header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), self._token.encode()):
+            return ADMIN
+        return None
 
     async def _route(self, request: web.Request, path: str) -> web.StreamResponse:
         segments = [s for s in path.split("/") if s]

@@ -8,7 +8,6 @@ Secrets appear by name and keys only, never with their data.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import zipfile
@@ -92,21 +91,42 @@ class SupportBundleController(Controller):
         return buffer.getvalue()
 
     async def download(self, request: web.Request, tail: str) -> web.StreamResponse:
+        """Harvester's download handler (harvester/harvester v1.4.2 `pkg/api/supportbundle/download_handler.go`):
+        400 with `{"errors": [...]}` for an unknown or unready bundle; the zip with Content-Length and
+        `Content-Disposition: attachment; filename=<status.filename>`; then the SupportBundle is deleted
+        unless `retain` parses as true (Go's strconv.ParseBool)."""
         name, _, action = tail.partition("/")
         if action != "download" or request.method != "GET":
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        bundle = self.api.get(self.bundles, NAMESPACE, name)
-        if (bundle.get("status") or {}).get("state") != "ready" or name not in self.archives:
-            raise ApiError(400, "BadRequest", "support bundle is not ready")
+            return _harvester_error(404, "404 page not found")
+        try:
+            bundle = self.api.get(self.bundles, NAMESPACE, name)
+        except ApiError as exc:
+            return _harvester_error(400, f"fail to get support bundle resource: {exc.message}")
+        status = bundle.get("status") or {}
+        if status.get("state") != "ready" or not status.get("filename") or not status.get("filesize") \
+                or name not in self.archives:
+            return _harvester_error(400, "support bundle is not ready")
         archive = self.archives[name]
-        filename = bundle["status"]["filename"]
-        if request.query.get("retain") != "true":
-            asyncio.get_running_loop().call_soon(lambda: self.api.delete(self.bundles, NAMESPACE, name))
-        return web.Response(body=archive, content_type="application/zip",
-                            headers={"Content-Disposition": f"attachment; filename={filename}"})
+        response = web.Response(body=archive, headers={
+            "Content-Type": "application/zip", "Content-Length": str(len(archive)),
+            "Content-Disposition": f"attachment; filename={status['filename']}"})
+        if request.query.get("retain", "") not in ("1", "t", "T", "TRUE", "true", "True"):
+            await response.prepare(request)
+            await response.write_eof()
+            try:
+                self.api.delete(self.bundles, NAMESPACE, name)
+            except ApiError:
+                pass
+        return response
+
+
+def _harvester_error(status: int, message: str) -> web.Response:
+    return web.json_response({"errors": [message]}, status=status)
 
 
 def install(twin: "Twin") -> None:
     controller = SupportBundleController(twin)
     twin.spawn(controller.run, "supportbundle-controller")
-    twin.server.add_product_route("/v1/harvester/supportbundles/", controller.download)
+    # Served at the VIP (Harvester's API behind the embedded Rancher), not on the kube API listener.
+    assert twin.vip is not None
+    twin.vip.add_route("/v1/harvester/supportbundles/", controller.download)

@@ -1,9 +1,9 @@
 """Guest RKE2 clusters running on the twin's VMs (the Harvester CSI driver and cloud provider live there).
 
-A guest is started on demand (`POST /twin/v1/guests`, see `registry`): a second Kubernetes API
-server in the twin's process with its own CA, token and port, whose nodes are KubeVirt VMs on the
-host. Its kubeconfig is the Secret `<hostNamespace>/<name>-kubeconfig` (key `value`) on the host,
-and the endpoint's answer. Inside run RKE2's helm-controller, the workload controllers, a
+A guest is provisioned by a simulated Rancher (`infra.simulator.rancher`), through the registry: a
+second Kubernetes API server in the twin's process with its own CA, token and port, whose nodes are
+KubeVirt VMs on the host. Its kubeconfig is the one Rancher publishes (the Secret
+`fleet-default/<name>-kubeconfig`, reaching the guest through Rancher's proxy). Inside run RKE2's helm-controller, the workload controllers, a
 scheduler, kubelets, the CSI driver's and the cloud provider's behaviour (only while their charts'
 pods run), all of them derived from what the installed chart versions contain.
 """
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def install(twin: "Twin") -> None:
-    """Register the guest endpoints on the twin (imported lazily: controllers/ imports this package)."""
+    """Give the twin its guest registry (imported lazily: controllers/ imports this package)."""
     from .registry import install as install_registry
 
     install_registry(twin)

@@ -1,25 +1,22 @@
 """One guest RKE2 cluster: its own Kubernetes API server, its controllers, and its VMs on the host.
 
 The guest's API server is the twin's engine (`ObjectApi` + `ApiServer`) with its own CA, token
-and port, reporting the RKE2 release it was asked for. Its three nodes (one server, two agents)
-are KubeVirt VirtualMachines in the guest's host namespace, each with a VMI running on a host
-node, a virt-launcher pod and a root disk PVC, and an address leased from the VM network's DHCP
-server. Everything in the guest happens in one level-triggered loop: any change in the guest, or
+and port, reporting the RKE2 release it was asked for. Its nodes (one per machine of its pools: servers for
+etcd/control-plane pools, agents for worker-only ones) are KubeVirt VirtualMachines in the guest's
+host namespace, sized by the pool's HarvesterConfig, each with a VMI running on a host node, a
+virt-launcher pod and a root disk PVC, and an address leased from the VM network's DHCP server. Everything in the guest happens in one level-triggered loop: any change in the guest, or
 to the host objects it depends on, runs the helm-controller, workload controllers, scheduler,
 storage, kubelets and cloud provider passes until nothing changes.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
-
-import yaml
 
 from ..apiserver import errors
 from ..apiserver.clock import rfc3339
@@ -36,13 +33,7 @@ from .helm_controller import HelmController
 from .hostside import DEFAULT_CLASS, VM_NETWORK, HostSide
 from .kubelet import Kubelet, Scheduling
 from .objects import Obj, kind, owner_reference, random_suffix, stable_suffix
-from .rke2 import (
-    SERVICE_CIDR_PREFIX,
-    GuestNode,
-    Rke2Line,
-    cattle_cluster_agent,
-    rancher_agent_version,
-)
+from .rke2 import SERVICE_CIDR_PREFIX, GuestNode, Rke2Line, cattle_cluster_agent
 from .storage import GuestStorage
 from .workloads import Workloads
 
@@ -59,13 +50,39 @@ _HOST_TYPES = {("kubevirt.io", "virtualmachines"), ("kubevirt.io", "virtualmachi
                ("loadbalancer.harvesterhci.io", "loadbalancers"), ("loadbalancer.harvesterhci.io", "ippools")}
 
 
+# The labels docker-machine-driver-harvester puts on the VMs it creates (harvester/create.go).
+DRIVER_CLUSTER_LABEL = "guestcluster.harvesterhci.io/name"
+DRIVER_POOL_LABEL = "nodepool.harvesterhci.io/name"
+DRIVER_MACHINE_SET_LABEL = "harvesterhci.io/machineSetName"
+
+
+@dataclass(frozen=True)
+class MachinePool:
+    """One node pool: its machines' roles and the VM each gets (a HarvesterConfig's fields)."""
+
+    name: str
+    quantity: int
+    server: bool                       # etcd or control-plane role: an RKE2 server; otherwise an agent
+    cpu_count: int = 4
+    memory_gi: int = 8
+    disk_gi: int = 40
+    disk_bus: str = "virtio"
+    image: str = ""                    # namespace/name of the VirtualMachineImage of the root disk
+    network: str = "/".join(VM_NETWORK)
+    network_model: str = "virtio"
+
+
+DEFAULT_POOLS = (MachinePool("cp", 1, True), MachinePool("wk", 2, False))
+
+
 @dataclass(frozen=True)
 class GuestSpec:
     name: str
     rke2: Rke2Line
-    rancher_line: str
+    agent_image: str                   # the cattle-cluster-agent image of the Rancher managing it
     host_namespace: str
     run_id: str = ""
+    pools: tuple[MachinePool, ...] = DEFAULT_POOLS
 
 
 class GuestRuntime:
@@ -139,18 +156,12 @@ class GuestCluster:
     def clock(self) -> "SimClock":
         return self.host.clock
 
-    @property
-    def kubeconfig_secret(self) -> str:
-        return f"{self.name}-kubeconfig"
-
     def kubeconfig(self) -> dict[str, Any]:
         return kubeconfig_dict(self.server.url, self.tls.ca_cert_pem, self.token, name=self.name)
 
     def info(self) -> dict[str, Any]:
-        return {"guest": self.name, "rke2Version": self.spec.rke2.version, "rancherLine": self.spec.rancher_line,
-                "rancherAgent": rancher_agent_version(self.spec.rancher_line),
+        return {"guest": self.name, "rke2Version": self.spec.rke2.version, "rancherAgent": self.spec.agent_image,
                 "hostNamespace": self.host_namespace, "apiserver": self.server.url,
-                "kubeconfigSecret": {"namespace": self.host_namespace, "name": self.kubeconfig_secret, "key": "value"},
                 "nodes": [{"name": n.name, "role": "server" if n.server else "agent", "ip": n.ip,
                            "hostNode": self._host_node_of(n.index)} for n in self.nodes]}
 
@@ -170,13 +181,12 @@ class GuestCluster:
         await self.server.start()
         self.server.pod_streams.runtime = PodRuntime(self.api, LoopBridge(asyncio.get_running_loop()),
                                                      volumes=self.storage.pod_volume)
-        self._publish_kubeconfig()
         self._listen(self.api, lambda event: self.runtime.poke())
         self._listen(self.host.api, self._host_event)
         self._task = asyncio.get_running_loop().create_task(self.runtime.run(), name=f"guest-{self.name}")
         self.runtime.poke()
-        log.info("guest cluster %s (%s, Rancher %s) serving on %s", self.name, self.spec.rke2.version,
-                 self.spec.rancher_line, self.server.url)
+        log.info("guest cluster %s (%s, %s) serving on %s", self.name, self.spec.rke2.version,
+                 self.spec.agent_image, self.server.url)
 
     async def stop(self) -> None:
         for api, listener in self._listeners:
@@ -240,7 +250,7 @@ class GuestCluster:
             "spec": {"clusterIP": f"{SERVICE_CIDR_PREFIX}.0.1", "clusterIPs": [f"{SERVICE_CIDR_PREFIX}.0.1"],
                      "type": "ClusterIP", "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                                                      "targetPort": 6443}]}})
-        self.api.create(kind(self.api, "apps/v1", "deployments"), cattle_cluster_agent(self.spec.rancher_line))
+        self.api.create(kind(self.api, "apps/v1", "deployments"), cattle_cluster_agent(self.spec.agent_image))
 
     def _admit_service(self, request: Any) -> None:
         """ClusterIP allocation and node ports, as the API server's service REST storage does."""
@@ -295,28 +305,37 @@ class GuestCluster:
         vms, vmis = kind(api, "kubevirt.io/v1", "virtualmachines"), kind(api, "kubevirt.io/v1", "virtualmachineinstances")
         pvcs, pods = kind(api, "v1", "persistentvolumeclaims"), kind(api, "v1", "pods")
         now = rfc3339()
-        for index, server in enumerate((True, False, False)):     # one server, two agents
-            role = "cp" if server else "wk"
-            name = f"{self.name}-{role}-{stable_suffix(5, self.name, role, str(index))}"
+        machines = [(pool, number) for pool in self.spec.pools for number in range(pool.quantity)]
+        for index, (pool, number) in enumerate(machines):
+            server = pool.server
+            # Rancher's machine names: <cluster>-<pool> (MachineDeployment), a MachineSet hash, a suffix;
+            # the driver names the VM after the machine.
+            machine_set = f"{self.name}-{pool.name}-{stable_suffix(10, self.name, pool.name)}"
+            name = f"{machine_set}-{stable_suffix(5, machine_set, str(number))}"[:63].rstrip("-")
             lease = self.hostside.dhcp.request(self._mac(name), name)
-            node = GuestNode(name, index, server, lease.ip, "")
+            node = GuestNode(name, index, server, lease.ip, "", pool.cpu_count, pool.memory_gi)
             host_node = self._host_node_of(node.index)
             disk = f"{node.name}-disk-0-{stable_suffix(5, node.name, 'disk')}"
             mac = self._mac(node.name)
             labels = self._labels({"harvesterhci.io/creator": "docker-machine-driver-harvester",
-                                   "harvesterhci.io/vmName": node.name})
-            domain = {"cpu": {"cores": 4, "sockets": 1, "threads": 1}, "memory": {"guest": "8092Mi"},
-                      "devices": {"disks": [{"name": "disk-0", "bootOrder": 1, "disk": {"bus": "virtio"}}],
-                                  "interfaces": [{"name": "default", "bridge": {}, "macAddress": mac,
-                                                  "model": "virtio"}]},
-                      "resources": {"limits": {"cpu": "4", "memory": "8Gi"}}}
-            networks = [{"name": "default", "multus": {"networkName": "/".join(VM_NETWORK)}}]
+                                   "harvesterhci.io/vmName": node.name, DRIVER_CLUSTER_LABEL: self.name,
+                                   DRIVER_POOL_LABEL: f"{self.name}-{pool.name}",
+                                   DRIVER_MACHINE_SET_LABEL: f"{self.host_namespace}-{machine_set}"})
+            domain = {"cpu": {"cores": pool.cpu_count, "sockets": 1, "threads": 1},
+                      "memory": {"guest": f"{pool.memory_gi * 1024 - 100}Mi"},
+                      "devices": {"disks": [{"name": "disk-0", "bootOrder": 1, "disk": {"bus": pool.disk_bus}}],
+                                  "interfaces": [{"name": "nic-0", "bridge": {}, "macAddress": mac,
+                                                  "model": pool.network_model}]},
+                      "resources": {"limits": {"cpu": str(pool.cpu_count), "memory": f"{pool.memory_gi}Gi"}}}
+            networks = [{"name": "nic-0", "multus": {"networkName": pool.network}}]
             volumes = [{"name": "disk-0", "persistentVolumeClaim": {"claimName": disk}}]
             self.hostside.serve_claim(ns, disk)
-            api.create(pvcs, {"metadata": {"name": disk, "namespace": ns, "labels": self._labels()},
+            claim_annotations = {"harvesterhci.io/imageId": pool.image} if pool.image else {}
+            api.create(pvcs, {"metadata": {"name": disk, "namespace": ns, "labels": self._labels(),
+                                           "annotations": claim_annotations},
                               "spec": {"accessModes": ["ReadWriteMany"], "volumeMode": "Block",
                                        "storageClassName": DEFAULT_CLASS,
-                                       "resources": {"requests": {"storage": "40Gi"}}},
+                                       "resources": {"requests": {"storage": f"{pool.disk_gi}Gi"}}},
                               "status": {"phase": "Pending"}}, keep_status=True)
             vm = api.create(vms, {
                 "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
@@ -330,7 +349,7 @@ class GuestCluster:
                            "runStrategy": "RerunOnFailure",
                            "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None,
                                            "lastTransitionTime": now}]}}, keep_status=True)
-            node = GuestNode(name, index, server, lease.ip, vm["metadata"]["uid"])
+            node = GuestNode(name, index, server, lease.ip, vm["metadata"]["uid"], pool.cpu_count, pool.memory_gi)
             self.nodes.append(node)
             vmi = api.create(vmis, {
                 "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
@@ -340,7 +359,7 @@ class GuestCluster:
                 "spec": {"domain": domain, "networks": networks, "volumes": volumes,
                          "evictionStrategy": "LiveMigrateIfPossible", "hostname": node.name},
                 "status": {"phase": "Running", "nodeName": host_node,
-                           "interfaces": [{"name": "default", "ipAddress": node.ip, "ipAddresses": [node.ip],
+                           "interfaces": [{"name": "nic-0", "ipAddress": node.ip, "ipAddresses": [node.ip],
                                            "mac": mac, "infoSource": "domain, guest-agent"}],
                            "guestOSInfo": {"id": "ubuntu", "name": "Ubuntu", "version": "22.04"},
                            "conditions": [
@@ -362,21 +381,11 @@ class GuestCluster:
                          "volumes": [{"name": "disk-0", "persistentVolumeClaim": {"claimName": disk}}]},
                 "status": {"phase": "Running", "startTime": now}}, keep_status=True)
 
-    def _publish_kubeconfig(self) -> None:
-        """Rancher's `<cluster>-kubeconfig` Secret (key `value`), in the guest's host namespace."""
-        api, ns = self.host.api, self.host_namespace
-        api.create(kind(api, "v1", "secrets"), {
-            "metadata": {"name": self.kubeconfig_secret, "namespace": ns,
-                         "labels": self._labels({"cluster.x-k8s.io/cluster-name": self.name})},
-            "type": "Opaque",
-            "data": {"value": base64.b64encode(yaml.safe_dump(self.kubeconfig()).encode()).decode()}})
-
     def _delete_host_objects(self) -> None:
         api, ns = self.host.api, self.host_namespace
         selector = f"{GUEST_LABEL}={self.name}"
         for plural, api_version in (("pods", "v1"), ("virtualmachineinstances", "kubevirt.io/v1"),
-                                    ("virtualmachines", "kubevirt.io/v1"), ("persistentvolumeclaims", "v1"),
-                                    ("secrets", "v1")):
+                                    ("virtualmachines", "kubevirt.io/v1"), ("persistentvolumeclaims", "v1")):
             rtype = kind(api, api_version, plural)
             for obj in api.list(rtype, ns, label_selector=selector).items:
                 try:

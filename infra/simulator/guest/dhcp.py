@@ -1,8 +1,10 @@
 """The DHCP server of the VM network the guest clusters' VMs sit on (the lab's, not Harvester's).
 
-It hands out 198.51.100.0/24 (TEST-NET-2, RFC 5737: documentation addresses; nothing ever
-connects to them), one lease per MAC address: the guests' VM NICs, and kube-vip's per-Service
-interfaces for load balancers in DHCP mode. The same MAC gets the same address back.
+The network is 198.51.100.0/24 (TEST-NET-2, RFC 5737: documentation addresses; nothing ever
+connects to them), gateway .1, DHCP server .2. It leases .10-.239, one lease per MAC address: the
+guests' VM NICs, and kube-vip's per-Service interfaces for load balancers in DHCP mode; the same
+MAC gets the same address back. .240-.249 are the lab's reservation for load-balancer IPPools:
+the server never leases them, so a pool over them cannot clash with a VM or a DHCP load balancer.
 """
 from __future__ import annotations
 
@@ -11,7 +13,21 @@ from dataclasses import dataclass
 
 NETWORK = ipaddress.ip_network("198.51.100.0/24")
 GATEWAY = ipaddress.ip_address("198.51.100.1")
-FIRST, LAST = 10, 250
+SERVER = ipaddress.ip_address("198.51.100.2")
+FIRST, LAST = 10, 239                       # host numbers the server leases
+POOL_FIRST, POOL_LAST = 240, 249            # reserved for load-balancer IPPools, never leased
+
+
+def address(host_number: int) -> str:
+    return str(NETWORK.network_address + host_number)
+
+
+def lab_description() -> dict[str, object]:
+    """The VM network as a lab describes it (the twin's ready file `lab` section)."""
+    return {"vmNetwork": {"namespace": "default", "name": "vm-network", "cidr": str(NETWORK),
+                          "gateway": str(GATEWAY), "dhcpServer": str(SERVER),
+                          "dhcpRange": {"start": address(FIRST), "end": address(LAST)}},
+            "loadBalancerRange": {"start": address(POOL_FIRST), "end": address(POOL_LAST)}}
 
 
 @dataclass(frozen=True)
@@ -22,7 +38,7 @@ class Lease:
 
     def as_dict(self) -> dict[str, str]:
         return {"mac": self.mac, "ip": self.ip, "hostname": self.hostname,
-                "subnetMask": str(NETWORK.netmask), "router": str(GATEWAY)}
+                "subnetMask": str(NETWORK.netmask), "router": str(GATEWAY), "serverIdentifier": str(SERVER)}
 
 
 class NoFreeAddress(Exception):

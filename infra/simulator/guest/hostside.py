@@ -16,6 +16,7 @@ Started with the first guest, it adds to the host what a Harvester cluster runni
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from ..apiserver.store import StoredEvent
 from ..pods import FileTree
+from . import dhcp
 from .dhcp import DhcpServer
 from .objects import Obj, kind, mutate_if_changed, status_of
 
@@ -36,6 +38,7 @@ LONGHORN_DRIVER = "driver.longhorn.io"
 DEFAULT_CLASS = "harvester-longhorn"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 VM_NETWORK = ("default", "vm-network")
+ROUTE_ANNOTATION = "network.harvesterhci.io/route"
 LONGHORN_REPLICAS = 3
 _WATCHED = {("", "persistentvolumeclaims"), ("", "pods"), ("longhorn.io", "volumes")}
 
@@ -113,10 +116,17 @@ class HostSide:
         nads = kind(self.api, "k8s.cni.cncf.io/v1", "network-attachment-definitions")
         namespace, name = VM_NETWORK
         if self.api.find(nads, namespace, name) is None:
+            # Harvester's network controller records the DHCP-discovered addressing of a VM network in
+            # the route annotation (harvester-network-controller pkg/utils/nad.go Layer3NetworkConf,
+            # key network.harvesterhci.io/route; mode "auto" = learned from the network's DHCP server).
+            route = {"mode": "auto", "serverIPAddr": str(dhcp.SERVER), "cidr": str(dhcp.NETWORK),
+                     "gateway": str(dhcp.GATEWAY), "connectivity": "true"}
             self.api.create(nads, {
                 "metadata": {"name": name, "namespace": namespace,
                              "labels": {"network.harvesterhci.io/type": "L2VlanNetwork",
-                                        "network.harvesterhci.io/clusternetwork": "mgmt"}},
+                                        "network.harvesterhci.io/clusternetwork": "mgmt",
+                                        "network.harvesterhci.io/ready": "true"},
+                             "annotations": {ROUTE_ANNOTATION: json.dumps(route, separators=(",", ":"))}},
                 "spec": {"config": '{"cniVersion":"0.3.1","name":"vm-network","type":"bridge",'
                                    '"bridge":"mgmt-br","promiscMode":true,"vlan":0,"ipam":{}}'}})
 

@@ -17,9 +17,6 @@ Obj = dict[str, Any]
 _RKE2_VERSION = re.compile(r"^v1\.(?P<minor>\d+)\.(?P<patch>\d+)\+rke2r(?P<rev>\d+)$")
 CONTROL_PLANE_ROLES = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/etcd",
                        "node-role.kubernetes.io/master")
-# Rancher line -> the rancher-agent release a cluster it manages runs (patch levels ILLUSTRATIVE,
-# except v2.10.1, which Harvester v1.4.2 embeds).
-RANCHER_AGENTS = {"2.8": "v2.8.8", "2.9": "v2.9.3", "2.10": "v2.10.1", "2.11": "v2.11.3"}
 # containerd shipped per RKE2 minor (ILLUSTRATIVE)
 _CONTAINERD = {29: "containerd://1.7.23-k3s2", 30: "containerd://1.7.23-k3s2", 31: "containerd://1.7.23-k3s2",
                32: "containerd://2.0.4-k3s2"}
@@ -55,12 +52,6 @@ class Rke2Line:
                 "compiler": "gc", "platform": "linux/amd64"}
 
 
-def rancher_agent_version(rancher_line: str) -> str:
-    if rancher_line not in RANCHER_AGENTS:
-        raise BadGuestRequest(f"rancherLine {rancher_line!r} is not one of {', '.join(RANCHER_AGENTS)}")
-    return RANCHER_AGENTS[rancher_line]
-
-
 @dataclass(frozen=True)
 class GuestNode:
     name: str
@@ -68,6 +59,8 @@ class GuestNode:
     server: bool
     ip: str
     vm_uid: str
+    cpu_count: int = 4
+    memory_gi: int = 8
 
     def labels(self) -> dict[str, str]:
         labels = {
@@ -106,16 +99,16 @@ class GuestNode:
                              "kubeletVersion": line.version, "operatingSystem": "linux", "osImage": GUEST_OS,
                              "machineID": self.vm_uid.replace("-", ""), "systemUUID": self.vm_uid,
                              "bootID": self.vm_uid},
-                "capacity": {"cpu": "4", "memory": "8129756Ki", "pods": "110", "ephemeral-storage": "41186748Ki"},
-                "allocatable": {"cpu": "4", "memory": "8129756Ki", "pods": "110",
+                "capacity": {"cpu": str(self.cpu_count), "memory": f"{self.memory_gi * 1016220}Ki", "pods": "110",
+                             "ephemeral-storage": "41186748Ki"},
+                "allocatable": {"cpu": str(self.cpu_count), "memory": f"{self.memory_gi * 1016220}Ki", "pods": "110",
                                 "ephemeral-storage": "40066375582"},
             },
         }
 
 
-def cattle_cluster_agent(rancher_line: str) -> Obj:
-    """Rancher's agent in every cluster it manages (`cattle-system/cattle-cluster-agent`)."""
-    version = rancher_agent_version(rancher_line)
+def cattle_cluster_agent(image: str) -> Obj:
+    """Rancher's agent in every cluster it manages (`cattle-system/cattle-cluster-agent`), of its version."""
     labels = {"app": "cattle-cluster-agent"}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -125,7 +118,7 @@ def cattle_cluster_agent(rancher_line: str) -> Obj:
                  "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                  "template": {"metadata": {"labels": dict(labels)}, "spec": {
                      "serviceAccountName": "cattle",
-                     "containers": [{"name": "cluster-register", "image": f"rancher/rancher-agent:{version}",
+                     "containers": [{"name": "cluster-register", "image": image,
                                      "env": [{"name": "CATTLE_CLUSTER", "value": "true"},
                                              {"name": "CATTLE_K8S_MANAGED", "value": "true"}]}],
                      "tolerations": [{"effect": "NoSchedule", "key": "node-role.kubernetes.io/controlplane",
