@@ -32,7 +32,7 @@ def test_the_ready_file_describes_the_lab_network(twin: TwinProcess) -> None:
     pool = [ipaddress.ip_address(lab["loadBalancerRange"][k]) for k in ("start", "end")]
     assert all(address in network for address in dhcp + pool)
     assert dhcp[1] < pool[0] or pool[1] < dhcp[0], "the IPPool range lies outside the DHCP range"
-    assert [str(a) for a in pool] == ["198.51.100.240", "198.51.100.249"]
+    assert [str(a) for a in pool] == ["198.51.100.192", "198.51.100.254"]
     for fixed in ("gateway", "dhcpServer"):
         address = ipaddress.ip_address(lab["vmNetwork"][fixed])
         assert not dhcp[0] <= address <= dhcp[1] and not pool[0] <= address <= pool[1]
@@ -41,9 +41,9 @@ def test_the_ready_file_describes_the_lab_network(twin: TwinProcess) -> None:
 def test_the_dhcp_server_never_leases_the_reserved_range() -> None:
     server = DhcpServer()
     leased = [ipaddress.ip_address(server.request(f"52:54:00:00:{n // 256:02x}:{n % 256:02x}", f"vm-{n}").ip)
-              for n in range(230)]
-    assert len(set(leased)) == 230
+              for n in range(182)]
+    assert len(set(leased)) == 182
     assert min(leased) == ipaddress.ip_address("198.51.100.10")
-    assert max(leased) == ipaddress.ip_address("198.51.100.239")
+    assert max(leased) == ipaddress.ip_address("198.51.100.191")
     with pytest.raises(NoFreeAddress):
         server.request("52:54:00:ff:ff:ff", "one-too-many")

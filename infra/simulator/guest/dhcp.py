@@ -1,9 +1,9 @@
 """The DHCP server of the VM network the guest clusters' VMs sit on (the lab's, not Harvester's).
 
 The network is 198.51.100.0/24 (TEST-NET-2, RFC 5737: documentation addresses; nothing ever
-connects to them), gateway .1, DHCP server .2. It leases .10-.239, one lease per MAC address: the
+connects to them), gateway .1, DHCP server .2. It leases .10-.191, one lease per MAC address: the
 guests' VM NICs, and kube-vip's per-Service interfaces for load balancers in DHCP mode; the same
-MAC gets the same address back. .240-.249 are the lab's reservation for load-balancer IPPools:
+MAC gets the same address back. .192-.254 are the lab's reservation for load-balancer IPPools (room for several pools at once):
 the server never leases them, so a pool over them cannot clash with a VM or a DHCP load balancer.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 NETWORK = ipaddress.ip_network("198.51.100.0/24")
 GATEWAY = ipaddress.ip_address("198.51.100.1")
 SERVER = ipaddress.ip_address("198.51.100.2")
-FIRST, LAST = 10, 239                       # host numbers the server leases
-POOL_FIRST, POOL_LAST = 240, 249            # reserved for load-balancer IPPools, never leased
+FIRST, LAST = 10, 191                       # host numbers the server leases
+POOL_FIRST, POOL_LAST = 192, 254            # reserved for load-balancer IPPools, never leased
 
 
 def address(host_number: int) -> str:
