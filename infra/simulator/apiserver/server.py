@@ -13,11 +13,12 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from infra.simulator.apimachinery import selectors
+from infra.simulator.apimachinery import protobuf, selectors
 from infra.simulator.apimachinery.selectors import SelectorError
 
 from . import discovery, errors
@@ -581,12 +582,39 @@ def _int(text: str | None, name: str) -> int:
         raise errors.bad_request(f"invalid value for {name}: {text!r}") from None
 
 
+_PROTOBUF_SCHEMA: list[protobuf.KubeProtobuf | None] = []
+
+
+def protobuf_schema() -> protobuf.KubeProtobuf | None:
+    """The protobuf schema extracted from kubectl (see apimachinery/protobuf.py), loaded once."""
+    if not _PROTOBUF_SCHEMA:
+        path = protobuf.default_descriptor_path(Path(__file__).resolve().parents[3])
+        try:
+            _PROTOBUF_SCHEMA.append(protobuf.KubeProtobuf.load(path) if path.exists() else None)
+        except (OSError, ValueError) as exc:
+            log.warning("the protobuf schema %s could not be loaded: %s", path, exc)
+            _PROTOBUF_SCHEMA.append(None)
+    return _PROTOBUF_SCHEMA[0]
+
+
 async def _read_body(request: web.Request) -> bytes:
-    content_type = request.headers.get("Content-Type", "")
-    if "protobuf" in content_type:
+    """The request body as JSON/YAML bytes; kube's protobuf envelope is decoded into the JSON kube would keep."""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+    body = await request.read()
+    if content_type != protobuf.MEDIA_TYPE:
+        return body
+    schema = protobuf_schema()
+    if schema is None:
+        path = protobuf.default_descriptor_path(Path(__file__).resolve().parents[3])
         raise errors.ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
-                              "accepted media types include: application/json, application/yaml")
-    return await request.read()
+                              "accepted media types include: application/json, application/yaml (the simulator's "
+                              f"protobuf schema {path} is missing: make it with `python -m "
+                              "infra.simulator.apimachinery.protobuf extract --kubectl $(command -v kubectl) "
+                              f"--out {path}`)")
+    try:
+        return _dumps(schema.decode(body))
+    except protobuf.ProtobufError as exc:
+        raise errors.bad_request(f"the body of the request could not be decoded: {exc}") from None
 
 
 def _decode(body: bytes) -> dict[str, Any]:
