@@ -96,3 +96,34 @@ def comparable(obj: dict[str, Any], name: str) -> dict[str, Any]:
         if isinstance(port, dict):
             port.pop("nodePort", None)
     return clone
+
+
+def raw_request(twin: TwinProcess, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One HTTPS request to the twin with its token and CA; (status, decoded JSON body or text)."""
+    import base64
+    import ssl
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    import yaml
+
+    config = yaml.safe_load(twin.kubeconfig.read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as ca:
+        ca.write(base64.b64decode(cluster["certificate-authority-data"]))
+    context = ssl.create_default_context(cafile=ca.name)
+    os.unlink(ca.name)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(cluster["server"] + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {user['token']}", "Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=20) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text

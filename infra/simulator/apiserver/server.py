@@ -21,7 +21,7 @@ from aiohttp import web
 from infra.simulator.apimachinery import protobuf, selectors
 from infra.simulator.apimachinery.selectors import SelectorError
 
-from . import discovery, errors
+from . import discovery, errors, negotiation, reviews
 from .faults import Faults
 from .objects import ObjectApi, supported_fields
 from .registry import ResourceType
@@ -280,6 +280,8 @@ class ApiServer:
         if sub == "scale" and not rtype.has_scale:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
 
+        if not sub and _verb(method, target.name, query) not in rtype.verbs:
+            raise errors.method_not_allowed()
         if method == "GET":
             if target.name is None:
                 if query.get("watch") in ("true", "1"):
@@ -290,11 +292,16 @@ class ApiServer:
             obj = self.api.get(rtype, target.namespace, target.name, version)
             if sub == "scale":
                 return _json(_scale_of(obj))
-            if _wants_table(request):
+            form = negotiation.negotiate(request.headers.get("Accept", ""), is_list=False)
+            if form.kind == "Table":
                 return _json(self._table(request, rtype, version, [obj], obj["metadata"]["resourceVersion"]))
+            if form.kind == "PartialObjectMetadata":
+                return _json(negotiation.partial(obj, form))
             return _json(obj)
 
         body = await _read_body(request) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        if method == "POST" and target.name is None and reviews.is_review(rtype):
+            return _json(reviews.answer(rtype, _decode(body)), 201)
         if method == "POST" and target.name is None:
             obj = _decode(body)
             created = self.api.create(rtype, obj, namespace=target.namespace, dry_run=dry_run,
@@ -367,13 +374,16 @@ class ApiServer:
         result = self.api.list(rtype, target.namespace, label_selector=query.get("labelSelector", ""),
                                field_selector=query.get("fieldSelector", ""), limit=limit,
                                continue_token=query.get("continue", ""), version=target.version)
-        if _wants_table(request):
+        form = negotiation.negotiate(request.headers.get("Accept", ""), is_list=True)
+        if form.kind == "Table":
             return _json(self._table(request, rtype, target.version, result.items, str(result.resource_version),
                                      result.continue_token))
         metadata: dict[str, Any] = {"resourceVersion": str(result.resource_version)}
         if result.continue_token:
             metadata["continue"] = result.continue_token
             metadata["remainingItemCount"] = result.remaining
+        if form.kind == "PartialObjectMetadataList":
+            return _json(negotiation.partial_list(result.items, metadata, form))
         return _json({"kind": rtype.list_kind, "apiVersion": rtype.api_version(target.version),
                       "metadata": metadata, "items": result.items})
 
@@ -399,6 +409,7 @@ class ApiServer:
         def accepts(event: StoredEvent) -> bool:
             return matches(event.object) or matches(event.old_object)
 
+        form = negotiation.negotiate(request.headers.get("Accept", ""), is_list=False)
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -412,12 +423,15 @@ class ApiServer:
             self._streams.discard(response)
             return response
         try:
-            view = lambda obj: self.api._view(rtype, obj, target.version)  # noqa: E731, SLF001
+            def view(obj: dict[str, Any]) -> dict[str, Any]:
+                obj = self.api._view(rtype, obj, target.version)  # noqa: SLF001
+                return negotiation.partial(obj, form) if form.kind == "PartialObjectMetadata" else obj
+
             if since is None:
                 for obj in self.api.list(rtype, namespace, label_selector=query.get("labelSelector", ""),
                                          field_selector=query.get("fieldSelector", ""),
                                          version=target.version).items:
-                    await response.write(_dumps({"type": "ADDED", "object": obj}) + b"\n")
+                    await response.write(_dumps({"type": "ADDED", "object": view(obj)}) + b"\n")
                 if send_initial:
                     mark = {"kind": rtype.kind, "apiVersion": rtype.api_version(target.version),
                             "metadata": {"resourceVersion": str(store.resource_version),
@@ -560,9 +574,15 @@ def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
                        "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
 
 
-def _wants_table(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "as=Table" in accept
+def _verb(method: str, name: str | None, query: Any) -> str:
+    """The API verb of a request, as kube's RequestInfoFactory names it."""
+    if method == "GET":
+        if query.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 def _dry_run(query: Any) -> bool:

@@ -1,0 +1,111 @@
+"""kube-apiserver semantics of the twin beyond CRUD: negotiation, APIServices, self-reviews, Status bodies,
+defaulting, server-side apply, CRD ratcheting. Checked with real kubectl and raw HTTP against kube's behaviour.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from .apiserver_support import get_json, kubectl_for, proto_twin, raw_request  # noqa: F401
+
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v={v}"
+PARTIAL = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v={v}"
+
+
+@pytest.fixture(scope="module")
+def twin(proto_twin):  # noqa: ANN001, ANN201, F811
+    return proto_twin
+
+
+def _ns(twin, prefix: str) -> str:  # noqa: ANN001
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    status, body = raw_request(twin, "POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    assert status == 201, body
+    return name
+
+
+# --- 3. Accept negotiation ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_partial_object_metadata_list_has_only_metadata(twin, version: str) -> None:  # noqa: ANN001
+    ns = _ns(twin, "pom")
+    raw_request(twin, "POST", f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": "c"}, "data": {"k": "v"}})
+    status, body = raw_request(twin, "GET", f"/api/v1/namespaces/{ns}/configmaps",
+                               headers={"Accept": PARTIAL_LIST.format(v=version)})
+    assert status == 200
+    assert body["kind"] == "PartialObjectMetadataList" and body["apiVersion"] == f"meta.k8s.io/{version}"
+    assert body["metadata"]["resourceVersion"]
+    item = body["items"][0]
+    assert set(item) == {"kind", "apiVersion", "metadata"}
+    assert item["kind"] == "PartialObjectMetadata" and item["metadata"]["name"] == "c"
+    status, one = raw_request(twin, "GET", f"/api/v1/namespaces/{ns}/configmaps/c",
+                              headers={"Accept": PARTIAL.format(v=version)})
+    assert status == 200 and one["kind"] == "PartialObjectMetadata" and "data" not in one
+
+
+def test_negotiation_falls_back_and_refuses_what_it_cannot_serve(twin) -> None:  # noqa: ANN001
+    status, body = raw_request(twin, "GET", "/api/v1/namespaces",
+                               headers={"Accept": "application/json;as=Foo;g=meta.k8s.io;v=v1, application/json"})
+    assert status == 200 and body["kind"] == "NamespaceList"
+    status, body = raw_request(twin, "GET", "/api/v1/namespaces",
+                               headers={"Accept": "application/json;as=Foo;g=meta.k8s.io;v=v1"})
+    assert status == 406 and body["reason"] == "NotAcceptable"
+    assert body["message"].startswith("only the following media types are accepted: application/json")
+    status, body = raw_request(twin, "GET", "/api/v1/namespaces/default",
+                               headers={"Accept": PARTIAL_LIST.format(v="v1")})
+    assert status == 406 and "not a list" in body["message"]
+
+
+def test_table_negotiation_still_works(twin) -> None:  # noqa: ANN001
+    status, body = raw_request(twin, "GET", "/api/v1/nodes", headers={
+        "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"})
+    assert status == 200 and body["kind"] == "Table" and len(body["rows"]) == 3
+
+
+# --- 6. APIServices ------------------------------------------------------------------------------------------
+
+def test_an_apiservice_per_served_group_version_including_crds(twin) -> None:  # noqa: ANN001
+    status, body = raw_request(twin, "GET", "/apis/apiregistration.k8s.io/v1/apiservices")
+    assert status == 200
+    by_name = {item["metadata"]["name"]: item for item in body["items"]}
+    assert {"v1.", "v1.apps", "v1.batch", "v1.apiextensions.k8s.io", "v1beta1.harvesterhci.io",
+            "v1beta1.cluster.x-k8s.io"} <= set(by_name)
+    core = by_name["v1."]
+    assert core["spec"] == {"group": "", "version": "v1", "groupPriorityMinimum": 18000, "versionPriority": 1}
+    crd = by_name["v1beta1.harvesterhci.io"]
+    assert crd["spec"]["groupPriorityMinimum"] == 1000 and crd["spec"]["versionPriority"] == 100
+    condition = crd["status"]["conditions"][0]
+    assert (condition["type"], condition["status"], condition["reason"]) == ("Available", "True", "Local")
+
+
+@pytest.mark.kubectl
+def test_kubectl_get_apiservices(twin) -> None:  # noqa: ANN001
+    out = kubectl_for(twin)("get", "apiservices").stdout.splitlines()
+    assert out[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+    assert any(line.split()[:3] == ["v1.apps", "Local", "True"] for line in out)
+
+
+# --- 7. self reviews -----------------------------------------------------------------------------------------
+
+@pytest.mark.kubectl
+def test_kubectl_auth_can_i_and_whoami_answer_as_for_cluster_admin(twin) -> None:  # noqa: ANN001
+    kubectl = kubectl_for(twin)
+    assert kubectl("auth", "can-i", "delete", "pods", "-n", "kube-system").stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "*", "*").stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "get", "/healthz").stdout.strip() == "yes"
+    listed = kubectl("auth", "can-i", "--list", "-n", "default").stdout
+    assert listed.splitlines()[1].split()[:1] == ["*.*"]
+    whoami = kubectl("auth", "whoami", "-o", "json").stdout
+    assert json.loads(whoami)["status"]["userInfo"]["groups"][0] == "system:masters"
+
+
+def test_reviews_are_create_only(twin) -> None:  # noqa: ANN001
+    status, body = raw_request(twin, "GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+    assert status == 405 and body["reason"] == "MethodNotAllowed"
+    status, body = raw_request(twin, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                               {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                                "spec": {"resourceAttributes": {"verb": "get", "resource": "nodes"}}})
+    assert status == 201 and body["status"] == {"allowed": True}
+    assert body["metadata"] == {"creationTimestamp": None}
