@@ -18,7 +18,7 @@ from infra.simulator.apimachinery import patch as patching
 from infra.simulator.apimachinery import schema as crd_schema
 from infra.simulator.apimachinery import selectors
 
-from . import errors
+from . import apiservices, errors
 from .clock import rfc3339
 from .registry import Registry, ResourceType, UnknownResource, type_from_crd
 from .store import Store
@@ -59,6 +59,13 @@ class ObjectApi:
         self._crds: dict[tuple[str, str], dict[str, Any]] = {}
         self._pending_gc: list[tuple[str, str]] = []       # (uid, propagation)
         self.logs = PodLogs()
+        self.sync_api_services()
+
+    def sync_api_services(self) -> None:
+        """The aggregator's autoregistration: an APIService per served group/version (CRDs' too)."""
+        def stamp(obj: dict[str, Any]) -> None:
+            obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=rfc3339())
+        apiservices.sync(self.store, self.registry, stamp)
 
     # --- admission ----------------------------------------------------------------------------
     def add_admission(self, group: str, plural: str, hook: AdmissionHook, *, mutating: bool = False) -> None:
@@ -408,6 +415,7 @@ class ObjectApi:
             return
         self.registry.add(rtype)
         self._crds[(rtype.group, rtype.plural)] = crd
+        self.sync_api_services()
         conditions = [
             {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
              "message": "no conflicts found", "lastTransitionTime": rfc3339()},
@@ -430,6 +438,7 @@ class ObjectApi:
             self.registry.remove(spec["group"], spec["names"]["plural"])
             self._crds.pop((spec["group"], spec["names"]["plural"]), None)
             self.store.drop_type((spec["group"], spec["names"]["plural"]))
+            self.sync_api_services()
             return
         if rtype.plural == "pods" and not rtype.group:
             self.logs.forget(removed["metadata"].get("namespace", ""), removed["metadata"]["name"])
@@ -518,9 +527,19 @@ def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
     return clone
 
 
+# Built-in kinds whose registry strategy sets metadata.generation (kubernetes pkg/registry/*/strategy.go,
+# v1.32: PrepareForCreate sets Generation = 1); Services, Namespaces, Nodes, Pods, PVCs and the like have none.
+GENERATION_KINDS = {("apps", "deployments"), ("apps", "daemonsets"), ("apps", "statefulsets"),
+                    ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"), ("policy", "poddisruptionbudgets"),
+                    ("networking.k8s.io", "networkpolicies"), (CRD_GROUP, CRD_PLURAL),
+                    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+                    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+                    ("", "replicationcontrollers")}
+
+
 def _has_generation(rtype: ResourceType) -> bool:
-    """Custom resources and kinds with a spec/status split track generation; ConfigMaps and the like do not."""
-    return rtype.custom or rtype.has_status
+    """Custom resources and the built-in kinds whose strategy counts spec changes track generation."""
+    return rtype.custom or (rtype.group, rtype.plural) in GENERATION_KINDS
 
 
 def _spec_changed(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -94,6 +94,8 @@ def builtin_types() -> list[ResourceType]:
                  "mutatingwebhookconfigurations", False, status=False),
         _builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
                  False, short=("crd", "crds")),
+        _builtin("apiregistration.k8s.io", "v1", "APIService", "apiservices", False,
+                 categories=("api-extensions",)),
     ]
 
 
@@ -105,8 +107,10 @@ class Registry:
     """The served kinds, addressable by (group, version, plural) as URLs name them."""
 
     def __init__(self) -> None:
+        from .reviews import review_types
+
         self._types: dict[tuple[str, str], ResourceType] = {}
-        for rtype in builtin_types():
+        for rtype in builtin_types() + review_types():
             self.add(rtype)
 
     def add(self, rtype: ResourceType) -> None:
