@@ -109,3 +109,41 @@ def test_reviews_are_create_only(twin) -> None:  # noqa: ANN001
                                 "spec": {"resourceAttributes": {"verb": "get", "resource": "nodes"}}})
     assert status == 201 and body["status"] == {"allowed": True}
     assert body["metadata"] == {"creationTimestamp": None}
+
+
+# --- 5. Status bodies ----------------------------------------------------------------------------------------
+
+def test_not_found_already_exists_conflict_details_name_the_resource(twin) -> None:  # noqa: ANN001
+    ns = _ns(twin, "status")
+    status, body = raw_request(twin, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/nope")
+    assert status == 404 and body["message"] == 'deployments.apps "nope" not found'
+    assert body["details"] == {"name": "nope", "group": "apps", "kind": "deployments"}
+    cm = {"metadata": {"name": "c"}, "data": {}}
+    raw_request(twin, "POST", f"/api/v1/namespaces/{ns}/configmaps", cm)
+    status, body = raw_request(twin, "POST", f"/api/v1/namespaces/{ns}/configmaps", cm)
+    assert status == 409 and body["reason"] == "AlreadyExists"
+    assert body["details"] == {"name": "c", "kind": "configmaps"}
+    status, body = raw_request(twin, "PUT", f"/api/v1/namespaces/{ns}/configmaps/c",
+                               {"metadata": {"name": "c", "resourceVersion": "1"}, "data": {}})
+    assert status == 409 and body["reason"] == "Conflict" and body["details"] == {"name": "c", "kind": "configmaps"}
+    assert body["message"].startswith('Operation cannot be fulfilled on configmaps "c": the object has been modified')
+
+
+def test_invalid_lists_each_cause_with_reason_and_field(twin) -> None:  # noqa: ANN001
+    status, body = raw_request(twin, "POST", "/apis/loadbalancer.harvesterhci.io/v1beta1/ippools",
+                               {"apiVersion": "loadbalancer.harvesterhci.io/v1beta1", "kind": "IPPool",
+                                "metadata": {"name": "bad-pool"}, "spec": {"ranges": "nope"}})
+    assert status == 422 and body["reason"] == "Invalid"
+    assert body["message"].startswith('IPPool.loadbalancer.harvesterhci.io "bad-pool" is invalid: ')
+    assert body["details"]["name"] == "bad-pool" and body["details"]["kind"] == "IPPool"
+    assert body["details"]["group"] == "loadbalancer.harvesterhci.io"
+    cause = body["details"]["causes"][0]
+    assert cause["field"] == "spec.ranges" and cause["reason"] == "FieldValueInvalid"
+    assert cause["message"].startswith('Invalid value: "string": spec.ranges in body must be of type array')
+
+
+def test_unknown_paths_and_methods_answer_like_kube(twin) -> None:  # noqa: ANN001
+    status, body = raw_request(twin, "GET", "/apis/nosuch.example.com/v1/things")
+    assert status == 404 and body["details"] == {} and body["message"] == "the server could not find the requested resource"
+    status, body = raw_request(twin, "PUT", "/api/v1/namespaces/default/configmaps")
+    assert status == 405 and body["reason"] == "MethodNotAllowed" and body["details"] == {}

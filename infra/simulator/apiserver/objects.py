@@ -96,7 +96,8 @@ class ObjectApi:
     def _type_key(self, rtype: ResourceType) -> tuple[str, str]:
         return (rtype.group, rtype.plural)
 
-    def _check_namespace(self, rtype: ResourceType, namespace: str | None, creating: bool) -> None:
+    def _check_namespace(self, rtype: ResourceType, namespace: str | None, creating: bool,
+                         name: str | None = None) -> None:
         if not rtype.namespaced:
             return
         if not namespace:
@@ -105,9 +106,9 @@ class ObjectApi:
         if ns is None:
             raise errors.not_found("namespaces", namespace)
         if creating and ns["metadata"].get("deletionTimestamp"):
-            raise errors.forbidden(
-                f'{rtype.plural} "..." is forbidden: unable to create new content in namespace '
-                f"{namespace} because it is being terminated")
+            raise errors.forbidden_resource(
+                rtype.plural, name or "", f"unable to create new content in namespace {namespace} because it is "
+                "being terminated", rtype.group)
 
     def _view(self, rtype: ResourceType, obj: dict[str, Any], version: str | None) -> dict[str, Any]:
         obj["apiVersion"] = rtype.api_version(version)
@@ -179,7 +180,7 @@ class ObjectApi:
             else:
                 raise errors.invalid(rtype.kind, "", ["metadata.name: Required value: name or generateName is required"],
                                      rtype.group)
-        self._check_namespace(rtype, namespace, creating=True)
+        self._check_namespace(rtype, namespace, creating=True, name=meta["name"])
         key = self._key(rtype, namespace, meta["name"])
         if self.store.peek(self._type_key(rtype), key) is not None:
             raise errors.already_exists(rtype.plural, meta["name"], rtype.group)
@@ -286,7 +287,7 @@ class ObjectApi:
                                   f"{preconditions['resourceVersion']}, ResourceVersion in object meta: "
                                   f"{current['metadata']['resourceVersion']}")
         if rtype.plural == "namespaces" and not rtype.group and name in PROTECTED_NAMESPACES:
-            raise errors.forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+            raise errors.forbidden_resource("namespaces", name, "this namespace may not be deleted")
         self._admit(AdmissionRequest("DELETE", rtype, None, copy.deepcopy(current), dry_run))
         self._view(rtype, current, version)
         if dry_run:
@@ -509,7 +510,7 @@ class ObjectApi:
         try:
             return self.registry.lookup(group, version, plural)
         except UnknownResource:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource") from None
+            raise errors.page_not_found() from None
 
 
 def supported_fields(rtype: ResourceType) -> tuple[str, ...]:

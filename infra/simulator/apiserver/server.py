@@ -219,12 +219,12 @@ class ApiServer:
         if segments[0] == "apis" and len(segments) == 2:
             group = discovery.api_group(registry, segments[1])
             if group is None:
-                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.page_not_found()
             return _json(group)
         if segments[0] == "apis" and len(segments) == 3:
             doc = discovery.api_resource_list(registry, segments[1], segments[2])
             if doc is None:
-                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.page_not_found()
             return _json(doc)
         if segments[0] == "openapi":
             return self._openapi(segments)
@@ -233,10 +233,10 @@ class ApiServer:
             return await self._service_proxy(request, segments[3], segments[5], "/".join(segments[7:]))
         target = parse_resource_path(segments)
         if target is None:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         rtype = self.api.lookup(target.group, target.version, target.plural)
         if target.namespace is not None and not rtype.namespaced:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         return await self._resource(request, rtype, target)
 
     async def _service_proxy(self, request: web.Request, namespace: str, spec: str, rest: str) -> web.StreamResponse:
@@ -263,7 +263,7 @@ class ApiServer:
             doc = discovery.openapi_v3_document(self.api.registry, group, version, schemas)
             if doc is not None:
                 return _json(doc)
-        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.page_not_found()
 
     # --- resources ----------------------------------------------------------------------------
     async def _resource(self, request: web.Request, rtype: ResourceType, target: ResourcePath) -> web.StreamResponse:
@@ -274,11 +274,11 @@ class ApiServer:
         version = target.version
         sub = target.subresource
         if sub and sub not in ("status", "scale", *rtype.extra_subresources):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         if sub == "status" and not rtype.has_status:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         if sub == "scale" and not rtype.has_scale:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
 
         if not sub and _verb(method, target.name, query) not in rtype.verbs:
             raise errors.method_not_allowed()
@@ -351,7 +351,8 @@ class ApiServer:
     def _set_scale(self, rtype: ResourceType, target: ResourcePath, scale: dict[str, Any]) -> dict[str, Any]:
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid("Scale", target.name or "", ["spec.replicas: Invalid value: must be >= 0"])
+            raise errors.invalid("Scale", target.name or "", [f"spec.replicas: Invalid value: {json.dumps(replicas)}: "
+                                                              "must be greater than or equal to 0"], "autoscaling")
         assert target.name is not None
 
         def set_replicas(obj: dict[str, Any]) -> None:
@@ -547,7 +548,7 @@ class ApiServer:
                 return _json(await handler(request, name))
             if not param and path == route:
                 return _json(await handler(request, ""))
-        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.page_not_found()
 
 
 def _translate(event: StoredEvent, matches: Callable[[dict[str, Any] | None], bool],
