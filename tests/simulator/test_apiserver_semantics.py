@@ -147,3 +147,92 @@ def test_unknown_paths_and_methods_answer_like_kube(twin) -> None:  # noqa: ANN0
     assert status == 404 and body["details"] == {} and body["message"] == "the server could not find the requested resource"
     status, body = raw_request(twin, "PUT", "/api/v1/namespaces/default/configmaps")
     assert status == 405 and body["reason"] == "MethodNotAllowed" and body["details"] == {}
+
+
+# --- 4. defaulting ------------------------------------------------------------------------------------------
+
+def _create(twin, path: str, obj: dict) -> dict:  # noqa: ANN001
+    status, body = raw_request(twin, "POST", path, obj)
+    assert status == 201, body
+    return body
+
+
+def test_a_created_service_gets_a_cluster_ip_from_rke2s_service_cidr_and_status(twin) -> None:  # noqa: ANN001
+    import ipaddress
+
+    ns = _ns(twin, "svc")
+    svc = _create(twin, f"/api/v1/namespaces/{ns}/services", {
+        "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    spec = svc["spec"]
+    assert ipaddress.ip_address(spec["clusterIP"]) in ipaddress.ip_network("10.43.0.0/16")
+    assert spec["clusterIPs"] == [spec["clusterIP"]]
+    assert spec["type"] == "ClusterIP" and spec["sessionAffinity"] == "None"
+    assert spec["ipFamilies"] == ["IPv4"] and spec["ipFamilyPolicy"] == "SingleStack"
+    assert spec["internalTrafficPolicy"] == "Cluster" and "externalTrafficPolicy" not in spec
+    assert spec["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
+    assert svc["status"] == {"loadBalancer": {}}
+    lb = _create(twin, f"/api/v1/namespaces/{ns}/services", {
+        "metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "targetPort": "https"}]}})
+    assert lb["spec"]["externalTrafficPolicy"] == "Cluster" and lb["spec"]["allocateLoadBalancerNodePorts"] is True
+    assert 30000 <= lb["spec"]["ports"][0]["nodePort"] <= 32767 and lb["spec"]["ports"][0]["targetPort"] == "https"
+    assert lb["spec"]["clusterIP"] != spec["clusterIP"]
+    headless = _create(twin, f"/api/v1/namespaces/{ns}/services", {
+        "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}})
+    assert headless["spec"]["clusterIPs"] == ["None"] and headless["spec"]["ipFamilyPolicy"] == "RequireDualStack"
+    # An update that leaves the allocated values out keeps them.
+    allocated = svc["spec"].pop("clusterIP")
+    svc["spec"].pop("clusterIPs")
+    status, updated = raw_request(twin, "PUT", f"/api/v1/namespaces/{ns}/services/web", svc)
+    assert status == 200 and updated["spec"]["clusterIP"] == allocated
+
+
+def test_workloads_and_pods_are_defaulted_as_kube_defaults_them(twin) -> None:  # noqa: ANN001
+    ns = _ns(twin, "dflt")
+    template = {"metadata": {"labels": {"app": "a"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}, {"name": "d", "image": "busybox:1.36"}]}}
+    deploy = _create(twin, f"/apis/apps/v1/namespaces/{ns}/deployments", {
+        "metadata": {"name": "a"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": template}})
+    spec = deploy["spec"]
+    assert spec["replicas"] == 1 and spec["revisionHistoryLimit"] == 10 and spec["progressDeadlineSeconds"] == 600
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    pod_spec = spec["template"]["spec"]
+    assert (pod_spec["restartPolicy"], pod_spec["dnsPolicy"], pod_spec["schedulerName"]) == \
+        ("Always", "ClusterFirst", "default-scheduler")
+    assert pod_spec["terminationGracePeriodSeconds"] == 30 and pod_spec["securityContext"] == {}
+    first, second = pod_spec["containers"]
+    assert first["imagePullPolicy"] == "Always" and second["imagePullPolicy"] == "IfNotPresent"
+    assert first["terminationMessagePath"] == "/dev/termination-log" and first["terminationMessagePolicy"] == "File"
+    assert "serviceAccountName" not in pod_spec, "templates are not admitted: no service account is filled in"
+    ds = _create(twin, f"/apis/apps/v1/namespaces/{ns}/daemonsets", {
+        "metadata": {"name": "a"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": template}})
+    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
+                                            "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    sts = _create(twin, f"/apis/apps/v1/namespaces/{ns}/statefulsets", {
+        "metadata": {"name": "a"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "serviceName": "a",
+                                            "template": template}})
+    assert sts["spec"]["podManagementPolicy"] == "OrderedReady"
+    assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
+    job_template = {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}
+    job = _create(twin, f"/apis/batch/v1/namespaces/{ns}/jobs", {"metadata": {"name": "j"},
+                                                                "spec": {"template": job_template}})
+    assert (job["spec"]["completions"], job["spec"]["parallelism"], job["spec"]["backoffLimit"]) == (1, 1, 6)
+    assert job["spec"]["completionMode"] == "NonIndexed" and job["spec"]["suspend"] is False
+    pod = _create(twin, f"/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "p"}, "spec": template["spec"]})
+    assert pod["spec"]["serviceAccountName"] == "default" and pod["spec"]["enableServiceLinks"] is True
+    assert pod["spec"]["priority"] == 0 and pod["spec"]["preemptionPolicy"] == "PreemptLowerPriority"
+    assert {t["key"] for t in pod["spec"]["tolerations"]} == {"node.kubernetes.io/not-ready",
+                                                               "node.kubernetes.io/unreachable"}
+
+
+def test_namespace_secret_and_pvc_defaults(twin) -> None:  # noqa: ANN001
+    ns = _ns(twin, "misc")
+    status, namespace = raw_request(twin, "GET", f"/api/v1/namespaces/{ns}")
+    assert namespace["spec"] == {"finalizers": ["kubernetes"]} and namespace["status"] == {"phase": "Active"}
+    assert namespace["metadata"]["labels"] == {"kubernetes.io/metadata.name": ns}
+    assert "generation" not in namespace["metadata"]
+    secret = _create(twin, f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": "s"}, "data": {}})
+    assert secret["type"] == "Opaque"
+    pvc = _create(twin, f"/api/v1/namespaces/{ns}/persistentvolumeclaims", {
+        "metadata": {"name": "v"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": "1Gi"}}}})
+    assert pvc["spec"]["volumeMode"] == "Filesystem" and pvc["status"] == {"phase": "Pending"}

@@ -18,7 +18,7 @@ from infra.simulator.apimachinery import patch as patching
 from infra.simulator.apimachinery import schema as crd_schema
 from infra.simulator.apimachinery import selectors
 
-from . import apiservices, errors
+from . import apiservices, defaults, errors
 from .clock import rfc3339
 from .registry import Registry, ResourceType, UnknownResource, type_from_crd
 from .store import Store
@@ -59,6 +59,7 @@ class ObjectApi:
         self._crds: dict[tuple[str, str], dict[str, Any]] = {}
         self._pending_gc: list[tuple[str, str]] = []       # (uid, propagation)
         self.logs = PodLogs()
+        self._services = defaults.ServiceAllocator()
         self.sync_api_services()
 
     def sync_api_services(self) -> None:
@@ -221,6 +222,8 @@ class ObjectApi:
             raise errors.invalid(rtype.kind, name, ["metadata.resourceVersion: Invalid value: 0x0: "
                                                     "must be specified for an update"], rtype.group)
         new = self._merge_for_update(rtype, current, obj, subresource)
+        if not subresource:
+            self._defaults_on_update(rtype, current, new)
         new = self._validate_schema(rtype, new, strict_fields)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
         return self._commit_update(rtype, current, new, dry_run, version)
@@ -245,6 +248,8 @@ class ObjectApi:
         if meta.get("resourceVersion") and meta["resourceVersion"] != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rtype.plural, name, rtype.group)
         new = self._merge_for_update(rtype, current, patched, subresource)
+        if not subresource:
+            self._defaults_on_update(rtype, current, new)
         new = self._validate_schema(rtype, new, strict_fields)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
         return self._commit_update(rtype, current, new, dry_run, version)
@@ -358,14 +363,25 @@ class ObjectApi:
         return self._view(rtype, stored, version)
 
     def _defaults_on_create(self, rtype: ResourceType, obj: dict[str, Any]) -> None:
+        if rtype.custom:
+            return
         if rtype.group == "" and rtype.plural == "namespaces":
-            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
-            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
         elif rtype.group == "" and rtype.plural == "pods" and "status" not in obj:
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
         elif rtype.group == CRD_GROUP and rtype.plural == CRD_PLURAL:
             self._validate_crd(obj)
+        defaults.apply(rtype.group, rtype.plural, obj, creating=True)
+        if rtype.group == "" and rtype.plural == "services":
+            self._services.allocate(obj, self.store.iter_raw(("", "services")))
+
+    def _defaults_on_update(self, rtype: ResourceType, current: dict[str, Any], new: dict[str, Any]) -> None:
+        """kube defaults every object it decodes, updates too; a Service keeps what was allocated to it."""
+        if rtype.custom:
+            return
+        defaults.apply(rtype.group, rtype.plural, new, creating=False)
+        if rtype.group == "" and rtype.plural == "services":
+            defaults.ServiceAllocator.keep_allocated(new, current)
 
     def _validate_schema(self, rtype: ResourceType, obj: dict[str, Any], strict: bool) -> dict[str, Any]:
         if not rtype.custom:
