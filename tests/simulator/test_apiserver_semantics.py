@@ -236,3 +236,45 @@ def test_namespace_secret_and_pvc_defaults(twin) -> None:  # noqa: ANN001
         "metadata": {"name": "v"}, "spec": {"accessModes": ["ReadWriteOnce"],
                                             "resources": {"requests": {"storage": "1Gi"}}}})
     assert pvc["spec"]["volumeMode"] == "Filesystem" and pvc["status"] == {"phase": "Pending"}
+
+
+# --- 8. CRD validation ratcheting -----------------------------------------------------------------------------
+
+def _ratchet_crd(max_length: int | None) -> dict:
+    name_schema: dict = {"type": "string"}
+    if max_length is not None:
+        name_schema["maxLength"] = max_length
+    spec_schema = {"type": "object", "properties": {"name": name_schema, "size": {"type": "integer"},
+                                                    "owner": {"type": "object", "required": ["team"] if max_length
+                                                              else [], "properties": {"team": {"type": "string"},
+                                                                                      "room": {"type": "string"}}}}}
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "ratchets.e2e.example.com"},
+            "spec": {"group": "e2e.example.com", "scope": "Cluster",
+                     "names": {"plural": "ratchets", "singular": "ratchet", "kind": "Ratchet", "listKind": "RatchetList"},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "type": "object", "properties": {"spec": spec_schema}}}}]}}
+
+
+def test_crd_validation_ratchets_errors_on_unchanged_fields(twin) -> None:  # noqa: ANN001
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    _create(twin, crds, _ratchet_crd(None))
+    path = "/apis/e2e.example.com/v1/ratchets"
+    _create(twin, path, {"apiVersion": "e2e.example.com/v1", "kind": "Ratchet", "metadata": {"name": "r"},
+                         "spec": {"name": "a-name-longer-than-eight", "size": 1, "owner": {"room": "b2"}}})
+    _, crd = raw_request(twin, "GET", f"{crds}/ratchets.e2e.example.com")
+    crd["spec"] = _ratchet_crd(8)["spec"]                      # the schema tightens after the object exists
+    status, body = raw_request(twin, "PUT", f"{crds}/ratchets.e2e.example.com", crd)
+    assert status == 200, body
+    _, obj = raw_request(twin, "GET", f"{path}/r")
+    obj["spec"]["size"] = 2                                    # the too-long name and missing team are unchanged
+    status, body = raw_request(twin, "PUT", f"{path}/r", obj)
+    assert status == 200, body
+    obj = body
+    obj["spec"]["name"] = "still-longer-than-eight"            # a changed value is validated
+    status, body = raw_request(twin, "PUT", f"{path}/r", obj)
+    assert status == 422 and body["details"]["causes"][0]["field"] == "spec.name"
+    status, body = raw_request(twin, "PATCH", f"{path}/r", {"spec": {"owner": {"room": "c3"}}},
+                               headers={"Content-Type": "application/merge-patch+json"})
+    assert status == 422 and body["details"]["causes"][0]["field"] == "spec.owner.team"
+    raw_request(twin, "DELETE", f"{crds}/ratchets.e2e.example.com")

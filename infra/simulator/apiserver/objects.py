@@ -224,7 +224,7 @@ class ObjectApi:
         new = self._merge_for_update(rtype, current, obj, subresource)
         if not subresource:
             self._defaults_on_update(rtype, current, new)
-        new = self._validate_schema(rtype, new, strict_fields)
+        new = self._validate_schema(rtype, new, strict_fields, old=current)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
         return self._commit_update(rtype, current, new, dry_run, version)
 
@@ -250,7 +250,7 @@ class ObjectApi:
         new = self._merge_for_update(rtype, current, patched, subresource)
         if not subresource:
             self._defaults_on_update(rtype, current, new)
-        new = self._validate_schema(rtype, new, strict_fields)
+        new = self._validate_schema(rtype, new, strict_fields, old=current)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
         return self._commit_update(rtype, current, new, dry_run, version)
 
@@ -383,7 +383,8 @@ class ObjectApi:
         if rtype.group == "" and rtype.plural == "services":
             defaults.ServiceAllocator.keep_allocated(new, current)
 
-    def _validate_schema(self, rtype: ResourceType, obj: dict[str, Any], strict: bool) -> dict[str, Any]:
+    def _validate_schema(self, rtype: ResourceType, obj: dict[str, Any], strict: bool,
+                         old: dict[str, Any] | None = None) -> dict[str, Any]:
         if not rtype.custom:
             return obj
         # Each served version has its own schema; the object arrives in the version the request named.
@@ -396,6 +397,8 @@ class ObjectApi:
         if strict and unknown:
             raise errors.ApiError(400, "BadRequest", "strict decoding error: " +
                                   ", ".join(f'unknown field "{p.lstrip(".")}"' for p in unknown))
+        if problems and old is not None:
+            problems = crd_schema.ratchet(problems, old, pruned)
         if problems:
             raise errors.invalid(rtype.kind, name, problems, rtype.group)
         return pruned
