@@ -278,3 +278,100 @@ def test_crd_validation_ratchets_errors_on_unchanged_fields(twin) -> None:  # no
                                headers={"Content-Type": "application/merge-patch+json"})
     assert status == 422 and body["details"]["causes"][0]["field"] == "spec.owner.team"
     raw_request(twin, "DELETE", f"{crds}/ratchets.e2e.example.com")
+
+
+# --- 2. server-side apply and managedFields -------------------------------------------------------------------
+
+def _managed(obj: dict) -> dict:
+    return {(e["manager"], e["operation"]): e for e in obj["metadata"].get("managedFields") or []}
+
+
+@pytest.mark.kubectl
+def test_every_write_records_managed_fields(twin) -> None:  # noqa: ANN001
+    kubectl = kubectl_for(twin)
+    ns = _ns(twin, "mf")
+    kubectl("create", "configmap", "c", "-n", ns, "--from-literal=a=1")
+    kubectl("label", "configmap", "c", "-n", ns, "tier=web")
+    obj = get_json(kubectl, "configmap", "c", "-n", ns, "--show-managed-fields")
+    entries = _managed(obj)
+    assert entries[("kubectl-create", "Update")]["fieldsV1"] == {"f:data": {".": {}, "f:a": {}}}
+    label = entries[("kubectl-label", "Update")]
+    assert label["fieldsV1"] == {"f:metadata": {"f:labels": {".": {}, "f:tier": {}}}}
+    assert label["fieldsType"] == "FieldsV1" and label["apiVersion"] == "v1" and label["time"].endswith("Z")
+    status, body = raw_request(twin, "POST", f"/api/v1/namespaces/{ns}/configmaps",
+                               {"metadata": {"name": "u"}, "data": {"k": "v"}}, headers={"User-Agent": "my-operator/1.2 (linux)"})
+    assert status == 201 and body["metadata"]["managedFields"][0]["manager"] == "my-operator"
+
+
+@pytest.mark.kubectl
+def test_kubectl_apply_server_side_creates_updates_conflicts_and_forces(twin, tmp_path) -> None:  # noqa: ANN001
+    kubectl = kubectl_for(twin)
+    ns = _ns(twin, "ssa")
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "web", "image": "nginx:1.25",
+                                                               "env": [{"name": "A", "value": "1"},
+                                                                       {"name": "B", "value": "2"}]}]}}}}
+    out = kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest)).stdout
+    assert "serverside-applied" in out
+    live = get_json(kubectl, "deployment", "web", "-n", ns, "--show-managed-fields")
+    applied = _managed(live)[("kubectl", "Apply")]["fieldsV1"]
+    container = applied["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"web"}']
+    assert set(container["f:env"]) == {'k:{"name":"A"}', 'k:{"name":"B"}'}
+    assert "f:revisionHistoryLimit" not in applied["f:spec"], "defaulted fields are not the applier's"
+    # Fields dropped from the configuration go away; the rest stays.
+    manifest["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}]
+    kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
+    env = get_json(kubectl, "deployment", "web", "-n", ns)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "A", "value": "1"}]
+    # Another manager takes spec.replicas; applying a different value conflicts, --force-conflicts takes it back.
+    kubectl("scale", "deployment", "web", "-n", ns, "--replicas=3")
+    kubectl("patch", "deployment", "web", "-n", ns, "--type=merge", "-p", '{"spec":{"replicas":4}}',
+            "--field-manager=scaler")
+    failed = kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest), check=False)
+    assert failed.returncode != 0
+    assert 'Apply failed with 1 conflict: conflict with "scaler" using apps/v1 at ' in failed.stderr
+    assert failed.stderr.split("\n")[0].endswith(": .spec.replicas")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(manifest))
+    live = get_json(kubectl, "deployment", "web", "-n", ns, "--show-managed-fields")
+    assert live["spec"]["replicas"] == 2
+    scaler = _managed(live).get(("scaler", "Update"))
+    assert scaler is None or "f:replicas" not in scaler["fieldsV1"].get("f:spec", {})
+
+
+def test_apply_conflict_status_body(twin) -> None:  # noqa: ANN001
+    ns = _ns(twin, "ssa409")
+    path = f"/api/v1/namespaces/{ns}/configmaps/c"
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "one"}}
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    status, body = raw_request(twin, "PATCH", path, config, headers=apply)
+    assert status == 400 and "fieldManager" in body["message"]
+    status, body = raw_request(twin, "PATCH", path + "?fieldManager=first", config, headers=apply)
+    assert status == 201
+    config["data"]["k"] = "two"
+    status, body = raw_request(twin, "PATCH", path + "?fieldManager=second", config, headers=apply)
+    assert status == 409 and body["reason"] == "Conflict"
+    assert body["message"] == 'Apply failed with 1 conflict: conflict with "first": .data.k'
+    assert body["details"]["causes"] == [{"reason": "FieldManagerConflict", "message": 'conflict with "first"',
+                                          "field": ".data.k"}]
+    status, body = raw_request(twin, "PATCH", path + "?fieldManager=second&force=true&dryRun=All", config,
+                               headers=apply)
+    assert status == 200 and body["data"] == {"k": "two"}
+    _, live = raw_request(twin, "GET", path)
+    assert live["data"] == {"k": "one"}, "a server dry run stores nothing"
+
+
+def test_apply_to_a_custom_resource_uses_the_schema_list_types(twin) -> None:  # noqa: ANN001
+    path = "/apis/loadbalancer.harvesterhci.io/v1beta1/ippools/ssa-pool"
+    config = {"apiVersion": "loadbalancer.harvesterhci.io/v1beta1", "kind": "IPPool",
+              "metadata": {"name": "ssa-pool"}, "spec": {"ranges": [{"subnet": "192.0.2.0/24"}]}}
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    status, body = raw_request(twin, "PATCH", path + "?fieldManager=tool", config, headers=apply)
+    assert status == 201, body
+    fields = body["metadata"]["managedFields"][0]
+    assert fields["operation"] == "Apply" and "f:ranges" in fields["fieldsV1"]["f:spec"]
+    config["spec"]["ranges"] = [{"subnet": "198.51.100.0/24"}]
+    status, body = raw_request(twin, "PATCH", path + "?fieldManager=tool", config, headers=apply)
+    assert status == 200 and body["spec"]["ranges"] == [{"subnet": "198.51.100.0/24"}]
+    raw_request(twin, "DELETE", path)

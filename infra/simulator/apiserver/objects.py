@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from infra.simulator.apimachinery import fieldmanager
 from infra.simulator.apimachinery import patch as patching
 from infra.simulator.apimachinery import schema as crd_schema
 from infra.simulator.apimachinery import selectors
@@ -164,7 +165,7 @@ class ObjectApi:
     # --- writes -------------------------------------------------------------------------------
     def create(self, rtype: ResourceType, obj: dict[str, Any], *, namespace: str | None = None,
                dry_run: bool = False, keep_status: bool = False, strict_fields: bool = False,
-               version: str | None = None) -> dict[str, Any]:
+               version: str | None = None, manager: str | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if rtype.namespaced:
@@ -196,6 +197,10 @@ class ObjectApi:
         self._defaults_on_create(rtype, obj)
         obj = self._validate_schema(rtype, obj, strict_fields)
         self._admit(AdmissionRequest("CREATE", rtype, obj, None, dry_run))
+        if manager is not None:
+            meta.pop("managedFields", None)
+            fieldmanager.record_update(None, obj, manager, obj["apiVersion"], rfc3339(), self.field_schema(rtype, version),
+                                       has_status=rtype.has_status)
         if dry_run:
             return self._view(rtype, obj, version)
         stored = self.store.put(self._type_key(rtype), key, obj, "ADDED", None)
@@ -204,7 +209,7 @@ class ObjectApi:
 
     def update(self, rtype: ResourceType, obj: dict[str, Any], *, namespace: str | None = None,
                subresource: str = "", dry_run: bool = False, strict_fields: bool = False,
-               version: str | None = None, allow_create: bool = False) -> dict[str, Any]:
+               version: str | None = None, allow_create: bool = False, manager: str | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         name = meta.get("name")
@@ -212,7 +217,7 @@ class ObjectApi:
         current = self.store.get(self._type_key(rtype), self._key(rtype, namespace, name))
         if current is None:
             if allow_create and not subresource:
-                return self.create(rtype, obj, namespace=namespace, dry_run=dry_run, version=version)
+                return self.create(rtype, obj, namespace=namespace, dry_run=dry_run, version=version, manager=manager)
             raise errors.not_found(rtype.plural, name, rtype.group)
         sent_rv = meta.get("resourceVersion")
         if sent_rv:
@@ -226,11 +231,73 @@ class ObjectApi:
             self._defaults_on_update(rtype, current, new)
         new = self._validate_schema(rtype, new, strict_fields, old=current)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        self._record(rtype, current, new, manager, subresource, version, sent="managedFields" in meta)
         return self._commit_update(rtype, current, new, dry_run, version)
+
+    def field_schema(self, rtype: ResourceType, version: str | None) -> fieldmanager.Schema:
+        return fieldmanager.Schema(rtype.kind, rtype.schemas.get(version or rtype.storage_version), custom=rtype.custom)
+
+    def _record(self, rtype: ResourceType, current: dict[str, Any], new: dict[str, Any], manager: str | None,
+                subresource: str, version: str | None, *, sent: bool = False) -> None:
+        """An Update's managedFields; a write that does not send managedFields keeps the stored ones."""
+        meta = new.setdefault("metadata", {})
+        if not sent and current["metadata"].get("managedFields"):
+            meta["managedFields"] = copy.deepcopy(current["metadata"]["managedFields"])
+        elif not sent:
+            meta.pop("managedFields", None)
+        if manager is not None:
+            fieldmanager.record_update(current, new, manager, rtype.api_version(version), rfc3339(),
+                                       self.field_schema(rtype, version), subresource=subresource,
+                                       has_status=rtype.has_status)
+
+    def apply(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes, *, manager: str,
+              force: bool = False, subresource: str = "", dry_run: bool = False, strict_fields: bool = False,
+              version: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Server-side apply; returns (object, created)."""
+        try:
+            applied = patching.decode_apply_body(body)
+        except patching.PatchError as exc:
+            raise errors.ApiError(exc.code, _reason(exc.code), str(exc)) from None
+        meta = applied.get("metadata") or {}
+        if meta.get("name") not in (None, name):
+            raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the "
+                                     f"URL ({name})")
+        namespace = namespace if rtype.namespaced else None
+        current = self.store.get(self._type_key(rtype), self._key(rtype, namespace, name))
+        schema = self.field_schema(rtype, version)
+        api_version = rtype.api_version(version)
+        try:
+            merged = fieldmanager.apply(current, applied, manager, api_version, rfc3339(), schema, force=force,
+                                        subresource=subresource, has_status=rtype.has_status)
+        except fieldmanager.ApplyConflict as exc:
+            message, causes = fieldmanager.conflict_message(exc.conflicts)
+            raise errors.ApiError(409, "Conflict", message, details={"causes": causes}) from None
+        merged["apiVersion"], merged["kind"] = api_version, rtype.kind
+        merged.setdefault("metadata", {})["name"] = name
+        if current is None:
+            if subresource:
+                raise errors.not_found(rtype.plural, name, rtype.group)
+            managed = merged["metadata"].get("managedFields")
+            created = self.create(rtype, merged, namespace=namespace, dry_run=dry_run, strict_fields=strict_fields,
+                                  version=version)
+            if managed and not dry_run:
+                created = self.mutate(rtype, namespace, name,
+                                      lambda o: o["metadata"].__setitem__("managedFields", managed))
+            elif managed:
+                created["metadata"]["managedFields"] = managed
+            return self._view(rtype, created, version), True
+        merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        new = self._merge_for_update(rtype, current, merged, subresource)
+        new["metadata"]["managedFields"] = merged["metadata"].get("managedFields", [])
+        if not subresource:
+            self._defaults_on_update(rtype, current, new)
+        new = self._validate_schema(rtype, new, strict_fields, old=current)
+        self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        return self._commit_update(rtype, current, new, dry_run, version), False
 
     def patch(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes, content_type: str, *,
               subresource: str = "", dry_run: bool = False, strict_fields: bool = False,
-              version: str | None = None) -> dict[str, Any]:
+              version: str | None = None, manager: str | None = None) -> dict[str, Any]:
         namespace = namespace if rtype.namespaced else None
         current = self.store.get(self._type_key(rtype), self._key(rtype, namespace, name))
         if current is None:
@@ -252,6 +319,8 @@ class ObjectApi:
             self._defaults_on_update(rtype, current, new)
         new = self._validate_schema(rtype, new, strict_fields, old=current)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        sent = (patched.get("metadata") or {}).get("managedFields") != current["metadata"].get("managedFields")
+        self._record(rtype, current, new, manager, subresource, version, sent=sent)
         return self._commit_update(rtype, current, new, dry_run, version)
 
     def mutate(self, rtype: ResourceType, namespace: str | None, name: str,

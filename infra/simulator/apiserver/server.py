@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from infra.simulator.apimachinery import protobuf, selectors
+from infra.simulator.apimachinery import fieldmanager, protobuf, selectors
 from infra.simulator.apimachinery.selectors import SelectorError
 
 from . import discovery, errors, negotiation, reviews
@@ -305,7 +305,7 @@ class ApiServer:
         if method == "POST" and target.name is None:
             obj = _decode(body)
             created = self.api.create(rtype, obj, namespace=target.namespace, dry_run=dry_run,
-                                      strict_fields=strict, version=version)
+                                      strict_fields=strict, version=version, manager=_manager(request))
             return _json(created, 201)
         if method == "PUT" and target.name:
             obj = _decode(body)
@@ -316,7 +316,7 @@ class ApiServer:
                 raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL "
                                          f"({target.name})")
             updated = self.api.update(rtype, obj, namespace=target.namespace, subresource=sub, dry_run=dry_run,
-                                      strict_fields=strict, version=version)
+                                      strict_fields=strict, version=version, manager=_manager(request))
             return _json(updated)
         if method == "PATCH" and target.name:
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
@@ -328,8 +328,17 @@ class ApiServer:
                 except PatchError as exc:
                     raise errors.ApiError(exc.code, "BadRequest", str(exc)) from None
                 return _json(self._set_scale(rtype, target, wanted))
+            if content_type == "application/apply-patch+yaml":
+                manager = query.get("fieldManager", "")
+                if not manager:
+                    raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
+                applied, created = self.api.apply(rtype, target.namespace, target.name, body, manager=manager,
+                                                  force=query.get("force") in ("true", "1"), subresource=sub,
+                                                  dry_run=dry_run, strict_fields=strict, version=version)
+                return _json(applied, 201 if created else 200)
             patched = self.api.patch(rtype, target.namespace, target.name, body, content_type, subresource=sub,
-                                     dry_run=dry_run, strict_fields=strict, version=version)
+                                     dry_run=dry_run, strict_fields=strict, version=version,
+                                     manager=_manager(request))
             return _json(patched)
         if method == "DELETE":
             options = _decode(body) if body.strip() else {}
@@ -573,6 +582,12 @@ def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
             "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
             "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
                        "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
+
+
+def _manager(request: web.Request) -> str:
+    """The field manager of a write: `fieldManager`, else derived from the User-Agent as kube does."""
+    return request.query.get("fieldManager") or fieldmanager.manager_from_user_agent(
+        request.headers.get("User-Agent", ""))
 
 
 def _verb(method: str, name: str | None, query: Any) -> str:
