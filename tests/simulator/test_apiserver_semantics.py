@@ -375,3 +375,20 @@ def test_apply_to_a_custom_resource_uses_the_schema_list_types(twin) -> None:  #
     status, body = raw_request(twin, "PATCH", path + "?fieldManager=tool", config, headers=apply)
     assert status == 200 and body["spec"]["ranges"] == [{"subnet": "198.51.100.0/24"}]
     raw_request(twin, "DELETE", path)
+
+
+# --- 9. seeded objects against the upstream schema -----------------------------------------------------------
+
+@pytest.mark.kubectl
+def test_a_seeded_machine_can_be_replaced_under_the_upstream_capi_crd(twin) -> None:  # noqa: ANN001
+    from ..conftest import UPSTREAM_CRDS
+
+    kubectl = kubectl_for(twin)
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(UPSTREAM_CRDS / "cluster.x-k8s.io_machines.yaml"))
+    machines = get_json(kubectl, "machines", "-n", "fleet-local")["items"]
+    assert len(machines) == 3
+    machine = machines[0]
+    machine["metadata"].setdefault("labels", {})["e2e/replaced"] = "yes"
+    kubectl("replace", "-f", "-", input=json.dumps(machine))
+    again = get_json(kubectl, "machine", machine["metadata"]["name"], "-n", "fleet-local")
+    assert again["metadata"]["labels"]["e2e/replaced"] == "yes"
