@@ -782,6 +782,11 @@ def _require_object(value: Any, what: str) -> dict:
     return value
 
 
+def decode_apply_body(body_bytes: bytes) -> dict:
+    """An apply request's configuration (YAML or JSON), as an object."""
+    return _require_object(_decode_yaml(body_bytes), "apply patch")
+
+
 def apply_patch(target: dict, body_bytes: bytes, content_type: str, kind: str, *, custom: bool = False) -> dict:
     """Apply a PATCH request body according to its Content-Type, as kube-apiserver does."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()

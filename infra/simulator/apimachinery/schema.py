@@ -4,7 +4,7 @@ Order of operations matches the apiserver: prune unknown fields, drop unneeded n
 apply defaults, then validate. Error strings follow kube's field.Error rendering so
 kubectl prints what a real cluster would.
 
-Not implemented: ``format`` checks, CEL rules (``x-kubernetes-validations``), ratcheting,
+Not implemented: ``format`` checks, CEL rules (``x-kubernetes-validations``),
 embedded-resource metadata coercion and validation of metadata beyond the schema.
 """
 
@@ -408,3 +408,59 @@ def _validate_combinators(value: Any, schema: dict, path: str, errors: list[str]
         errors.append(_invalid(path, "", f"{path} must validate one and only one schema (oneOf)"))
     if schema.get("not") and passes(schema["not"]):
         errors.append(_invalid(path, "", f"{path} must not validate the schema (not)"))
+
+
+# --------------------------------------------------------------------------
+# Validation ratcheting (KEP-4008, CRDValidationRatcheting: beta and on by default from kube 1.30, GA in 1.33)
+#
+# On update, a schema error is dropped when the value it is about did not change from the old object: the
+# node holding the error (for "Required value", the object missing the field) or any node above it compares
+# equal with its counterpart in the old object. List items are matched to old items by value, which covers
+# sets and unchanged map-list entries.
+
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _error_path(error: str) -> tuple[list[str | int], bool]:
+    path, _, body = error.partition(": ")
+    tokens: list[str | int] = []
+    for name, index in _PATH_TOKEN.findall(path):
+        tokens.append(int(index) if index else name)
+    return tokens, body.startswith("Required value")
+
+
+_MISSING = object()
+
+
+def _unchanged_at(old: Any, new: Any, tokens: list[str | int]) -> bool:
+    """Whether some node on `tokens` (deepest first) is the same in old and new."""
+    pairs: list[tuple[Any, Any]] = [(old, new)]
+    for token in tokens:
+        old_node, new_node = pairs[-1]
+        if isinstance(token, int):
+            if not isinstance(new_node, list) or token >= len(new_node):
+                break
+            item = new_node[token]
+            twin = next((o for o in old_node if _json_equal(o, item)), _MISSING) if isinstance(old_node, list) \
+                else _MISSING
+            pairs.append((twin, item))
+        else:
+            old_child = old_node.get(token, _MISSING) if isinstance(old_node, dict) else _MISSING
+            new_child = new_node.get(token, _MISSING) if isinstance(new_node, dict) else _MISSING
+            if new_child is _MISSING:
+                break
+            pairs.append((old_child, new_child))
+    return any(o is not _MISSING and _json_equal(o, n) for o, n in reversed(pairs[1:]))
+
+
+def ratchet(errors: list[str], old: dict, new: dict) -> list[str]:
+    """The errors an update still gets once those about unchanged values are dropped."""
+    kept = []
+    for error in errors:
+        tokens, required = _error_path(error)
+        if required:
+            tokens = tokens[:-1]
+        if tokens and _unchanged_at(old, new, tokens):
+            continue
+        kept.append(error)
+    return kept

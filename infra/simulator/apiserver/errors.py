@@ -12,7 +12,7 @@ class ApiError(Exception):
         self.code = code
         self.reason = reason
         self.message = message
-        self.details = details or {}
+        self.details = details         # None: no `details` in the body; {} is sent as kube sends it
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -24,7 +24,7 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
+        if self.details is not None:
             body["details"] = self.details
         return body
 
@@ -59,12 +59,32 @@ def conflict(resource: str, name: str, group: str = "", why: str | None = None) 
                     details=_details(resource, name, group))
 
 
+# field.ErrorType strings -> the CauseType kube puts in details.causes (apimachinery util/validation/field).
+_CAUSE_TYPES = {"Required value": "FieldValueRequired", "Invalid value": "FieldValueInvalid",
+                "Unsupported value": "FieldValueNotSupported", "Duplicate value": "FieldValueDuplicate",
+                "Too long": "FieldValueTooLong", "Too many": "FieldValueTooMany", "Forbidden": "FieldValueForbidden",
+                "Not found": "FieldValueNotFound", "Internal error": "InternalError"}
+
+
+def _cause(error: str) -> dict[str, str]:
+    """`spec.x: Invalid value: 3: detail` -> {reason, message (the error body), field}, as NewInvalid builds it."""
+    for separator in (": ",):
+        field, _, body = error.partition(separator)
+        for prefix, reason in _CAUSE_TYPES.items():
+            if body.startswith(prefix) and " " not in field:
+                return {"reason": reason, "message": body, "field": field}
+    return {"reason": "FieldValueInvalid", "message": error, "field": ""}
+
+
 def invalid(kind: str, name: str, causes: list[str], group: str = "") -> ApiError:
+    """422 as apimachinery's NewInvalid writes it: `Kind.group "name" is invalid: <errors>`, one cause each."""
     message = f'{kind}.{group} "{name}" is invalid: ' if group else f'{kind} "{name}" is invalid: '
     message += causes[0] if len(causes) == 1 else "[" + ", ".join(causes) + "]"
-    return ApiError(422, "Invalid", message,
-                    details={"kind": kind, "name": name, "group": group,
-                             "causes": [{"message": c} for c in causes]})
+    details: dict[str, Any] = {"name": name, "kind": kind} if name else {"kind": kind}
+    if group:
+        details["group"] = group
+    details["causes"] = [_cause(c) for c in causes]
+    return ApiError(422, "Invalid", message, details=details)
 
 
 def bad_request(message: str) -> ApiError:
@@ -72,7 +92,12 @@ def bad_request(message: str) -> ApiError:
 
 
 def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> ApiError:
-    return ApiError(405, "MethodNotAllowed", message)
+    return ApiError(405, "MethodNotAllowed", message, details={})
+
+
+def page_not_found() -> ApiError:
+    """A path no API serves: kube's 404 carries an empty details object."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource", details={})
 
 
 def gone(message: str) -> ApiError:
@@ -85,6 +110,12 @@ def unauthorized() -> ApiError:
 
 def forbidden(message: str) -> ApiError:
     return ApiError(403, "Forbidden", message)
+
+
+def forbidden_resource(resource: str, name: str, why: str, group: str = "") -> ApiError:
+    """NewForbidden: `resource.group "name" is forbidden: why`, details naming the resource."""
+    return ApiError(403, "Forbidden", f'{qualified(resource, group)} "{name}" is forbidden: {why}',
+                    details=_details(resource, name, group))
 
 
 def internal(message: str) -> ApiError:

@@ -14,11 +14,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from infra.simulator.apimachinery import fieldmanager
 from infra.simulator.apimachinery import patch as patching
 from infra.simulator.apimachinery import schema as crd_schema
 from infra.simulator.apimachinery import selectors
 
-from . import errors
+from . import apiservices, defaults, errors
 from .clock import rfc3339
 from .registry import Registry, ResourceType, UnknownResource, type_from_crd
 from .store import Store
@@ -59,6 +60,14 @@ class ObjectApi:
         self._crds: dict[tuple[str, str], dict[str, Any]] = {}
         self._pending_gc: list[tuple[str, str]] = []       # (uid, propagation)
         self.logs = PodLogs()
+        self._services = defaults.ServiceAllocator()
+        self.sync_api_services()
+
+    def sync_api_services(self) -> None:
+        """The aggregator's autoregistration: an APIService per served group/version (CRDs' too)."""
+        def stamp(obj: dict[str, Any]) -> None:
+            obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=rfc3339())
+        apiservices.sync(self.store, self.registry, stamp)
 
     # --- admission ----------------------------------------------------------------------------
     def add_admission(self, group: str, plural: str, hook: AdmissionHook, *, mutating: bool = False) -> None:
@@ -89,7 +98,8 @@ class ObjectApi:
     def _type_key(self, rtype: ResourceType) -> tuple[str, str]:
         return (rtype.group, rtype.plural)
 
-    def _check_namespace(self, rtype: ResourceType, namespace: str | None, creating: bool) -> None:
+    def _check_namespace(self, rtype: ResourceType, namespace: str | None, creating: bool,
+                         name: str | None = None) -> None:
         if not rtype.namespaced:
             return
         if not namespace:
@@ -98,9 +108,9 @@ class ObjectApi:
         if ns is None:
             raise errors.not_found("namespaces", namespace)
         if creating and ns["metadata"].get("deletionTimestamp"):
-            raise errors.forbidden(
-                f'{rtype.plural} "..." is forbidden: unable to create new content in namespace '
-                f"{namespace} because it is being terminated")
+            raise errors.forbidden_resource(
+                rtype.plural, name or "", f"unable to create new content in namespace {namespace} because it is "
+                "being terminated", rtype.group)
 
     def _view(self, rtype: ResourceType, obj: dict[str, Any], version: str | None) -> dict[str, Any]:
         obj["apiVersion"] = rtype.api_version(version)
@@ -155,7 +165,7 @@ class ObjectApi:
     # --- writes -------------------------------------------------------------------------------
     def create(self, rtype: ResourceType, obj: dict[str, Any], *, namespace: str | None = None,
                dry_run: bool = False, keep_status: bool = False, strict_fields: bool = False,
-               version: str | None = None) -> dict[str, Any]:
+               version: str | None = None, manager: str | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if rtype.namespaced:
@@ -172,7 +182,7 @@ class ObjectApi:
             else:
                 raise errors.invalid(rtype.kind, "", ["metadata.name: Required value: name or generateName is required"],
                                      rtype.group)
-        self._check_namespace(rtype, namespace, creating=True)
+        self._check_namespace(rtype, namespace, creating=True, name=meta["name"])
         key = self._key(rtype, namespace, meta["name"])
         if self.store.peek(self._type_key(rtype), key) is not None:
             raise errors.already_exists(rtype.plural, meta["name"], rtype.group)
@@ -187,6 +197,10 @@ class ObjectApi:
         self._defaults_on_create(rtype, obj)
         obj = self._validate_schema(rtype, obj, strict_fields)
         self._admit(AdmissionRequest("CREATE", rtype, obj, None, dry_run))
+        if manager is not None:
+            meta.pop("managedFields", None)
+            fieldmanager.record_update(None, obj, manager, obj["apiVersion"], rfc3339(), self.field_schema(rtype, version),
+                                       has_status=rtype.has_status)
         if dry_run:
             return self._view(rtype, obj, version)
         stored = self.store.put(self._type_key(rtype), key, obj, "ADDED", None)
@@ -195,7 +209,7 @@ class ObjectApi:
 
     def update(self, rtype: ResourceType, obj: dict[str, Any], *, namespace: str | None = None,
                subresource: str = "", dry_run: bool = False, strict_fields: bool = False,
-               version: str | None = None, allow_create: bool = False) -> dict[str, Any]:
+               version: str | None = None, allow_create: bool = False, manager: str | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         name = meta.get("name")
@@ -203,7 +217,7 @@ class ObjectApi:
         current = self.store.get(self._type_key(rtype), self._key(rtype, namespace, name))
         if current is None:
             if allow_create and not subresource:
-                return self.create(rtype, obj, namespace=namespace, dry_run=dry_run, version=version)
+                return self.create(rtype, obj, namespace=namespace, dry_run=dry_run, version=version, manager=manager)
             raise errors.not_found(rtype.plural, name, rtype.group)
         sent_rv = meta.get("resourceVersion")
         if sent_rv:
@@ -213,13 +227,77 @@ class ObjectApi:
             raise errors.invalid(rtype.kind, name, ["metadata.resourceVersion: Invalid value: 0x0: "
                                                     "must be specified for an update"], rtype.group)
         new = self._merge_for_update(rtype, current, obj, subresource)
-        new = self._validate_schema(rtype, new, strict_fields)
+        if not subresource:
+            self._defaults_on_update(rtype, current, new)
+        new = self._validate_schema(rtype, new, strict_fields, old=current)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        self._record(rtype, current, new, manager, subresource, version, sent="managedFields" in meta)
         return self._commit_update(rtype, current, new, dry_run, version)
+
+    def field_schema(self, rtype: ResourceType, version: str | None) -> fieldmanager.Schema:
+        return fieldmanager.Schema(rtype.kind, rtype.schemas.get(version or rtype.storage_version), custom=rtype.custom)
+
+    def _record(self, rtype: ResourceType, current: dict[str, Any], new: dict[str, Any], manager: str | None,
+                subresource: str, version: str | None, *, sent: bool = False) -> None:
+        """An Update's managedFields; a write that does not send managedFields keeps the stored ones."""
+        meta = new.setdefault("metadata", {})
+        if not sent and current["metadata"].get("managedFields"):
+            meta["managedFields"] = copy.deepcopy(current["metadata"]["managedFields"])
+        elif not sent:
+            meta.pop("managedFields", None)
+        if manager is not None:
+            fieldmanager.record_update(current, new, manager, rtype.api_version(version), rfc3339(),
+                                       self.field_schema(rtype, version), subresource=subresource,
+                                       has_status=rtype.has_status)
+
+    def apply(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes, *, manager: str,
+              force: bool = False, subresource: str = "", dry_run: bool = False, strict_fields: bool = False,
+              version: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Server-side apply; returns (object, created)."""
+        try:
+            applied = patching.decode_apply_body(body)
+        except patching.PatchError as exc:
+            raise errors.ApiError(exc.code, _reason(exc.code), str(exc)) from None
+        meta = applied.get("metadata") or {}
+        if meta.get("name") not in (None, name):
+            raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the "
+                                     f"URL ({name})")
+        namespace = namespace if rtype.namespaced else None
+        current = self.store.get(self._type_key(rtype), self._key(rtype, namespace, name))
+        schema = self.field_schema(rtype, version)
+        api_version = rtype.api_version(version)
+        try:
+            merged = fieldmanager.apply(current, applied, manager, api_version, rfc3339(), schema, force=force,
+                                        subresource=subresource, has_status=rtype.has_status)
+        except fieldmanager.ApplyConflict as exc:
+            message, causes = fieldmanager.conflict_message(exc.conflicts)
+            raise errors.ApiError(409, "Conflict", message, details={"causes": causes}) from None
+        merged["apiVersion"], merged["kind"] = api_version, rtype.kind
+        merged.setdefault("metadata", {})["name"] = name
+        if current is None:
+            if subresource:
+                raise errors.not_found(rtype.plural, name, rtype.group)
+            managed = merged["metadata"].get("managedFields")
+            created = self.create(rtype, merged, namespace=namespace, dry_run=dry_run, strict_fields=strict_fields,
+                                  version=version)
+            if managed and not dry_run:
+                created = self.mutate(rtype, namespace, name,
+                                      lambda o: o["metadata"].__setitem__("managedFields", managed))
+            elif managed:
+                created["metadata"]["managedFields"] = managed
+            return self._view(rtype, created, version), True
+        merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        new = self._merge_for_update(rtype, current, merged, subresource)
+        new["metadata"]["managedFields"] = merged["metadata"].get("managedFields", [])
+        if not subresource:
+            self._defaults_on_update(rtype, current, new)
+        new = self._validate_schema(rtype, new, strict_fields, old=current)
+        self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        return self._commit_update(rtype, current, new, dry_run, version), False
 
     def patch(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes, content_type: str, *,
               subresource: str = "", dry_run: bool = False, strict_fields: bool = False,
-              version: str | None = None) -> dict[str, Any]:
+              version: str | None = None, manager: str | None = None) -> dict[str, Any]:
         namespace = namespace if rtype.namespaced else None
         current = self.store.get(self._type_key(rtype), self._key(rtype, namespace, name))
         if current is None:
@@ -237,8 +315,12 @@ class ObjectApi:
         if meta.get("resourceVersion") and meta["resourceVersion"] != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rtype.plural, name, rtype.group)
         new = self._merge_for_update(rtype, current, patched, subresource)
-        new = self._validate_schema(rtype, new, strict_fields)
+        if not subresource:
+            self._defaults_on_update(rtype, current, new)
+        new = self._validate_schema(rtype, new, strict_fields, old=current)
         self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        sent = (patched.get("metadata") or {}).get("managedFields") != current["metadata"].get("managedFields")
+        self._record(rtype, current, new, manager, subresource, version, sent=sent)
         return self._commit_update(rtype, current, new, dry_run, version)
 
     def mutate(self, rtype: ResourceType, namespace: str | None, name: str,
@@ -279,7 +361,7 @@ class ObjectApi:
                                   f"{preconditions['resourceVersion']}, ResourceVersion in object meta: "
                                   f"{current['metadata']['resourceVersion']}")
         if rtype.plural == "namespaces" and not rtype.group and name in PROTECTED_NAMESPACES:
-            raise errors.forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+            raise errors.forbidden_resource("namespaces", name, "this namespace may not be deleted")
         self._admit(AdmissionRequest("DELETE", rtype, None, copy.deepcopy(current), dry_run))
         self._view(rtype, current, version)
         if dry_run:
@@ -350,16 +432,28 @@ class ObjectApi:
         return self._view(rtype, stored, version)
 
     def _defaults_on_create(self, rtype: ResourceType, obj: dict[str, Any]) -> None:
+        if rtype.custom:
+            return
         if rtype.group == "" and rtype.plural == "namespaces":
-            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
-            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
         elif rtype.group == "" and rtype.plural == "pods" and "status" not in obj:
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
         elif rtype.group == CRD_GROUP and rtype.plural == CRD_PLURAL:
             self._validate_crd(obj)
+        defaults.apply(rtype.group, rtype.plural, obj, creating=True)
+        if rtype.group == "" and rtype.plural == "services":
+            self._services.allocate(obj, self.store.iter_raw(("", "services")))
 
-    def _validate_schema(self, rtype: ResourceType, obj: dict[str, Any], strict: bool) -> dict[str, Any]:
+    def _defaults_on_update(self, rtype: ResourceType, current: dict[str, Any], new: dict[str, Any]) -> None:
+        """kube defaults every object it decodes, updates too; a Service keeps what was allocated to it."""
+        if rtype.custom:
+            return
+        defaults.apply(rtype.group, rtype.plural, new, creating=False)
+        if rtype.group == "" and rtype.plural == "services":
+            defaults.ServiceAllocator.keep_allocated(new, current)
+
+    def _validate_schema(self, rtype: ResourceType, obj: dict[str, Any], strict: bool,
+                         old: dict[str, Any] | None = None) -> dict[str, Any]:
         if not rtype.custom:
             return obj
         # Each served version has its own schema; the object arrives in the version the request named.
@@ -372,6 +466,8 @@ class ObjectApi:
         if strict and unknown:
             raise errors.ApiError(400, "BadRequest", "strict decoding error: " +
                                   ", ".join(f'unknown field "{p.lstrip(".")}"' for p in unknown))
+        if problems and old is not None:
+            problems = crd_schema.ratchet(problems, old, pruned)
         if problems:
             raise errors.invalid(rtype.kind, name, problems, rtype.group)
         return pruned
@@ -408,6 +504,7 @@ class ObjectApi:
             return
         self.registry.add(rtype)
         self._crds[(rtype.group, rtype.plural)] = crd
+        self.sync_api_services()
         conditions = [
             {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
              "message": "no conflicts found", "lastTransitionTime": rfc3339()},
@@ -430,6 +527,7 @@ class ObjectApi:
             self.registry.remove(spec["group"], spec["names"]["plural"])
             self._crds.pop((spec["group"], spec["names"]["plural"]), None)
             self.store.drop_type((spec["group"], spec["names"]["plural"]))
+            self.sync_api_services()
             return
         if rtype.plural == "pods" and not rtype.group:
             self.logs.forget(removed["metadata"].get("namespace", ""), removed["metadata"]["name"])
@@ -500,7 +598,7 @@ class ObjectApi:
         try:
             return self.registry.lookup(group, version, plural)
         except UnknownResource:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource") from None
+            raise errors.page_not_found() from None
 
 
 def supported_fields(rtype: ResourceType) -> tuple[str, ...]:
@@ -518,9 +616,19 @@ def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
     return clone
 
 
+# Built-in kinds whose registry strategy sets metadata.generation (kubernetes pkg/registry/*/strategy.go,
+# v1.32: PrepareForCreate sets Generation = 1); Services, Namespaces, Nodes, Pods, PVCs and the like have none.
+GENERATION_KINDS = {("apps", "deployments"), ("apps", "daemonsets"), ("apps", "statefulsets"),
+                    ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"), ("policy", "poddisruptionbudgets"),
+                    ("networking.k8s.io", "networkpolicies"), (CRD_GROUP, CRD_PLURAL),
+                    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+                    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+                    ("", "replicationcontrollers")}
+
+
 def _has_generation(rtype: ResourceType) -> bool:
-    """Custom resources and kinds with a spec/status split track generation; ConfigMaps and the like do not."""
-    return rtype.custom or rtype.has_status
+    """Custom resources and the built-in kinds whose strategy counts spec changes track generation."""
+    return rtype.custom or (rtype.group, rtype.plural) in GENERATION_KINDS
 
 
 def _spec_changed(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:

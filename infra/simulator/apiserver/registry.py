@@ -95,6 +95,25 @@ def builtin_types() -> list[ResourceType]:
                  "mutatingwebhookconfigurations", False, status=False),
         _builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
                  False, short=("crd", "crds")),
+        _builtin("apiregistration.k8s.io", "v1", "APIService", "apiservices", False,
+                 categories=("api-extensions",)),
+        # Further kinds every kube-apiserver serves, which QA's kubectl creates (`create quota`, `create ingress`).
+        _builtin("", "v1", "ResourceQuota", "resourcequotas", True, short=("quota",)),
+        _builtin("", "v1", "LimitRange", "limitranges", True, short=("limits",), status=False),
+        _builtin("", "v1", "PodTemplate", "podtemplates", True, status=False),
+        _builtin("", "v1", "ReplicationController", "replicationcontrollers", True, short=("rc",), scale=True,
+                 categories=("all",)),
+        _builtin("batch", "v1", "CronJob", "cronjobs", True, short=("cj",), categories=("all",)),
+        _builtin("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, short=("hpa",),
+                 categories=("all",)),
+        _builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, short=("pdb",)),
+        _builtin("networking.k8s.io", "v1", "Ingress", "ingresses", True, short=("ing",)),
+        _builtin("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False, status=False),
+        _builtin("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, short=("netpol",),
+                 status=False),
+        _builtin("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, short=("pc",), status=False),
+        _builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True, status=False),
+        _builtin("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", False, status=False),
     ]
 
 
@@ -106,8 +125,10 @@ class Registry:
     """The served kinds, addressable by (group, version, plural) as URLs name them."""
 
     def __init__(self) -> None:
+        from .reviews import review_types
+
         self._types: dict[tuple[str, str], ResourceType] = {}
-        for rtype in builtin_types():
+        for rtype in builtin_types() + review_types():
             self.add(rtype)
 
     def add(self, rtype: ResourceType) -> None:

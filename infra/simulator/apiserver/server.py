@@ -13,14 +13,15 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from infra.simulator.apimachinery import selectors
+from infra.simulator.apimachinery import fieldmanager, protobuf, selectors
 from infra.simulator.apimachinery.selectors import SelectorError
 
-from . import discovery, errors
+from . import discovery, errors, negotiation, reviews
 from .faults import Faults
 from .objects import ObjectApi, supported_fields
 from .registry import ResourceType
@@ -234,12 +235,12 @@ class ApiServer:
         if segments[0] == "apis" and len(segments) == 2:
             group = discovery.api_group(registry, segments[1])
             if group is None:
-                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.page_not_found()
             return _json(group)
         if segments[0] == "apis" and len(segments) == 3:
             doc = discovery.api_resource_list(registry, segments[1], segments[2])
             if doc is None:
-                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.page_not_found()
             return _json(doc)
         if segments[0] == "openapi":
             return self._openapi(segments)
@@ -248,13 +249,13 @@ class ApiServer:
             return await self._service_proxy(request, segments[3], segments[5], "/".join(segments[7:]))
         target = parse_resource_path(segments)
         if target is None:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         rtype = self.api.lookup(target.group, target.version, target.plural)
         if (rtype.group, rtype.plural) == ("", "pods") and target.subresource in STREAM_SUBRESOURCES \
                 and target.namespace and target.name:
             return await self.pod_streams.handle(request, target.namespace, target.name, target.subresource)
         if target.namespace is not None and not rtype.namespaced:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         return await self._resource(request, rtype, target)
 
     async def _service_proxy(self, request: web.Request, namespace: str, spec: str, rest: str) -> web.StreamResponse:
@@ -281,7 +282,7 @@ class ApiServer:
             doc = discovery.openapi_v3_document(self.api.registry, group, version, schemas)
             if doc is not None:
                 return _json(doc)
-        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.page_not_found()
 
     # --- resources ----------------------------------------------------------------------------
     async def _resource(self, request: web.Request, rtype: ResourceType, target: ResourcePath) -> web.StreamResponse:
@@ -292,12 +293,14 @@ class ApiServer:
         version = target.version
         sub = target.subresource
         if sub and sub not in ("status", "scale", *rtype.extra_subresources):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         if sub == "status" and not rtype.has_status:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
         if sub == "scale" and not rtype.has_scale:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.page_not_found()
 
+        if not sub and _verb(method, target.name, query) not in rtype.verbs:
+            raise errors.method_not_allowed()
         if method == "GET":
             if target.name is None:
                 if query.get("watch") in ("true", "1"):
@@ -308,15 +311,20 @@ class ApiServer:
             obj = self.api.get(rtype, target.namespace, target.name, version)
             if sub == "scale":
                 return _json(_scale_of(obj))
-            if _wants_table(request):
+            form = negotiation.negotiate(request.headers.get("Accept", ""), is_list=False)
+            if form.kind == "Table":
                 return _json(self._table(request, rtype, version, [obj], obj["metadata"]["resourceVersion"]))
+            if form.kind == "PartialObjectMetadata":
+                return _json(negotiation.partial(obj, form))
             return _json(obj)
 
         body = await _read_body(request) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        if method == "POST" and target.name is None and reviews.is_review(rtype):
+            return _json(reviews.answer(rtype, _decode(body)), 201)
         if method == "POST" and target.name is None:
             obj = _decode(body)
             created = self.api.create(rtype, obj, namespace=target.namespace, dry_run=dry_run,
-                                      strict_fields=strict, version=version)
+                                      strict_fields=strict, version=version, manager=_manager(request))
             return _json(created, 201)
         if method == "PUT" and target.name:
             obj = _decode(body)
@@ -327,7 +335,7 @@ class ApiServer:
                 raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL "
                                          f"({target.name})")
             updated = self.api.update(rtype, obj, namespace=target.namespace, subresource=sub, dry_run=dry_run,
-                                      strict_fields=strict, version=version)
+                                      strict_fields=strict, version=version, manager=_manager(request))
             return _json(updated)
         if method == "PATCH" and target.name:
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
@@ -339,8 +347,17 @@ class ApiServer:
                 except PatchError as exc:
                     raise errors.ApiError(exc.code, "BadRequest", str(exc)) from None
                 return _json(self._set_scale(rtype, target, wanted))
+            if content_type == "application/apply-patch+yaml":
+                manager = query.get("fieldManager", "")
+                if not manager:
+                    raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
+                applied, created = self.api.apply(rtype, target.namespace, target.name, body, manager=manager,
+                                                  force=query.get("force") in ("true", "1"), subresource=sub,
+                                                  dry_run=dry_run, strict_fields=strict, version=version)
+                return _json(applied, 201 if created else 200)
             patched = self.api.patch(rtype, target.namespace, target.name, body, content_type, subresource=sub,
-                                     dry_run=dry_run, strict_fields=strict, version=version)
+                                     dry_run=dry_run, strict_fields=strict, version=version,
+                                     manager=_manager(request))
             return _json(patched)
         if method == "DELETE":
             options = _decode(body) if body.strip() else {}
@@ -362,7 +379,8 @@ class ApiServer:
     def _set_scale(self, rtype: ResourceType, target: ResourcePath, scale: dict[str, Any]) -> dict[str, Any]:
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid("Scale", target.name or "", ["spec.replicas: Invalid value: must be >= 0"])
+            raise errors.invalid("Scale", target.name or "", [f"spec.replicas: Invalid value: {json.dumps(replicas)}: "
+                                                              "must be greater than or equal to 0"], "autoscaling")
         assert target.name is not None
 
         def set_replicas(obj: dict[str, Any]) -> None:
@@ -385,13 +403,16 @@ class ApiServer:
         result = self.api.list(rtype, target.namespace, label_selector=query.get("labelSelector", ""),
                                field_selector=query.get("fieldSelector", ""), limit=limit,
                                continue_token=query.get("continue", ""), version=target.version)
-        if _wants_table(request):
+        form = negotiation.negotiate(request.headers.get("Accept", ""), is_list=True)
+        if form.kind == "Table":
             return _json(self._table(request, rtype, target.version, result.items, str(result.resource_version),
                                      result.continue_token))
         metadata: dict[str, Any] = {"resourceVersion": str(result.resource_version)}
         if result.continue_token:
             metadata["continue"] = result.continue_token
             metadata["remainingItemCount"] = result.remaining
+        if form.kind == "PartialObjectMetadataList":
+            return _json(negotiation.partial_list(result.items, metadata, form))
         return _json({"kind": rtype.list_kind, "apiVersion": rtype.api_version(target.version),
                       "metadata": metadata, "items": result.items})
 
@@ -417,6 +438,7 @@ class ApiServer:
         def accepts(event: StoredEvent) -> bool:
             return matches(event.object) or matches(event.old_object)
 
+        form = negotiation.negotiate(request.headers.get("Accept", ""), is_list=False)
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -430,12 +452,15 @@ class ApiServer:
             self._streams.discard(response)
             return response
         try:
-            view = lambda obj: self.api._view(rtype, obj, target.version)  # noqa: E731, SLF001
+            def view(obj: dict[str, Any]) -> dict[str, Any]:
+                obj = self.api._view(rtype, obj, target.version)  # noqa: SLF001
+                return negotiation.partial(obj, form) if form.kind == "PartialObjectMetadata" else obj
+
             if since is None:
                 for obj in self.api.list(rtype, namespace, label_selector=query.get("labelSelector", ""),
                                          field_selector=query.get("fieldSelector", ""),
                                          version=target.version).items:
-                    await response.write(_dumps({"type": "ADDED", "object": obj}) + b"\n")
+                    await response.write(_dumps({"type": "ADDED", "object": view(obj)}) + b"\n")
                 if send_initial:
                     mark = {"kind": rtype.kind, "apiVersion": rtype.api_version(target.version),
                             "metadata": {"resourceVersion": str(store.resource_version),
@@ -551,7 +576,7 @@ class ApiServer:
                 return _json(await handler(request, name))
             if not param and path == route:
                 return _json(await handler(request, ""))
-        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.page_not_found()
 
 
 def _translate(event: StoredEvent, matches: Callable[[dict[str, Any] | None], bool],
@@ -578,9 +603,21 @@ def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
                        "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
 
 
-def _wants_table(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "as=Table" in accept
+def _manager(request: web.Request) -> str:
+    """The field manager of a write: `fieldManager`, else derived from the User-Agent as kube does."""
+    return request.query.get("fieldManager") or fieldmanager.manager_from_user_agent(
+        request.headers.get("User-Agent", ""))
+
+
+def _verb(method: str, name: str | None, query: Any) -> str:
+    """The API verb of a request, as kube's RequestInfoFactory names it."""
+    if method == "GET":
+        if query.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 def _dry_run(query: Any) -> bool:
@@ -600,12 +637,39 @@ def _int(text: str | None, name: str) -> int:
         raise errors.bad_request(f"invalid value for {name}: {text!r}") from None
 
 
+_PROTOBUF_SCHEMA: list[protobuf.KubeProtobuf | None] = []
+
+
+def protobuf_schema() -> protobuf.KubeProtobuf | None:
+    """The protobuf schema extracted from kubectl (see apimachinery/protobuf.py), loaded once."""
+    if not _PROTOBUF_SCHEMA:
+        path = protobuf.default_descriptor_path(Path(__file__).resolve().parents[3])
+        try:
+            _PROTOBUF_SCHEMA.append(protobuf.KubeProtobuf.load(path) if path.exists() else None)
+        except (OSError, ValueError) as exc:
+            log.warning("the protobuf schema %s could not be loaded: %s", path, exc)
+            _PROTOBUF_SCHEMA.append(None)
+    return _PROTOBUF_SCHEMA[0]
+
+
 async def _read_body(request: web.Request) -> bytes:
-    content_type = request.headers.get("Content-Type", "")
-    if "protobuf" in content_type:
+    """The request body as JSON/YAML bytes; kube's protobuf envelope is decoded into the JSON kube would keep."""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+    body = await request.read()
+    if content_type != protobuf.MEDIA_TYPE:
+        return body
+    schema = protobuf_schema()
+    if schema is None:
+        path = protobuf.default_descriptor_path(Path(__file__).resolve().parents[3])
         raise errors.ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
-                              "accepted media types include: application/json, application/yaml")
-    return await request.read()
+                              "accepted media types include: application/json, application/yaml (the simulator's "
+                              f"protobuf schema {path} is missing: make it with `python -m "
+                              "infra.simulator.apimachinery.protobuf extract --kubectl $(command -v kubectl) "
+                              f"--out {path}`)")
+    try:
+        return _dumps(schema.decode(body))
+    except protobuf.ProtobufError as exc:
+        raise errors.bad_request(f"the body of the request could not be decoded: {exc}") from None
 
 
 def _decode(body: bytes) -> dict[str, Any]:

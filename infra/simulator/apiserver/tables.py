@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from . import apiservices
 from .clock import age, human_duration, parse_rfc3339, utcnow
 from .registry import ResourceType
 
@@ -167,6 +168,9 @@ BUILTIN_COLUMNS: dict[str, list[tuple[str, str, int, Cell]]] = {
                      ("AllowVolumeExpansion", "string", 0, lambda o: str(bool(o.get("allowVolumeExpansion"))).lower()),
                      _AGE],
     "CustomResourceDefinition": [("Created At", "date", 0, lambda o: _get(o, "metadata", "creationTimestamp"))],
+    # kube-aggregator's printer (pkg/registry/apiservice/rest): SERVICE, AVAILABLE, AGE.
+    "APIService": [("Service", "string", 0, apiservices.service_column),
+                   ("Available", "string", 0, apiservices.available_column), _AGE],
 }
 
 

@@ -133,6 +133,22 @@ def namespace(name: str, created: datetime) -> dict[str, Any]:
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
 
+def node_info(version: HarvesterVersion, node: str) -> dict[str, str]:
+    """status.nodeInfo as the kubelet reports it (the Machine of the node carries the same)."""
+    return {
+        "architecture": "amd64",
+        "bootID": _uid("boot", node),
+        "containerRuntimeVersion": version.containerd_version,
+        "kernelVersion": version.kernel_version,
+        "kubeProxyVersion": version.rke2_version,
+        "kubeletVersion": version.rke2_version,
+        "machineID": _digest("machine-id", node)[:32],
+        "operatingSystem": "linux",
+        "osImage": version.os_pretty_name,
+        "systemUUID": _uid("system", node),
+    }
+
+
 def node_object(version: HarvesterVersion, index: int, node: str, installed: datetime,
                 now: datetime) -> dict[str, Any]:
     ip = node_internal_ip(index)
@@ -181,18 +197,7 @@ def node_object(version: HarvesterVersion, index: int, node: str, installed: dat
             ],
             "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": node}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {
-                "architecture": "amd64",
-                "bootID": _uid("boot", node),
-                "containerRuntimeVersion": version.containerd_version,
-                "kernelVersion": version.kernel_version,
-                "kubeProxyVersion": version.rke2_version,
-                "kubeletVersion": version.rke2_version,
-                "machineID": _digest("machine-id", node)[:32],
-                "operatingSystem": "linux",
-                "osImage": version.os_pretty_name,
-                "systemUUID": _uid("system", node),
-            },
+            "nodeInfo": node_info(version, node),
             "capacity": {
                 "cpu": "16", "memory": f"{memory_ki}Ki", "pods": "200",
                 "ephemeral-storage": "153707984Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
@@ -279,8 +284,8 @@ def capi_machine(version: HarvesterVersion, index: int, node: str, installed: da
             "nodeRef": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": _uid("Node", "", node)},
             "addresses": [{"type": "InternalIP", "address": node_internal_ip(index)},
                           {"type": "Hostname", "address": node}],
-            "nodeInfo": {"architecture": "amd64", "kubeletVersion": version.rke2_version,
-                         "operatingSystem": "linux", "osImage": version.os_pretty_name},
+            # CAPI's machine controller copies the Node's nodeInfo; the upstream CRD requires all of it.
+            "nodeInfo": node_info(version, node),
             "conditions": [
                 _condition("Ready", "True", joined),
                 _condition("BootstrapReady", "True", joined),
