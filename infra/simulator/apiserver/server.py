@@ -86,6 +86,11 @@ def parse_resource_path(segments: list[str]) -> ResourcePath | None:
     return ResourcePath(group, version, plural, namespace, name, sub)
 
 
+# Go's net/http reads request lines and headers up to 1 MiB (DefaultMaxHeaderBytes): exec's command rides in
+# the query string. Every listener written in Go (kube-apiserver, Rancher, Harvester's API) takes as much.
+GO_HEADER_LIMITS = {"max_line_size": 1 << 20, "max_field_size": 1 << 20}
+
+
 class ApiServer:
     def __init__(self, api: ObjectApi, *, token: str, tls: TlsMaterial, host: str = "127.0.0.1",
                  port: int = 0, bookmark_interval: float = 5.0, kube_version: dict[str, str] | None = None,
@@ -129,10 +134,8 @@ class ApiServer:
     async def start(self) -> None:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        # Go's net/http reads request lines and headers up to 1 MiB (DefaultMaxHeaderBytes): exec's command rides
-        # in the query string.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
-                                     max_line_size=1 << 20, max_field_size=1 << 20)
+                                     **GO_HEADER_LIMITS)
         await self._runner.setup()
         self._ssl = server_ssl_context(self._tls)
         await self._listen()

@@ -21,7 +21,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from ..apiserver.server import ApiServer
+from ..apiserver.server import GO_HEADER_LIMITS, ApiServer
 from ..apiserver.tls import TlsMaterial, server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ class RancherFront:
     async def start(self) -> None:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                     **GO_HEADER_LIMITS)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=server_ssl_context(self.tls),
                            reuse_address=True)
