@@ -5,6 +5,8 @@ Feature: The Harvester cloud provider in a guest cluster upgrades from chart 0.2
   IPPool (`pool`), through a LoadBalancer object on the Harvester host; kube-vip in the guest serves
   it. Upgrading the chart must not interrupt either kind, new ones must keep working, and deleting
   them must give the pool its addresses back and leave no host LoadBalancer behind.
+  Rows pair a Rancher line only with the RKE2 lines it provisions (its KDM's releases): v2.8
+  v1.26-v1.28, v2.9 v1.27-v1.30, v2.10 v1.28-v1.31, v2.11 v1.30-v1.32.
 
   Scenario Outline: Cloud provider 0.2.8 -> 0.2.9 keeps DHCP and pool load balancers (Rancher <rancher>, RKE2 <rke2>)
     Given a Harvester cluster
@@ -27,16 +29,18 @@ Feature: The Harvester cloud provider in a guest cluster upgrades from chart 0.2
 
     Examples: Each Rancher line and each RKE2 line
       | rancher | rke2            |
-      | 2.8     | v1.29.13+rke2r1 |
+      | 2.8     | v1.28.14+rke2r1 |
       | 2.9     | v1.30.9+rke2r1  |
       | 2.10    | v1.31.5+rke2r1  |
+      | 2.11    | v1.32.1+rke2r1  |
 
     @full_matrix
     Examples: The rest of the Rancher x RKE2 matrix
       | rancher | rke2            |
-      | 2.8     | v1.30.9+rke2r1  |
-      | 2.8     | v1.31.5+rke2r1  |
+      | 2.8     | v1.27.16+rke2r1 |
+      | 2.9     | v1.28.14+rke2r1 |
       | 2.9     | v1.29.13+rke2r1 |
-      | 2.9     | v1.31.5+rke2r1  |
       | 2.10    | v1.29.13+rke2r1 |
       | 2.10    | v1.30.9+rke2r1  |
+      | 2.11    | v1.30.9+rke2r1  |
+      | 2.11    | v1.31.5+rke2r1  |

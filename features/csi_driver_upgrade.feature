@@ -5,6 +5,8 @@ Feature: The Harvester CSI driver in a guest cluster upgrades from chart 0.1.21 
   Chart 0.1.23 adds a required node affinity that keeps the driver's controllers on control-plane
   nodes. Volumes, their data and attaching must survive the upgrade, and uninstalling must leave
   nothing of the chart behind.
+  Rows pair a Rancher line only with the RKE2 lines it provisions (its KDM's releases): v2.8
+  v1.26-v1.28, v2.9 v1.27-v1.30, v2.10 v1.28-v1.31, v2.11 v1.30-v1.32.
 
   Scenario Outline: CSI driver 0.1.21 -> 0.1.23 keeps volumes and data (Rancher <rancher>, RKE2 <rke2>)
     Given a Harvester cluster
@@ -35,22 +37,24 @@ Feature: The Harvester CSI driver in a guest cluster upgrades from chart 0.1.21 
 
     Examples: Each Rancher line and each RKE2 line
       | rancher | rke2            |
-      | 2.8     | v1.29.14+rke2r1 |
+      | 2.8     | v1.28.15+rke2r1 |
       | 2.9     | v1.30.10+rke2r1 |
       | 2.10    | v1.31.6+rke2r1  |
-      | 2.10    | v1.32.2+rke2r1  |
+      | 2.11    | v1.32.2+rke2r1  |
 
     @full_matrix
     Examples: The rest of the Rancher x RKE2 matrix
       | rancher | rke2            |
-      | 2.8     | v1.30.10+rke2r1 |
-      | 2.8     | v1.31.6+rke2r1  |
-      | 2.8     | v1.32.2+rke2r1  |
+      | 2.8     | v1.26.15+rke2r1 |
+      | 2.8     | v1.27.16+rke2r2 |
+      | 2.9     | v1.27.16+rke2r2 |
+      | 2.9     | v1.28.15+rke2r1 |
       | 2.9     | v1.29.14+rke2r1 |
-      | 2.9     | v1.31.6+rke2r1  |
-      | 2.9     | v1.32.2+rke2r1  |
+      | 2.10    | v1.28.15+rke2r1 |
       | 2.10    | v1.29.14+rke2r1 |
       | 2.10    | v1.30.10+rke2r1 |
+      | 2.11    | v1.30.10+rke2r1 |
+      | 2.11    | v1.31.6+rke2r1  |
 
   Scenario Outline: CSI driver 0.1.23 controllers stay Pending without a control-plane node (Rancher <rancher>, RKE2 <rke2>)
     Given a Harvester cluster
@@ -62,19 +66,21 @@ Feature: The Harvester CSI driver in a guest cluster upgrades from chart 0.1.21 
 
     Examples: One row per Rancher line
       | rancher | rke2            |
-      | 2.8     | v1.29.14+rke2r1 |
+      | 2.8     | v1.28.15+rke2r1 |
       | 2.9     | v1.30.10+rke2r1 |
-      | 2.10    | v1.32.2+rke2r1  |
+      | 2.10    | v1.31.6+rke2r1  |
+      | 2.11    | v1.32.2+rke2r1  |
 
     @full_matrix
     Examples: The rest of the Rancher x RKE2 matrix
       | rancher | rke2            |
-      | 2.8     | v1.30.10+rke2r1 |
-      | 2.8     | v1.31.6+rke2r1  |
-      | 2.8     | v1.32.2+rke2r1  |
+      | 2.8     | v1.26.15+rke2r1 |
+      | 2.8     | v1.27.16+rke2r2 |
+      | 2.9     | v1.27.16+rke2r2 |
+      | 2.9     | v1.28.15+rke2r1 |
       | 2.9     | v1.29.14+rke2r1 |
-      | 2.9     | v1.31.6+rke2r1  |
-      | 2.9     | v1.32.2+rke2r1  |
+      | 2.10    | v1.28.15+rke2r1 |
       | 2.10    | v1.29.14+rke2r1 |
       | 2.10    | v1.30.10+rke2r1 |
-      | 2.10    | v1.31.6+rke2r1  |
+      | 2.11    | v1.30.10+rke2r1 |
+      | 2.11    | v1.31.6+rke2r1  |
