@@ -48,8 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CONFIG_KEY] = run_config
     from infra.report.redact import register_secret
 
-    for secret in (run_config.rancher.token if run_config.rancher else None, run_config.simulated.node_password):
-        register_secret(secret.get_secret_value() if secret is not None else None)
+    for secret in run_config.secrets():
+        register_secret(secret)
     from infra.report.keys import ENVIRONMENT_KEY
 
     config.stash[ENVIRONMENT_KEY] = {

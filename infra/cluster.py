@@ -128,7 +128,7 @@ class GuestAccess:
 
     name: str
     host_namespace: str = "default"
-    kubeconfig: Path | None = None       # None: read from the host Secret <host_namespace>/<name>-kubeconfig
+    kubeconfig: Path | None = None       # None: Rancher's Secret fleet-default/<name>-kubeconfig
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class GuestSettings(_Model):
 
     name: str
     host_namespace: str = Field("default", description="the host namespace its VMs live in")
-    kubeconfig: Path | None = Field(None, description="default: read from the host Secret <name>-kubeconfig")
+    kubeconfig: Path | None = Field(None, description="default: the Secret fleet-default/<name>-kubeconfig of "
+                                    "the Rancher that provisioned it")
 
     @field_validator("kubeconfig")
     @classmethod
@@ -267,6 +268,30 @@ class TimeoutSettings(_Model):
     support_bundle_min: float = Field(10.0, gt=0, description="a support bundle being generated")
 
 
+class GuestTemplateSettings(_Model):
+    """What Rancher's Harvester node driver needs to make guest RKE2 clusters' VMs on this cluster (the
+    values of the dashboard's machine pool form)."""
+
+    cloud_credential: str = Field(description="Rancher's cloud credential for this Harvester, e.g. "
+                                  "cattle-global-data:cc-abc12")
+    image: str = Field(description="the VirtualMachineImage the VMs boot, <namespace>/<name>")
+    network: str = Field(description="the VM network, <namespace>/<NetworkAttachmentDefinition>")
+    vm_namespace: str = "default"
+    ssh_user: str = "ubuntu"
+    cpus: int = Field(2, ge=1)
+    memory_gib: int = Field(4, ge=1)
+    disk_gib: int = Field(40, ge=1)
+    nodes: int = Field(3, ge=1, description="machines in the guest's one pool (etcd, control plane, worker)")
+
+    @field_validator("image", "network")
+    @classmethod
+    def _namespaced(cls, value: str) -> str:
+        namespace, slash, name = value.partition("/")
+        if not slash or not namespace or not name:
+            raise ValueError(f"must be <namespace>/<name>, not {value!r}")
+        return value
+
+
 class RancherSettings(_Model):
     """A Rancher that manages the cluster: dashboard edits go through its Steve API, and guest clusters
     are provisioned through its local cluster's API (provisioning.cattle.io)."""
@@ -276,6 +301,8 @@ class RancherSettings(_Model):
     cluster_id: str = Field("local", description="Rancher's id of the Harvester cluster, e.g. c-m-abc123")
     verify: bool = Field(True, description="verify Rancher's certificate (against ca_file, or the system's trust)")
     ca_file: Path | None = Field(None, description="the CA that signed Rancher's certificate (PEM)")
+    guest: GuestTemplateSettings | None = Field(None, description="how this Rancher provisions guest clusters "
+                                                "here; without it the guest stories use existing.guest")
 
     @field_validator("ca_file")
     @classmethod
@@ -352,7 +379,33 @@ class RunConfig(_Model):
     libvirt: LibvirtSettings | None = None
     timeouts: TimeoutSettings = TimeoutSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
-    rancher: RancherSettings | None = None
+    rancher: list[RancherSettings] = Field(default_factory=list, description="the Rancher Managers of the "
+                                           "lab (one per line the guest stories name); one mapping is a list of one")
+
+    @field_validator("rancher", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    def secrets(self) -> list[str]:
+        """Every secret value the configuration holds (tokens, passwords), for the report to redact."""
+        found: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item)
+
+        walk(self)
+        return [secret for secret in found if secret]
 
     def stall_window_seconds(self) -> float:
         """The twin compresses time, so its default window is 30 simulated minutes in real seconds."""

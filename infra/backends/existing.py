@@ -20,10 +20,17 @@ def default_target(config: RunConfig) -> str | None:
 
 
 def rancher_of(config: RunConfig) -> list[RancherAccess]:
-    section = config.rancher
-    if section is None:
-        return []
-    return [RancherAccess(section.url, section.token, section.ca_file, section.verify, section.cluster_id)]
+    return [RancherAccess(r.url, r.token, r.ca_file, r.verify, r.cluster_id, guest_template=guest_template(r.guest))
+            for r in config.rancher]
+
+
+def guest_template(settings: GuestTemplateSettings | None) -> GuestTemplate | None:
+    if settings is None:
+        return None
+    return GuestTemplate(cloud_credential=settings.cloud_credential, vm_namespace=settings.vm_namespace,
+                         image=settings.image, network=settings.network, ssh_user=settings.ssh_user,
+                         cpus=settings.cpus, memory_gib=settings.memory_gib, disk_gib=settings.disk_gib,
+                         nodes=settings.nodes)
 
 
 class ExistingBackend(Backend):

@@ -19,9 +19,10 @@ from typing import Any
 
 import tenacity
 
-from infra.cluster import AddressRange, Cluster, NodeHandle, RancherAccess, Release
+from infra.cluster import AddressRange, Cluster, GuestTemplate, NodeHandle, RancherAccess, Release
 from infra.config import RunConfig
 from infra.https import Endpoint
+from infra.simulator.rancher.releases import RANCHER_VERSIONS
 from infra.ssh import generate_keypair
 from infra.waits.budget import Budget
 
@@ -30,6 +31,7 @@ from .sim_power import attach_node_power, detach_node_power
 from .twin_client import TwinClient
 
 NEWEST_SIMULATED_BUILD = "master-ce188325-head"
+SIMULATED_RANCHERS = RANCHER_VERSIONS
 
 PR_SET_PDEATHSIG = 1
 log = logging.getLogger("harvester_e2e.backends.simulated")
@@ -91,6 +93,8 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
         command += ["--ssh-authorized-key", str(ssh_authorized_key)]
     if ssh_password_file is not None:
         command += ["--ssh-password-file", str(ssh_password_file)]
+    for rancher in SIMULATED_RANCHERS:        # the lab's Rancher Managers, one per line the stories name
+        command += ["--rancher", rancher]
     with open(log_path, "ab") as log_file:      # appended: a restarted twin keeps its predecessor's log
         # A twin that may be kept after the run (--keep-on-failure) is its own session and does not die
         # with its parent; every other twin does, so nothing outlives a killed run.
@@ -253,17 +257,20 @@ def cluster_from_twin(twin: TwinProcess, run_id: str, key_file: Path | None, pas
                       faults=TwinClient(twin.kubeconfig), releases=_releases(info, api.ca_file),
                       target=target or NEWEST_SIMULATED_BUILD)
     cluster.gone = twin.exit_reason        # a dead twin fails fast instead of being retried for minutes
-    vip = info.get("vip") or {}
+    vip = info.get("harvesterApi") or {}     # Harvester's API at the VIP: its own CA, Rancher API keys
     if vip.get("url"):
         cluster.harvester_api = Endpoint(vip["url"], token=_secret(vip.get("apiKey")),
                                          ca_file=_pem_file(twin.workdir / "vip-ca.pem", vip.get("caPem")))
+    network = (info.get("lab") or {}).get("vmNetwork") or {}
+    template = GuestTemplate(network=f"{network.get('namespace', 'default')}/{network.get('name', 'vm-network')}")
     for index, rancher in enumerate(info.get("ranchers") or []):     # one simulated Rancher per line
         cluster.ranchers.append(RancherAccess(rancher["url"], token=_secret(rancher["apiKey"]),
                                               ca_file=_pem_file(twin.workdir / f"rancher-{index}-ca.pem",
-                                                                rancher.get("caPem"))))
-    lab = info.get("lab") or {}
-    if lab.get("lbAddressRange"):
-        cluster.lb_addresses = AddressRange.parse(lab["lbAddressRange"])
+                                                                rancher.get("caPem")),
+                                              guest_template=template))
+    reserved = (info.get("lab") or {}).get("loadBalancerRange")     # the lab's addresses for IPPools
+    if reserved:
+        cluster.lb_addresses = AddressRange.parse(f"{reserved['start']}-{reserved['end']}")
     return cluster
 
 

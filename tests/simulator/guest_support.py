@@ -143,7 +143,7 @@ def provision(host: LabHost, name: str, rke2: str, rancher_line: str, *, vm_name
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         yaml.safe_dump(guest_kubeconfig(rancher, name), handle)
-    return guests.GuestCluster(name, path, host, vm_namespace, simulated=True)
+    return guests.GuestCluster(name, path, host, vm_namespace, )
 
 
 def deprovision(host: LabHost, name: str, rancher_line: str, budget: Budget = BUDGET) -> None:

@@ -1,7 +1,7 @@
 """Reaching a guest RKE2 cluster that runs on Harvester VMs, or having Rancher provision one.
 
-A guest comes from where a lab has one: a guest cluster the lab names (its kubeconfig given, or read
-from the host Secret `<host namespace>/<cluster>-kubeconfig`, key `value`), or a new one that the Rancher
+A guest comes from where a lab has one: a guest cluster the lab names (its kubeconfig given, or the
+one its Rancher publishes in Secret `fleet-default/<cluster>-kubeconfig`, key `value`), or a new one that the Rancher
 managing the cluster provisions with its Harvester node driver (a provisioning.cattle.io Cluster in
 `fleet-default`; Rancher reports `status.ready` and the kubeconfig in Secret
 `fleet-default/<status.clientSecretName>`), deleted again at cleanup. The simulated backend offers both
@@ -30,6 +30,7 @@ from infra.cluster import (
 )
 from infra.failures import ProductFailure
 from infra.kube import Kube
+from infra.report.redact import register_secret
 from infra.scratch import scratch_dir, scratch_root
 from infra.waits.budget import Budget
 
@@ -103,6 +104,9 @@ def _private_dir() -> Path:
 
 
 def _write_kubeconfig(directory: Path, name: str, config: Obj) -> Path:
+    for user in config.get("users") or []:          # the report redacts the guest's credentials
+        for field_name in ("token", "client-key-data", "password"):
+            register_secret((user.get("user") or {}).get(field_name))
     path = directory / f"{name}.kubeconfig"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -110,14 +114,15 @@ def _write_kubeconfig(directory: Path, name: str, config: Obj) -> Path:
     return path
 
 
-def guest_from_host_secret(host: Kube, name: str, host_namespace: str) -> GuestCluster:
-    """The guest whose kubeconfig the host keeps in `<host_namespace>/<name>-kubeconfig` (key `value`)."""
-    secret = host.find("v1", "Secret", f"{name}-kubeconfig", host_namespace)
-    if secret is None or "value" not in (secret.get("data") or {}):
-        raise GuestUnavailable(f"no Secret {host_namespace}/{name}-kubeconfig with key 'value' on the host: "
-                               "give the guest's kubeconfig in the configuration instead")
-    config = yaml.safe_load(base64.b64decode(secret["data"]["value"]))
-    return GuestCluster(name, _write_kubeconfig(_private_dir(), name, config), host, host_namespace)
+def guest_from_rancher(ranchers: list[RancherAccess], host: Kube, name: str, host_namespace: str) -> GuestCluster:
+    """A lab's guest by the kubeconfig its Rancher publishes: Secret `fleet-default/<name>-kubeconfig`."""
+    for rancher in ranchers:
+        secret = Kube(rancher.local_kubeconfig()).find("v1", "Secret", f"{name}-kubeconfig", FLEET_DEFAULT)
+        if secret is not None and "value" in (secret.get("data") or {}):
+            config = yaml.safe_load(base64.b64decode(secret["data"]["value"]))
+            return GuestCluster(name, _write_kubeconfig(_private_dir(), name, config), host, host_namespace)
+    raise GuestUnavailable(f"no Rancher of the lab ({len(ranchers)} configured) has Secret "
+                           f"{FLEET_DEFAULT}/{name}-kubeconfig: give existing.guest.kubeconfig instead")
 
 
 def guest_from_kubeconfig(host: Kube, name: str, kubeconfig: Path, host_namespace: str) -> GuestCluster:
@@ -198,10 +203,10 @@ def rancher_version(rancher: RancherAccess) -> str:
     return str(setting.get("value") or setting.get("default") or "")
 
 
-def load_given(host: Kube, access: GuestAccess) -> GuestCluster:
+def load_given(cluster: Cluster, host: Kube, access: GuestAccess) -> GuestCluster:
     if access.kubeconfig is not None:
         return guest_from_kubeconfig(host, access.name, access.kubeconfig, access.host_namespace)
-    return guest_from_host_secret(host, access.name, access.host_namespace)
+    return guest_from_rancher(cluster.ranchers, host, access.name, access.host_namespace)
 
 
 def obtain_guest(cluster: Cluster, rke2: str, line: str, run_id: str, cleanup: CleanupStack,
@@ -210,7 +215,7 @@ def obtain_guest(cluster: Cluster, rke2: str, line: str, run_id: str, cleanup: C
     cluster.require(Capability.GUEST_CLUSTER, f"a guest RKE2 {rke2} cluster managed by Rancher {line}")
     host, seen = cluster.kube(), []
     for access in cluster.guests:
-        guest = load_given(host, access)
+        guest = load_given(cluster, host, access)
         cleanup.defer(f"forget the kubeconfig of guest {guest.name}", lambda g=guest: forget_kubeconfig(g))
         try:
             check_matrix_row(guest, rke2, line)
