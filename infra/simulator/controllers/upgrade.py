@@ -358,7 +358,7 @@ class UpgradeController(Controller):
                          "serviceAccountName": "system-upgrade-controller",
                          "upgrade": {"image": f"{UPGRADE_IMAGE}:{upgrade['status'].get('previousVersion', '')}",
                                      "command": ["sh", "-c", "<imageCleanupScript>"],
-                                     "env": [{"name": "IMAGES", "value": " ".join(images)}]}}})
+                                     "envs": [{"name": "IMAGES", "value": " ".join(images)}]}}})
             await self.nodes.run_plan(name, plan, track_nodes=False, job_seconds=CLEANUP_SECONDS)
         self.objects.mutate(name, lambda o: o["metadata"].setdefault("annotations", {})
                             .update({IMAGE_CLEANUP_DONE: "true"}))

@@ -95,7 +95,7 @@ class NodeStages:
                      "serviceAccountName": "system-upgrade-controller", "tolerations": SUC_TOLERATIONS,
                      "upgrade": {"image": f"{UPGRADE_IMAGE}:{upgrade['status'].get('previousVersion', '')}",
                                  "command": ["do_upgrade_node.sh"], "args": ["prepare"],
-                                 "env": [{"name": "HARVESTER_UPGRADE_NAME", "value": name}]}}})
+                                 "envs": [{"name": "HARVESTER_UPGRADE_NAME", "value": name}]}}})
 
     async def run_plan(self, upgrade_name: str, plan: Obj, *, track_nodes: bool, job_seconds: float) -> None:
         """The system-upgrade-controller applying `plan`: Jobs per node, `concurrency` at a time."""
@@ -128,7 +128,7 @@ class NodeStages:
                                            "containers": [{"name": "upgrade", "image": upgrade["image"],
                                                            "command": upgrade.get("command", []),
                                                            "args": upgrade.get("args", []),
-                                                           "env": upgrade.get("env", [])}]}}}}, node)
+                                                           "env": upgrade.get("envs", [])}]}}}}, node)
         if track_nodes and self._upgrade_state(upgrade_name) == "PreparingNodes":
             self.objects.set_node_status(upgrade_name, node, IMAGES_PRELOADING)
         await self.clock.sleep(job_seconds)

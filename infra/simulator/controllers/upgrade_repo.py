@@ -143,13 +143,12 @@ class UpgradeImage:
         """Download until imported or out of retries; mirror each image change onto ImageReady."""
         clock = self.objects.twin.clock
         while True:
-            self._update(upgrade_name, self._initialized)
-            await clock.sleep(DOWNLOAD_SECONDS / 2)
-            self._update(upgrade_name, lambda o: self._importing(o, 50))
-            await clock.sleep(DOWNLOAD_SECONDS / 2)
-            image = self.objects.api.get(self.images, NAMESPACE, upgrade_name)
-            try:
+            image = self._update(upgrade_name, self._initialized)
+            try:                 # an unreachable server fails at once; a transfer takes its time
                 data = await self.downloader.fetch(image["spec"].get("url", ""))
+                await clock.sleep(DOWNLOAD_SECONDS / 2)
+                self._update(upgrade_name, lambda o: self._importing(o, 50))
+                await clock.sleep(DOWNLOAD_SECONDS / 2)
                 expected = image["spec"].get("checksum") or ""
                 actual = hashlib.sha512(data).hexdigest()
                 if expected and expected != actual:
