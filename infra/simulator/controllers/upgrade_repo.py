@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-import shutil
 import ssl
 import tempfile
 from pathlib import Path
@@ -255,6 +254,7 @@ class UpgradeRepo:
         self.name = f"upgrade-repo-{self.upgrade_name}"
         self.files: dict[str, bytes] = {}
         self.root: Path | None = None
+        self._mounted: tempfile.TemporaryDirectory[str] | None = None    # removed at deleteVM (or exit)
         self.pod = ""
 
     # --- Bootstrap --------------------------------------------------------------------------------
@@ -331,7 +331,8 @@ class UpgradeRepo:
 
     def mount(self, iso: bytes) -> None:
         self.files = read_iso(iso)
-        self.root = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        self._mounted = tempfile.TemporaryDirectory(prefix=f"{self.name}-")
+        self.root = Path(self._mounted.name)
         for path, data in self.files.items():
             target = self.root / path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -389,9 +390,9 @@ class UpgradeRepo:
         if image_id:
             namespace, _, image = image_id.partition("/")
             self.objects.delete_if_present("harvesterhci.io", "v1beta1", "virtualmachineimages", namespace, image)
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        if self._mounted is not None:
+            self._mounted.cleanup()
+            self._mounted, self.root = None, None
 
 
 class RepoInfoError(Exception):
