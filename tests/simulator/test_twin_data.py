@@ -80,12 +80,12 @@ def test_rancher_version_per_release_matches_the_installer(name, rancher):
 #        UI save keeps status, dev)
 FLAG_TABLE = {
     "v1.4.2": (True, False, False, False, "Version", False, False),
-    "v1.4.3": (True, False, False, False, "Version", False, False),
+    "v1.4.3": (True, False, False, False, "Version", True, False),      # ui-extension v1.0.6 has the backport
     "v1.5.0-rc2": (True, False, False, True, "Version", True, False),
     "v1.5.0": (True, False, False, True, "Version", True, False),
     "v1.5.1": (True, True, False, True, "Upgrade", True, False),
     "v1.5.2": (True, True, False, True, "Upgrade", True, False),
-    "master-ce188325-head": (True, True, True, True, "Upgrade", True, True),
+    "master-ce188325-head": (True, False, False, True, "Version", True, True),   # ce188325 runs v1.5.0's code
 }
 
 
@@ -135,12 +135,66 @@ def test_v150rc2_and_master_head_carry_the_seed_scenario_fleet_versions():
     assert compare_semver(old, head["fleet"]["chart"]) < 0
 
 
-def test_version_manifest_is_a_creatable_version_object():
-    manifest = get_version("v1.5.1").version_manifest()
-    assert manifest["apiVersion"] == "harvesterhci.io/v1beta1" and manifest["kind"] == "Version"
-    assert manifest["metadata"] == {"name": "v1.5.1", "namespace": "harvester-system"}
-    assert manifest["spec"]["isoURL"].endswith("harvester-v1.5.1-amd64.iso")
-    assert manifest["spec"]["minUpgradableVersion"] == "v1.4.2"
+def test_version_manifest_is_the_installers_version_yaml():
+    manifest = get_version("v1.5.1").version_manifest("https://127.0.0.1:6443", iso_checksum="f" * 128)
+    assert manifest == {"apiVersion": "harvesterhci.io/v1beta1", "kind": "Version",
+                        "metadata": {"name": "v1.5.1", "namespace": "harvester-system"},
+                        "spec": {"isoChecksum": "f" * 128,
+                                 "isoURL": "https://127.0.0.1:6443/harvester-releases/v1.5.1/harvester-v1.5.1-amd64.iso",
+                                 "releaseDate": "20250627"}}
+    assert get_version("master-ce188325-head").iso_url("https://h:1") == \
+        "https://h:1/harvester-releases/master/harvester-master-amd64.iso"
+
+
+# rancher/rancher build.yaml (fleetVersion, webhookVersion) at each embedded Rancher tag
+BUILD_YAML = {
+    "v2.10.1": ("105.0.2+up0.11.2", "105.0.1+up0.6.2"),
+    "v2.11.0-rc5": ("106.0.0+up0.12.0-rc.3", "106.0.0+up0.7.0-rc.9"),
+    "v2.11.0": ("106.0.0+up0.12.0", "106.0.0+up0.7.0"),
+    "v2.11.2": ("106.1.1+up0.12.3", "106.0.2+up0.7.2"),
+    "v2.11.3": ("106.1.2+up0.12.4", "106.0.3+up0.7.3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VERSIONS))
+def test_rancher_dependencies_are_those_of_the_embedded_rancher_build_yaml(name):
+    version = get_version(name)
+    fleet, webhook = BUILD_YAML[version.rancher_version]
+    deps = version.rancher_dependencies
+    assert deps["fleet"].chart_version == deps["fleet-crd"].chart_version == fleet
+    assert deps["rancher-webhook"].chart_version == webhook
+    for dep in deps.values():                       # appVersion is the upstream version after "+up"
+        assert dep.app_version == dep.chart_version.split("+up", 1)[1]
+
+
+def test_the_release_file_is_the_installers_text():
+    assert get_version("master-ce188325-head").release_file_text() == (
+        "harvester: ce188325\nharvesterChart: 0.0.0-master-ce188325\ninstaller: fc39e03\nos: Harvester master\n"
+        "kubernetes: v1.32.3+rke2r1\nrancher: v2.11.0\nmonitoringChart: 105.1.2+up61.3.2\n"
+        "loggingChart: 105.2.0+up4.10.0\nkubevirt: 1.4.0-150600.5.15.1\nminUpgradableVersion: ''\n"
+        "rancherDependencies:\n  fleet:\n    chart: 106.0.0+up0.12.0\n    app: 0.12.0\n"
+        "  fleet-crd:\n    chart: 106.0.0+up0.12.0\n    app: 0.12.0\n"
+        "  rancher-webhook:\n    chart: 106.0.0+up0.7.0\n    app: 0.7.0\n")
+    assert "minUpgradableVersion: 'v1.4.2'\n" in get_version("v1.5.0").release_file_text()
+    assert "loggingChartHarvesterEventRouter" not in get_version("master-ce188325-head").release_file(), \
+        "ce188325's detect_repo (v1.5.0's lib.sh) does not read it"
+
+
+def test_the_dev_build_runs_v150_upgrade_code_and_ships_the_2025_04_component_set():
+    head, v150 = get_version("master-ce188325-head"), get_version("v1.5.0")
+    assert head.behaviour_tag == "v1.5.0" and head.release_harvester == "ce188325"
+    assert {k: v for k, v in head.behaviour().items() if k not in ("is_dev", "behaviour_tag", "min_upgradable_version")} \
+        == {k: v for k, v in v150.behaviour().items() if k not in ("is_dev", "behaviour_tag", "min_upgradable_version")}
+    assert (head.rancher_version, head.rke2_version) == ("v2.11.0", "v1.32.3+rke2r1")   # installer fc39e03f
+    assert not head.checks_cleanup_pending and not head.sets_upgrade_cleanup_label and not head.checks_addons
+    assert not head.checks_stale_hotplug and not head.helm_wait_rolls_back_pending
+
+
+@pytest.mark.parametrize("ui, keeps", [("v1.0.4", False), ("v1.0.5", True), ("v1.0.6", True),
+                                       ("v1.5.0-rc1", False), ("v1.5.0-rc2", True), ("v1.5.1", True)])
+def test_the_ui_save_fix_is_dated_per_extension_line(ui, keeps):
+    import dataclasses
+    assert dataclasses.replace(get_version("v1.4.2"), ui_extension_version=ui).dashboard_save_keeps_status is keeps
 
 
 # ---- semver ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from infra.harvester.upgrade import (PhaseBudgetExceeded, PhaseTracker, UpgradeF
 from infra.kube import Kube
 
 from ..conftest import start_twin
+from .upgrade_support import release_iso_path, server_of
 
 
 @pytest.fixture
@@ -22,6 +23,11 @@ def rc_twin(tmp_path: Path) -> Iterator[TwinProcess]:
     twin = start_twin("v1.5.0-rc2", tmp_path, time_scale=600)
     yield twin
     twin.stop()
+
+
+def start(twin: TwinProcess, kube: Kube, target: str, run_id: str) -> UpgradeRun:
+    """An Upgrade whose Version names the twin's own ISO of `target` (the twin reaches no other server)."""
+    return UpgradeRun.start(kube, target, run_id=run_id, iso_url=server_of(twin)[0] + release_iso_path(target))
 
 
 def tracker_for(run: UpgradeRun, kube: Kube, stall_window: float = 4.0, **budgets_min: float) -> PhaseTracker:
@@ -32,7 +38,7 @@ def tracker_for(run: UpgradeRun, kube: Kube, stall_window: float = 4.0, **budget
 
 def test_rc_to_master_stalls_with_a_diagnosis_through_api_outages(rc_twin: TwinProcess) -> None:
     kube = Kube(rc_twin.kubeconfig, unavailable_budget=30)
-    run = UpgradeRun.start(kube, "master-ce188325-head", run_id="t-stall")
+    run = start(rc_twin, kube, "master-ce188325-head", "t-stall")
     faults = [{"errorBurst": {"count": 5, "code": 503}, "dropWatches": True},
               {"unavailableSeconds": 2},
               {"refuseConnectionsSeconds": 2}]
@@ -63,7 +69,7 @@ def test_a_downgrade_fails_at_once_on_completed_false(tmp_path: Path) -> None:
     twin = start_twin("v1.5.1", tmp_path, time_scale=600)
     try:
         kube = Kube(twin.kubeconfig)
-        run = UpgradeRun.start(kube, "v1.4.2", run_id="t-down")
+        run = start(twin, kube, "v1.4.2", "t-down")
         with pytest.raises(UpgradeFailed) as caught:
             tracker_for(run, kube, stall_window=60).follow()
         assert "downgrading is prohibited" in str(caught.value)
@@ -73,7 +79,7 @@ def test_a_downgrade_fails_at_once_on_completed_false(tmp_path: Path) -> None:
 
 def test_reattach_finds_the_upgrade_under_way_by_run_id(rc_twin: TwinProcess) -> None:
     kube = Kube(rc_twin.kubeconfig)
-    started = UpgradeRun.start(kube, "master-ce188325-head", run_id="t-reattach")
+    started = start(rc_twin, kube, "master-ce188325-head", "t-reattach")
     attached = UpgradeRun.attach(Kube(rc_twin.kubeconfig), run_id="t-reattach")
     assert (attached.name, attached.target_version) == (started.name, "master-ce188325-head")
     with pytest.raises(UpgradeStalled):
@@ -84,7 +90,7 @@ def test_a_phase_over_its_budget_fails_naming_the_phase(tmp_path: Path) -> None:
     twin = start_twin("v1.4.2", tmp_path, time_scale=1)      # real time: LogReady takes 20 s
     try:
         kube = Kube(twin.kubeconfig)
-        run = UpgradeRun.start(kube, "master-ce188325-head", run_id="t-budget")
+        run = start(twin, kube, "master-ce188325-head", "t-budget")
         with pytest.raises(PhaseBudgetExceeded) as caught:
             tracker_for(run, kube, stall_window=60, LogReady=0.02).follow()
         assert caught.value.phase == "LogReady" and "budget 1.2s" in str(caught.value)

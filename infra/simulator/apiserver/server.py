@@ -111,13 +111,17 @@ class ApiServer:
         self.requests_served = 0
         self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
         self._product_routes: dict[str, ProductRoute] = {}
+        self._public_routes: dict[str, ProductRoute] = {}
         self._service_proxies: dict[tuple[str, str], ServiceProxy] = {}
         # exec/attach/portforward; the cluster sets its runtime
         self.pod_streams = PodStreams(api, None, minor=int("".join(c for c in self.kube_version["minor"] if c.isdigit())))
 
-    def add_product_route(self, prefix: str, handler: "ProductRoute") -> None:
-        """A route of the product's own API beside Kubernetes' (e.g. Harvester's /v1/harvester/...)."""
-        self._product_routes[prefix] = handler
+    def add_product_route(self, prefix: str, handler: "ProductRoute", *, public: bool = False) -> None:
+        """A route of the product's own API beside Kubernetes' (e.g. Harvester's /v1/harvester/...).
+
+        `public` routes answer without the bearer token, as a public server does (e.g. a release server).
+        """
+        (self._public_routes if public else self._product_routes)[prefix] = handler
 
     def add_service_proxy(self, namespace: str, service: str, handler: "ServiceProxy") -> None:
         """What answers behind Service namespace/service: `.../services/[scheme:]name[:port]/proxy/...`."""
@@ -176,6 +180,9 @@ class ApiServer:
             return web.Response(text="ok")
         if path == "/version":
             return _json(self.kube_version)
+        for prefix, public in self._public_routes.items():      # served to anyone, as a download site is
+            if request.path.startswith(prefix):
+                return await public(request, request.path[len(prefix):])
         user = self._authenticate(request)
         if user is None:
             return _error(errors.unauthorized())

@@ -1,64 +1,80 @@
-"""Harvester's upgrade controller, as far as a harness can observe it.
+"""Harvester's upgrade controller: one Upgrade from its creation to the end of its cleanup.
 
-It walks the real sequence with the real names (facts §1.2, §1.5): conditions Completed (Unknown at
-start), LogReady, ImageReady, RepoReady, NodesPrepared, SystemServicesUpgraded, NodesUpgraded; the
-`harvesterhci.io/upgradeState` label; per-node states; the `<upgrade>-apply-manifests` Job whose pod
-logs what `upgrade_manifests.sh` prints; node jobs; nodes rebooted one by one into the target OS.
+harvester/harvester `pkg/controller/master/upgrade/upgrade_controller.go` `OnChanged` (the same flow at
+every simulated tag and at ce188325; see the other `upgrade_*` modules for each stage):
 
-The system-services stage reproduces the two behaviours that make an RC -> master upgrade hang:
-Rancher installs its dependency charts only when the wanted version has higher semver precedence
-than the installed one (build metadata after `+` is ignored), and `wait_helm_release` then waits,
-with no timeout, for the exact chart string. Durations are simulated seconds (see SimClock).
+1. init: `latestUpgrade` removed from the other Upgrades (`resetLatestUpgradeLabel` deletes the label),
+   labels PreparingLoggingInfra and `latestUpgrade=true`, `status.previousVersion` = server-version,
+   Completed Unknown; the UpgradeLog (or LogReady False/Disabled); LoggingInfraPrepared.
+2. ImageReady: the VirtualMachineImage from the Version's isoURL and isoChecksum (`upgrade_repo`).
+3. RepoReady: the repo VM and Service, label PreparingRepo; the repo pod turns Ready: RepoPrepared.
+4. `status.singleNode`, `status.repoInfo` (yaml.v2 of the seven HarvesterRelease keys), the version guard
+   (`harvester.version_guard`), then NodesPrepared through the prepare Plan (`upgrade_nodes`).
+5. SystemServicesUpgraded: Job `<upgrade>-apply-manifests` (`upgrade_manifests`).
+6. NodesUpgraded: the RKE2 upgrade with drain hooks, or the `single-node-upgrade` Job.
+7. Completed through `markComplete`; then, for the latest Upgrade, image cleanup and `cleanup()`.
+
+Failures: an error of the controller itself sets Completed False with the error as reason
+(`setUpgradeCompletedCondition(StateFailed, False, err, "")`) and leaves RepoReady as it is; a failed
+image, Job or node fails its own condition and `markComplete` sets Completed False with an empty reason.
+A failed Upgrade is cleaned up too (repo VM and image, Plans). `harvesterhci.io/upgradeCleanup` is set only
+by versions that have it (v1.7.0 on: none of the simulated ones). There is no timeout anywhere: a stuck
+step stays stuck. Durations are simulated seconds (see SimClock).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..apiserver.clock import rfc3339
 from ..apiserver.errors import ApiError
 from ..apiserver.store import StoredEvent
-from ..harvester.helm_releases import HelmReleases
-from ..harvester.versions import HarvesterVersion, UnknownVersionError, compare_semver, get_version, is_semver
+from ..harvester import version_guard
+from ..harvester.release_iso import ReleaseServer
+from ..harvester.versions import HarvesterVersion, UnknownVersionError, get_version, version_of_release
 from .base import Controller
+from .upgrade_common import (CLEANUP, COMPONENT, FAILED, IMAGE_CLEANUP_DONE, JOB_BACKOFF_LIMIT, JOB_TTL_SECONDS,
+                             LATEST, LOGGING_INFRA_PREPARED, NAMESPACE, NODE_TOLERATIONS, PLAN_LABEL,
+                             PREPARING_LOGGING_INFRA, PREPARING_NODES, PREPARING_REPO, REPO_PREPARED, STATE,
+                             SUC_NAMESPACE, SUCCEEDED, UPGRADE_IMAGE, UPGRADE_LABEL, UPGRADING_NODES,
+                             UPGRADING_SYSTEM_SERVICES, IMAGES_PRELOADED, Obj, UpgradeObjects, condition_status,
+                             mark_complete, owner_reference, set_completed)
+from .upgrade_manifests import ManifestScript
+from .upgrade_nodes import InvalidUpgradeConfig, NodeStages, preload_concurrency
+from .upgrade_repo import IsoDownloader, RepoInfoError, UpgradeImage, UpgradeRepo
 
 if TYPE_CHECKING:
     from ..twin import Twin
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "harvester-system"
-STATE = "harvesterhci.io/upgradeState"
-LATEST = "harvesterhci.io/latestUpgrade"
-CLEANUP = "harvesterhci.io/upgradeCleanup"
-UPGRADE_LABEL = "harvesterhci.io/upgrade"
-COMPONENT = "harvesterhci.io/upgradeComponent"
-JOB_TYPE = "harvesterhci.io/upgradeJobType"
-
-# Simulated seconds each step takes (ILLUSTRATIVE: of the order a small lab cluster shows).
-LOGGING_SECONDS = 20
-IMAGE_SECONDS = 120
-REPO_SECONDS = 90
-PRELOAD_SECONDS_PER_NODE = 40
-SCRIPT_STEP_SECONDS = 8
-RANCHER_UPGRADE_SECONDS = 60
-HELM_WAIT_INTERVAL = 5              # wait_helm_release sleeps 5 s between tries
-DRAIN_SECONDS = 30
-REBOOT_BUDGET_SECONDS = 1800        # the node job's patience for a node to come back
-CLEANUP_SECONDS = 30
-
-DEPENDENCIES = (("fleet", "cattle-fleet-system"), ("fleet-crd", "cattle-fleet-system"),
-                ("rancher-webhook", "cattle-system"))
+LOGGING_SECONDS = 20            # ILLUSTRATIVE: the upgrade log infrastructure comes up
+CLEANUP_SECONDS = 30            # ILLUSTRATIVE: the image cleanup Plan's Jobs
+JOB_RETRY_SECONDS = 10          # the Job controller's first pod back-off (doubling, capped at 6 min)
+RELEASE_KEYS = ("harvester", "harvesterChart", "os", "kubernetes", "rancher", "monitoringChart",
+                "minUpgradableVersion")    # repoinfo.HarvesterRelease, in field order
 
 
-class UpgradeFailure(Exception):
-    def __init__(self, condition: str, reason: str, message: str = ""):
-        super().__init__(f"{condition}: {reason} {message}")
-        self.condition, self.reason, self.message = condition, reason, message
+class StopUpgrade(Exception):
+    """The Upgrade reached Completed=False; the failed-upgrade cleanup runs."""
+
+
+def repo_info_text(release: Obj) -> str:
+    """`RepoInfo.Marshall`: yaml.v2 of {Release: HarvesterRelease}; the field is `release`, empty keys omitted."""
+    lines = ["release:"]
+    for key in RELEASE_KEYS:
+        value = release.get(key)
+        if value in (None, ""):
+            continue
+        text = str(value)
+        try:
+            plain = yaml.safe_load(text) == text
+        except yaml.YAMLError:
+            plain = False
+        lines.append(f"  {key}: {text}" if plain else f'  {key}: "{text}"')
+    return "\n".join(lines) + "\n"
 
 
 class UpgradeController(Controller):
@@ -67,10 +83,12 @@ class UpgradeController(Controller):
     def __init__(self, twin: "Twin") -> None:
         super().__init__(twin.api)
         self.twin = twin
-        self.upgrades = twin.api.lookup("harvesterhci.io", "v1beta1", "upgrades")
-        self.helm = HelmReleases(twin.api)
+        self.objects = UpgradeObjects(twin)
+        self.image = UpgradeImage(self.objects, IsoDownloader(twin))
+        self.nodes = NodeStages(self.objects)
         self._running: dict[str, asyncio.Task[Any]] = {}
-        self._boot_ids: dict[str, str] = {}          # node -> boot id before its upgrade reboot
+        self._repos: dict[str, UpgradeRepo] = {}
+        self.releases: ReleaseServer | None = None
 
     async def handle(self, event: StoredEvent) -> None:
         name = event.object["metadata"]["name"]
@@ -78,387 +96,359 @@ class UpgradeController(Controller):
             task = asyncio.get_running_loop().create_task(self._run(name), name=f"upgrade-{name}")
             self._running[name] = task
             self.twin.track(task)
-        elif event.type == "DELETED" and name in self._running:
-            self._running.pop(name).cancel()
+        elif event.type == "DELETED":
+            task = self._running.pop(name, None)
+            if task is not None:
+                task.cancel()
+            self._cleanup(event.object, clean_jobs=True)        # OnRemove
 
-    # --- object helpers -----------------------------------------------------------------------
-    def _mutate(self, name: str, change: Any) -> dict[str, Any]:
-        return self.api.mutate(self.upgrades, NAMESPACE, name, change)
-
-    def _condition(self, name: str, ctype: str, status: str, reason: str = "", message: str = "") -> None:
-        def change(obj: dict[str, Any]) -> None:
-            conditions = obj.setdefault("status", {}).setdefault("conditions", [])
-            now = rfc3339()
-            for cond in conditions:
-                if cond["type"] == ctype:
-                    if cond.get("status") != status:
-                        cond["lastTransitionTime"] = now
-                    cond.update(status=status, reason=reason, message=message, lastUpdateTime=now)
-                    return
-            conditions.append({"type": ctype, "status": status, "reason": reason, "message": message,
-                               "lastTransitionTime": now, "lastUpdateTime": now})
-        self._mutate(name, change)
-
-    def _state(self, name: str, state: str, **labels: str) -> None:
-        def change(obj: dict[str, Any]) -> None:
-            obj["metadata"].setdefault("labels", {}).update({STATE: state, **labels})
-        self._mutate(name, change)
-
-    def _node_state(self, name: str, node: str, state: str, reason: str = "", message: str = "") -> None:
-        def change(obj: dict[str, Any]) -> None:
-            entry = {"state": state}
-            if reason:
-                entry["reason"] = reason
-            if message:
-                entry["message"] = message
-            obj.setdefault("status", {}).setdefault("nodeStatuses", {})[node] = entry
-        self._mutate(name, change)
-
-    def _current_version(self) -> str:
-        settings = self.api.lookup("harvesterhci.io", "v1beta1", "settings")
-        setting = self.api.find(settings, None, "server-version")
-        return str((setting or {}).get("value") or self.twin.version.name)
-
-    def _node_names(self) -> list[str]:
-        nodes = self.api.lookup("", "v1", "nodes")
-        return [n["metadata"]["name"] for n in self.api.list(nodes).items]
-
-    def _create(self, group: str, version: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
-        rtype = self.api.lookup(group, version, plural)
-        return self.api.create(rtype, obj, keep_status=True)
-
-    # --- the sequence -------------------------------------------------------------------------
+    # --- the sequence -------------------------------------------------------------------------------
     async def _run(self, name: str) -> None:
-        sleep = self.twin.clock.sleep
         try:
-            upgrade = self.api.get(self.upgrades, NAMESPACE, name)
-            target = self._target(upgrade)
-            await self._initialise(name, upgrade)
-            await self._logging(name, upgrade)
-            self._state(name, "CreatingUpgradeImage")
-            self._create_image(name, upgrade)
-            await sleep(IMAGE_SECONDS)
-            self._condition(name, "ImageReady", "True")
-            self._condition(name, "RepoReady", "Unknown")
-            self._state(name, "PreparingRepo")
-            self._create_repo(name)
-            await sleep(REPO_SECONDS)
-            if target is None:
-                raise UpgradeFailure("RepoReady", "RepoProvisionFailed",
-                                     f"fail to get harvester-release.yaml from the upgrade repo of "
-                                     f"{upgrade['spec'].get('version')}")
-            self._record_repo_info(name, target)
-            self._condition(name, "RepoReady", "True")
-            self._state(name, "RepoPrepared")
-            self._check_eligibility(name, upgrade, target)
-            await self._prepare_nodes(name)
-            await self._system_services(name, target)
-            await self._upgrade_nodes(name, target)
-            self._condition(name, "Completed", "True")
-            self._state(name, "Succeeded", **{CLEANUP: "Pending"})
-            await sleep(CLEANUP_SECONDS)
-            self._cleanup(name)
-            self._state(name, "Succeeded", **{CLEANUP: "Succeeded"})
-        except UpgradeFailure as failure:
-            self._condition(name, failure.condition, "False", failure.reason, failure.message)
-            self._condition(name, "Completed", "False", failure.reason, failure.message)
-            self._state(name, "Failed", **{CLEANUP: "Pending"})
+            await self._upgrade(name)
+        except StopUpgrade:
+            self._cleanup(self.objects.upgrade(name), clean_jobs=False)
         except ApiError as exc:
             if exc.code != 404:        # a deleted Upgrade simply stops; anything else is a twin bug
                 log.exception("upgrade %s: API error", name)
-        except asyncio.CancelledError:
-            raise
         finally:
             self._running.pop(name, None)
 
-    def _target(self, upgrade: dict[str, Any]) -> HarvesterVersion | None:
-        try:
-            return get_version(upgrade["spec"].get("version", ""))
-        except UnknownVersionError:
-            return None
+    def _fail(self, name: str, reason: str) -> None:
+        """setUpgradeCompletedCondition(StateFailed, False, reason, "")."""
+        self.objects.mutate(name, lambda o: set_completed(o, FAILED, "False", reason, ""))
+        raise StopUpgrade(reason)
 
-    async def _initialise(self, name: str, upgrade: dict[str, Any]) -> None:
-        for other in self.api.list(self.upgrades, NAMESPACE).items:
-            if other["metadata"]["name"] != name and (other["metadata"].get("labels") or {}).get(LATEST) == "true":
-                self.api.mutate(self.upgrades, NAMESPACE, other["metadata"]["name"],
-                                lambda o: o["metadata"]["labels"].update({LATEST: "false"}))
-        previous = self._current_version()
+    def _stop_if_failed(self, name: str) -> None:
+        if condition_status(self.objects.upgrade(name), "Completed") == "False":
+            raise StopUpgrade(name)
 
-        def init(obj: dict[str, Any]) -> None:
-            obj["metadata"].setdefault("labels", {}).update({STATE: "PreparingLoggingInfra", LATEST: "true"})
+    async def _upgrade(self, name: str) -> None:
+        self._initialise(name)
+        await self._logging(name)
+        upgrade = self.objects.upgrade(name)
+        image_obj = self._create_image(name, upgrade)
+        iso = await self.image.import_iso(image_obj["metadata"]["name"]) if image_obj is not None else None
+        self._stop_if_failed(name)
+        if iso is None:
+            return
+        repo = UpgradeRepo(self.objects, upgrade)
+        self._repos[name] = repo
+        repo.bootstrap(self.objects.upgrade(name), self.api.get(self.image.images, NAMESPACE, name),
+                       self.twin.version.behaviour_tag)
+        self.objects.state(name, PREPARING_REPO)
+        self.objects.create_unknown_if_not_exists(name, "RepoReady")
+        if not await repo.boot(iso):
+            await asyncio.Event().wait()                   # the repo pod never turns Ready: RepoReady stays Unknown
+        self.objects.state(name, REPO_PREPARED)            # podHandler
+        self.objects.set_condition(name, "RepoReady", "True")
+        info = self._repo_info_and_eligibility(name, repo)
+        await self._prepare_nodes(name)
+        target = version_of_release(str(info.get("harvester", "")))
+        await self._system_services(name, repo, info, target)
+        self._stop_if_failed(name)
+        assert target is not None
+        await self._upgrade_nodes(name, info, target)
+        self._stop_if_failed(name)
+        if condition_status(self.objects.upgrade(name), "Completed") == "True":
+            await self._after_success(name, repo)
+
+    def _initialise(self, name: str) -> None:
+        for other in self.api.list(self.objects.upgrades, NAMESPACE, label_selector=f"{LATEST}=true").items:
+            if other["metadata"]["name"] != name:
+                self.api.mutate(self.objects.upgrades, NAMESPACE, other["metadata"]["name"],
+                                lambda o: o["metadata"]["labels"].pop(LATEST, None))
+        previous = self._server_version()
+
+        def init(obj: Obj) -> None:
+            obj["metadata"].setdefault("labels", {}).update({STATE: PREPARING_LOGGING_INFRA, LATEST: "true"})
             obj.setdefault("status", {})["previousVersion"] = previous
-        self._mutate(name, init)
-        self._condition(name, "Completed", "Unknown")
+        self.objects.mutate(name, init)
+        self.objects.create_unknown_if_not_exists(name, "Completed")
 
-    async def _logging(self, name: str, upgrade: dict[str, Any]) -> None:
+    def _server_version(self) -> str:
+        settings = self.api.lookup("harvesterhci.io", "v1beta1", "settings")
+        setting = self.api.find(settings, None, "server-version")
+        return str((setting or {}).get("value") or (setting or {}).get("default") or "")
+
+    async def _logging(self, name: str) -> None:
+        upgrade = self.objects.upgrade(name)
         if upgrade["spec"].get("logEnabled", True) is False:
-            self._condition(name, "LogReady", "False", "Disabled", "Upgrade observability is administratively disabled")
+            self.objects.set_condition(name, "LogReady", "False", "Disabled",
+                                       "Upgrade observability is administratively disabled")
         else:
-            self._condition(name, "LogReady", "Unknown")
-            self._create("harvesterhci.io", "v1beta1", "upgradelogs", {
-                "metadata": {"name": f"{name}-upgradelog", "namespace": NAMESPACE, "labels": {UPGRADE_LABEL: name}},
+            self.objects.create("harvesterhci.io", "v1beta1", "upgradelogs", {
+                "metadata": {"name": f"{name}-upgradelog", "namespace": NAMESPACE, "labels": {UPGRADE_LABEL: name},
+                             "ownerReferences": [owner_reference(upgrade)]},
                 "spec": {"upgradeName": name}})
+            self.objects.mutate(name, lambda o: o.setdefault("status", {}).update(upgradeLog=f"{name}-upgradelog"))
+            self.objects.create_unknown_if_not_exists(name, "LogReady")
             await self.twin.clock.sleep(LOGGING_SECONDS)
-            self._condition(name, "LogReady", "True")
-            self._mutate(name, lambda o: o.setdefault("status", {}).update(upgradeLog=f"{name}-upgradelog"))
-        self._state(name, "LoggingInfraPrepared")
-        self._condition(name, "ImageReady", "Unknown")
+            self.objects.set_condition(name, "LogReady", "True")        # the upgradelog controller
+        self.objects.state(name, LOGGING_INFRA_PREPARED)
 
-    def _create_image(self, name: str, upgrade: dict[str, Any]) -> None:
-        self._create("harvesterhci.io", "v1beta1", "virtualmachineimages", {
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {UPGRADE_LABEL: name}},
-            "spec": {"displayName": f"harvester-{upgrade['spec'].get('version')}.iso", "sourceType": "download",
-                     "url": f"upgrade-iso-of-{upgrade['spec'].get('version')}"}})
-        self._mutate(name, lambda o: o.setdefault("status", {}).update(imageID=f"{NAMESPACE}/{name}"))
+    def _create_image(self, name: str, upgrade: Obj) -> Obj | None:
+        spec = upgrade.get("spec") or {}
+        if spec.get("image"):
+            namespace, _, image_name = str(spec["image"]).partition("/")
+            if not image_name:
+                self._fail(name, f"Invalid image format {spec['image']}")
+            found = self.api.find(self.image.images, namespace, image_name)
+            if found is None:
+                self._fail(name, f'virtualmachineimages.harvesterhci.io "{image_name}" not found')
+            assert found is not None
+            self.api.mutate(self.image.images, namespace, image_name,
+                            lambda o: o["metadata"].setdefault("labels", {}).update({UPGRADE_LABEL: name}))
+            self.objects.mutate(name, lambda o: o.setdefault("status", {}).update(imageID=f"{namespace}/{image_name}"))
+            self.objects.create_unknown_if_not_exists(name, "ImageReady")
+            return found
+        versions = self.api.lookup("harvesterhci.io", "v1beta1", "versions")
+        version = self.api.find(versions, NAMESPACE, str(spec.get("version", "")))
+        if version is None:
+            self._fail(name, f'versions.harvesterhci.io "{spec.get("version", "")}" not found')
+        assert version is not None
+        image = self.image.create(upgrade, version)
+        self.objects.mutate(name, lambda o: o.setdefault("status", {}).update(imageID=f"{NAMESPACE}/{name}"))
+        self.objects.create_unknown_if_not_exists(name, "ImageReady")
+        return image
 
-    def _create_repo(self, name: str) -> None:
-        self._create("kubevirt.io", "v1", "virtualmachines", {
-            "metadata": {"name": f"upgrade-repo-{name}", "namespace": NAMESPACE,
-                         "labels": {UPGRADE_LABEL: name, COMPONENT: "repo"}},
-            "spec": {"running": True, "template": {
-                "metadata": {"labels": {UPGRADE_LABEL: name, COMPONENT: "repo"}},
-                "spec": {"domain": {"cpu": {"cores": 1}, "resources": {"requests": {"memory": "1Gi"}},
-                                    "devices": {"disks": [{"name": "iso", "cdrom": {"bus": "sata"}}]}},
-                         "volumes": [{"name": "iso", "persistentVolumeClaim": {"claimName": name}}]}}}})
-
-    def _record_repo_info(self, name: str, target: HarvesterVersion) -> None:
-        release = target.release_file()
-        repo_info = yaml.safe_dump({"release": release}, sort_keys=False)
-        self._mutate(name, lambda o: o.setdefault("status", {}).update(repoInfo=repo_info))
-
-    def _check_eligibility(self, name: str, upgrade: dict[str, Any], target: HarvesterVersion) -> None:
-        """Harvester's version guard (facts §1.2), skipped with harvesterhci.io/skip-version-check."""
-        annotations = upgrade["metadata"].get("annotations") or {}
-        if annotations.get("harvesterhci.io/skip-version-check") == "true" or target.is_dev:
-            return
-        current = self._current_version()
-        if not is_semver(current):
-            return
-        if compare_semver(current, target.name) > 0:
-            raise UpgradeFailure("RepoReady", "downgrading is prohibited")
-        minimum = target.min_upgradable_version
-        if minimum and compare_semver(current, minimum) < 0:
-            raise UpgradeFailure("RepoReady", "current version does not meet minimum upgrade requirement")
-        core = lambda v: v.split("-")[0].rsplit(".", 1)[0]  # noqa: E731 - "v1.5" of "v1.5.0-rc2"
-        if ("-" in current or "-" in target.name) and core(current) != core(target.name):
-            raise UpgradeFailure("RepoReady", "cross-version upgrades from/to any prerelease version are prohibited")
+    def _repo_info_and_eligibility(self, name: str, repo: UpgradeRepo) -> Obj:
+        nodes = self.nodes.node_names()
+        single = nodes[0] if len(nodes) == 1 else ""
+        self.objects.mutate(name, lambda o: o.setdefault("status", {}).update(singleNode=single))
+        try:
+            info = repo.info()
+        except RepoInfoError as exc:
+            self._fail(name, str(exc))
+        text = repo_info_text(info)
+        self.objects.mutate(name, lambda o: o["status"].update(repoInfo=text))
+        upgrade = self.objects.upgrade(name)
+        if not version_guard.skips_version_check(upgrade["metadata"].get("annotations") or {}):
+            try:
+                version_guard.check(str(upgrade["status"].get("previousVersion", "")),
+                                    str(info.get("harvester", "") or ""),
+                                    str(info.get("minUpgradableVersion", "") or ""))
+            except version_guard.EligibilityError as exc:
+                self._fail(name, str(exc))
+        return info
 
     async def _prepare_nodes(self, name: str) -> None:
-        self._state(name, "PreparingNodes")
-        self._condition(name, "NodesPrepared", "Unknown")
-        self._create("upgrade.cattle.io", "v1", "plans", {
-            "metadata": {"name": f"{name}-prepare", "namespace": "cattle-system", "labels": {UPGRADE_LABEL: name}},
-            "spec": {"concurrency": 1, "nodeSelector": {"matchLabels": {"harvesterhci.io/managed": "true"}},
-                     "upgrade": {"image": f"rancher/harvester-upgrade:{name}",
-                                 "command": ["do_upgrade_node.sh"], "args": ["prepare"]}}})
-        for node in self._node_names():
-            self._node_state(name, node, "Images preloading")
-        for node in self._node_names():
-            await self.twin.clock.sleep(PRELOAD_SECONDS_PER_NODE)
-            self._node_state(name, node, "Images preloaded")
-        self._condition(name, "NodesPrepared", "True")
-
-    # --- system services: upgrade_manifests.sh -------------------------------------------------
-    def _job_with_pod(self, name: str, job: str, container: str, labels: dict[str, str],
-                      node: str | None = None) -> str:
-        job_labels = {UPGRADE_LABEL: name, **labels}
-        self._create("batch", "v1", "jobs", {
-            "metadata": {"name": job, "namespace": NAMESPACE, "labels": job_labels},
-            "spec": {"backoffLimit": 3, "template": {"metadata": {"labels": {**job_labels, "job-name": job}},
-                                                     "spec": {"restartPolicy": "Never",
-                                                              "containers": [{"name": container,
-                                                                              "image": "rancher/harvester-upgrade"}]}}},
-            "status": {"active": 1, "startTime": rfc3339()}})
-        pod = f"{job}-{uuid.uuid4().hex[:5]}"
-        spec: dict[str, Any] = {"restartPolicy": "Never",
-                                "containers": [{"name": container, "image": "rancher/harvester-upgrade"}]}
-        if node:
-            spec["nodeName"] = node
-        self._create("", "v1", "pods", {
-            "metadata": {"name": pod, "namespace": NAMESPACE, "labels": {**job_labels, "job-name": job}},
-            "spec": spec,
-            "status": {"phase": "Running", "startTime": rfc3339(),
-                       "containerStatuses": [{"name": container, "ready": True, "restartCount": 0,
-                                              "image": "rancher/harvester-upgrade",
-                                              "state": {"running": {"startedAt": rfc3339()}}}]}})
-        return pod
-
-    def _finish_job(self, job: str, pod: str, succeeded: bool = True) -> None:
-        jobs, pods = self.api.lookup("batch", "v1", "jobs"), self.api.lookup("", "v1", "pods")
-        phase = "Succeeded" if succeeded else "Failed"
-
-        def finish_job(obj: dict[str, Any]) -> None:
-            obj["status"] = {"succeeded" if succeeded else "failed": 1, "startTime": obj["status"].get("startTime"),
-                             "completionTime": rfc3339(),
-                             "conditions": [{"type": "Complete" if succeeded else "Failed", "status": "True",
-                                             "lastTransitionTime": rfc3339()}]}
-
-        def finish_pod(obj: dict[str, Any]) -> None:
-            obj["status"]["phase"] = phase
-            for status in obj["status"].get("containerStatuses", []):
-                status["ready"] = False
-                status["state"] = {"terminated": {"exitCode": 0 if succeeded else 1,
-                                                  "reason": "Completed" if succeeded else "Error"}}
-
-        self.api.mutate(jobs, NAMESPACE, job, finish_job)
-        self.api.mutate(pods, NAMESPACE, pod, finish_pod)
-
-    async def _system_services(self, name: str, target: HarvesterVersion) -> None:
-        self._state(name, "UpgradingSystemServices")
-        self._condition(name, "SystemServicesUpgraded", "Unknown")
-        job = f"{name}-apply-manifests"
-        pod = self._job_with_pod(name, job, "apply", {COMPONENT: "manifest"})
-        say = lambda line: self.api.logs.append(NAMESPACE, pod, "apply", line)  # noqa: E731
-        sleep = self.twin.clock.sleep
-        release = target.release_file()
-        say(f"Waiting for the upgrade repo upgrade-repo-{name} to serve harvester-release.yaml...")
-        await sleep(SCRIPT_STEP_SECONDS)
-        say(f"Upgrade repo ready: harvester {release['harvester']}, os {release['os']}, "
-            f"kubernetes {release['kubernetes']}, rancher {release['rancher']}")
-        for step in ("detect_upgrade", "pre_upgrade_manifest", "pause_all_charts", "skip_restart_rancher_system_agent"):
-            say(f"Running {step}")
-            await sleep(SCRIPT_STEP_SECONDS)
-        await self._upgrade_rancher(name, target, say)
-        for step in ("patch_local_cluster_details", "update_local_rke_state_secret", "upgrade_harvester_cluster_repo",
-                     "upgrade_network", "apply_extra_nonversion_manifests"):
-            say(f"Running {step}")
-            await sleep(SCRIPT_STEP_SECONDS)
-        say(f"Upgrading Harvester chart to {release['harvesterChart']}")
-        self._upgrade_harvester(target)
-        await sleep(RANCHER_UPGRADE_SECONDS)
-        for step in ("wait_longhorn_upgrade", "upgrade_monitoring", "upgrade_logging_event_audit",
-                     "apply_extra_manifests", "upgrade_addons", "upgrade_harvester_csi_rbac", "wait_for_fleet_bundles"):
-            say(f"Running {step}")
-            await sleep(SCRIPT_STEP_SECONDS)
-        say("All system services are upgraded")
-        self._finish_job(job, pod)
-        self._condition(name, "SystemServicesUpgraded", "True")
-
-    async def _upgrade_rancher(self, name: str, target: HarvesterVersion, say: Any) -> None:
-        sleep = self.twin.clock.sleep
-        rancher = target.rancher_version
-        say(f"Upgrading Rancher to {rancher}")
-        await sleep(RANCHER_UPGRADE_SECONDS)
-        say(f"Wait for Rancher to be upgraded to {rancher}...")
-        self._set_rancher_version(rancher)
-        await sleep(SCRIPT_STEP_SECONDS)
-        # Rancher itself installs its dependency charts, comparing by semver precedence.
-        for release, namespace in DEPENDENCIES:
-            wanted = target.rancher_dependencies[release]
-            installed = self.helm.latest(namespace, release)
-            have = installed["chart"]["metadata"]["version"] if installed else None
-            if have is None or compare_semver(have, wanted.chart_version) < 0:
-                self.helm.upgrade(namespace, release, wanted.chart_version, wanted.app_version,
-                                  chart_name=release, description="Upgrade complete")
-        say("Wait for Rancher dependencies helm releases...")
-        for release, namespace in DEPENDENCIES:
-            wanted = target.rancher_dependencies[release]
-            await self._wait_helm_release(namespace, release, f"{release}-{wanted.chart_version}",
-                                          wanted.app_version, say, target)
-
-    async def _wait_helm_release(self, namespace: str, release: str, chart: str, app: str, say: Any,
-                                 target: HarvesterVersion) -> None:
-        """upgrade_manifests.sh's wait_helm_release: exact string equality, no timeout."""
-        say(f"wait helm release {namespace} {release} {chart} {app} deployed")
-        while True:
-            latest = self.helm.latest(namespace, release)
-            if latest is not None and HelmReleases.chart_string(latest) == chart and \
-                    latest["chart"]["metadata"].get("appVersion") == app and latest["info"]["status"] == "deployed":
-                break
-            await self.twin.clock.sleep(HELM_WAIT_INTERVAL)
-        if target.helm_wait_rolls_back_pending:
-            say(f"completed helm release {namespace} {release} {chart} {app} deployed")
-
-    def _set_rancher_version(self, rancher: str) -> None:
-        settings = self.api.registry.get("management.cattle.io", "settings")
-        if settings is not None and self.api.find(settings, None, "server-version") is not None:
-            self.api.mutate(settings, None, "server-version", lambda o: o.update(value=rancher))
-
-    def _upgrade_harvester(self, target: HarvesterVersion) -> None:
         settings = self.api.lookup("harvesterhci.io", "v1beta1", "settings")
-        self.api.mutate(settings, None, "server-version", lambda o: o.update(value=target.name))
-        charts = self.api.registry.get("management.cattle.io", "managedcharts")
-        if charts is not None and self.api.find(charts, "fleet-local", "harvester") is not None:
-            self.api.mutate(charts, "fleet-local", "harvester",
-                            lambda o: o.setdefault("spec", {}).update(version=target.harvester_chart_version))
+        setting = self.api.find(settings, None, "upgrade-config") or {}
+        value = str(setting.get("value") or setting.get("default") or "")
+        nodes = self.nodes.node_names()
+        try:
+            concurrency = preload_concurrency(value, len(nodes))
+        except InvalidUpgradeConfig:
+            await asyncio.Event().wait()         # the handler errors and is requeued, forever
+            return
+        if concurrency is None:                   # the skip strategy
+            for node in nodes:
+                self.objects.set_node_status(name, node, IMAGES_PRELOADED)
+            self.objects.state(name, PREPARING_NODES)
+            self.objects.set_condition(name, "NodesPrepared", "True")
+            return
+        plan = self.nodes.prepare_plan(self.objects.upgrade(name), concurrency)
+        self.objects.state(name, PREPARING_NODES)
+        self.objects.create_unknown_if_not_exists(name, "NodesPrepared")
+        from .upgrade_nodes import PRELOAD_SECONDS
+        await self.nodes.run_plan(name, plan, track_nodes=True, job_seconds=PRELOAD_SECONDS)
+        self.objects.set_condition(name, "NodesPrepared", "True")       # planHandler
 
-    # --- nodes -----------------------------------------------------------------------------------
-    async def _upgrade_nodes(self, name: str, target: HarvesterVersion) -> None:
-        self._state(name, "UpgradingNodes")
-        self._condition(name, "NodesUpgraded", "Unknown")
-        for node in self._node_names():
-            await self._upgrade_node(name, node, target)
-        self._condition(name, "NodesUpgraded", "True")
+    # --- system services ------------------------------------------------------------------------------
+    def _manifest_job(self, upgrade: Obj, release_harvester: str) -> Obj:
+        """`applyManifestsJob`: no backoffLimit of its own (kube-apiserver defaults it to 6)."""
+        name = upgrade["metadata"]["name"]
+        labels = {UPGRADE_LABEL: name, COMPONENT: "manifest"}
+        return {"metadata": {"name": f"{name}-apply-manifests", "namespace": NAMESPACE, "labels": labels,
+                             "ownerReferences": [owner_reference(upgrade)]},
+                "spec": {"ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+                         "template": {"metadata": {"labels": labels}, "spec": {
+                             "restartPolicy": "Never", "serviceAccountName": "harvester",
+                             "tolerations": NODE_TOLERATIONS,
+                             "containers": [{"name": "apply", "image": f"{UPGRADE_IMAGE}:{release_harvester}",
+                                             "command": ["upgrade_manifests.sh"],
+                                             "env": [{"name": "HARVESTER_UPGRADE_NAME", "value": name}]}]}}}}
 
-    async def _upgrade_node(self, name: str, node: str, target: HarvesterVersion) -> None:
-        sleep = self.twin.clock.sleep
-        self._node_state(name, node, "Pre-draining")
-        job = f"{name}-pre-drain-{node}"
-        pod = self._job_with_pod(name, job, "apply", {COMPONENT: "node", JOB_TYPE: "pre-drain",
-                                                      "harvesterhci.io/node": node}, node)
-        await sleep(DRAIN_SECONDS)
-        self._finish_job(job, pod)
-        self._node_state(name, node, "Pre-drained")
-        await self._reboot_into(node, target)
-        self._node_state(name, node, "Waiting Reboot")
-        await self._until_ready_after_reboot(name, node)
-        job = f"{name}-post-drain-{node}"
-        pod = self._job_with_pod(name, job, "apply", {COMPONENT: "node", JOB_TYPE: "post-drain",
-                                                      "harvesterhci.io/node": node}, node)
-        self._node_state(name, node, "Post-draining")
-        await sleep(DRAIN_SECONDS)
-        self._finish_job(job, pod)
-        self._node_state(name, node, "Succeeded")
-
-    async def _reboot_into(self, node: str, target: HarvesterVersion) -> None:
-        fleet = getattr(self.twin, "nodes", None)
-        self._boot_ids[node] = self._boot_id(node)
-        if fleet is not None:
-            fleet.stage_os(node, target)
-            fleet.set_rke2_version(node, target.rke2_version)
-            fleet.power(node, "reboot")
-        else:
-            raise UpgradeFailure("NodesUpgraded", "NodeUpgradeFailed", f"node {node} cannot be rebooted by the twin")
-
-    def _boot_id(self, node: str) -> str:
-        nodes = self.api.lookup("", "v1", "nodes")
-        obj = self.api.get(nodes, None, node)
-        return str(((obj.get("status") or {}).get("nodeInfo") or {}).get("bootID", ""))
-
-    async def _until_ready_after_reboot(self, name: str, node: str) -> None:
-        nodes = self.api.lookup("", "v1", "nodes")
-        waited = 0.0
-        while waited < REBOOT_BUDGET_SECONDS:
-            obj = self.api.get(nodes, None, node)
-            ready = next((c.get("status") for c in (obj.get("status") or {}).get("conditions", [])
-                          if c.get("type") == "Ready"), None)
-            if ready == "True" and self._boot_id(node) != self._boot_ids.get(node):
+    async def _system_services(self, name: str, repo: UpgradeRepo, info: Obj,
+                               target: HarvesterVersion | None) -> None:
+        upgrade = self.objects.upgrade(name)
+        job, pod = self.objects.start_job(self._manifest_job(upgrade, str(info.get("harvester", ""))))
+        self.objects.state(name, UPGRADING_SYSTEM_SERVICES)
+        self.objects.set_condition(name, "SystemServicesUpgraded", "Unknown")
+        if target is None:
+            # no such image for the twin to run: the pod stays in ErrImagePull / ImagePullBackOff
+            self._image_pull_backoff(pod, f"{UPGRADE_IMAGE}:{info.get('harvester', '')}")
+            await asyncio.Event().wait()
+        failures, delay = 0, JOB_RETRY_SECONDS
+        while True:
+            script = ManifestScript(self.objects, name, repo, target,
+                                    lambda line, p=pod: self.api.logs.append(NAMESPACE, p, "apply", line))
+            code = await script.run()
+            self.objects.end_pod(NAMESPACE, pod, code)
+            if code == 0:
+                self.objects.end_job(NAMESPACE, job["metadata"]["name"], True, failures)
+                self.objects.set_condition(name, "SystemServicesUpgraded", "True")      # syncManifestJob
                 return
-            await self.twin.clock.sleep(5)
-            waited += 5
-        self._node_state(name, node, "Failed", "NodeNotReady", f"node {node} did not come back after the reboot")
-        raise UpgradeFailure("NodesUpgraded", "NodeNotReady", f"node {node} did not come back after the reboot")
+            failures += 1
+            if failures > JOB_BACKOFF_LIMIT:
+                self.objects.end_job(NAMESPACE, job["metadata"]["name"], False, failures)
+                self.objects.set_condition(name, "SystemServicesUpgraded", "False", "BackoffLimitExceeded",
+                                           "Job has reached the specified backoff limit")
+                return
+            await self.twin.clock.sleep(delay)
+            delay = min(delay * 2, 360)
+            pod = self.objects.start_job_pod(self.api.get(self.api.lookup("batch", "v1", "jobs"), NAMESPACE,
+                                                          job["metadata"]["name"]))
 
-    def _cleanup(self, name: str) -> None:
-        """The cleanup job removes the upgrade's temporary objects (repo VM, image, plan)."""
-        for group, version, plural, namespace, obj_name in (
-                ("kubevirt.io", "v1", "virtualmachines", NAMESPACE, f"upgrade-repo-{name}"),
-                ("harvesterhci.io", "v1beta1", "virtualmachineimages", NAMESPACE, name),
-                ("upgrade.cattle.io", "v1", "plans", "cattle-system", f"{name}-prepare")):
-            rtype = self.api.lookup(group, version, plural)
-            if self.api.find(rtype, namespace, obj_name) is not None:
-                self.api.delete(rtype, namespace, obj_name)
+    def _image_pull_backoff(self, pod: str, image: str) -> None:
+        pods = self.api.lookup("", "v1", "pods")
 
+        def waiting(obj: Obj) -> None:
+            obj["status"]["phase"] = "Pending"
+            for status in obj["status"].get("containerStatuses", []):
+                status.update(ready=False, started=False, state={"waiting": {
+                    "reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}})
+        self.api.mutate(pods, NAMESPACE, pod, waiting)
 
-async def _release_file_route(request: Any, version: str) -> dict[str, Any]:
-    """The upgrade repo's harvester-release.yaml of a version (what a mounted ISO would show)."""
-    try:
-        return get_version(version).release_file()
-    except UnknownVersionError as exc:
-        raise ApiError(404, "NotFound", str(exc)) from None
+    # --- nodes ----------------------------------------------------------------------------------------
+    async def _upgrade_nodes(self, name: str, info: Obj, target: HarvesterVersion) -> None:
+        upgrade = self.objects.upgrade(name)
+        single = str((upgrade.get("status") or {}).get("singleNode") or "")
+        if not single:
+            self._upgrade_kubernetes(str(info.get("kubernetes", "")))
+        self.objects.state(name, UPGRADING_NODES)
+        self.objects.create_unknown_if_not_exists(name, "NodesUpgraded")
+        if single:
+            await self.nodes.single_node(upgrade, info, single, target)
+        else:
+            await self.nodes.multi_node(upgrade, info, target)
+
+    def _upgrade_kubernetes(self, version: str) -> None:
+        """`upgradeKubernetes`: the provisioning cluster's kubernetesVersion and the drain hooks in rkeConfig."""
+        clusters = self.api.registry.get("provisioning.cattle.io", "clusters")
+        if clusters is None or self.api.find(clusters, "fleet-local", "local") is None:
+            return
+        hooks = {"preDrainHooks": [{"annotation": "harvesterhci.io/pre-hook"}],
+                 "postDrainHooks": [{"annotation": "harvesterhci.io/post-hook"}]}
+        drain = {"deleteEmptyDirData": True, "enabled": True, "force": True, "ignoreDaemonSets": True, **hooks}
+
+        def change(obj: Obj) -> None:
+            spec = obj.setdefault("spec", {})
+            spec["kubernetesVersion"] = version
+            rke = spec.setdefault("rkeConfig", {})
+            rke["provisionGeneration"] = int(rke.get("provisionGeneration", 0)) + 1
+            rke["upgradeStrategy"] = {"controlPlaneConcurrency": "1", "workerConcurrency": "1",
+                                      "controlPlaneDrainOptions": dict(drain), "workerDrainOptions": dict(drain)}
+        self.api.mutate(clusters, "fleet-local", "local", change)
+
+    # --- the end --------------------------------------------------------------------------------------
+    async def _after_success(self, name: str, repo: UpgradeRepo) -> None:
+        """Image pruning through `<upgrade>-cleanup`, then `cleanup(upgrade, true)` (latest Upgrade only)."""
+        upgrade = self.objects.upgrade(name)
+        if (upgrade["metadata"].get("labels") or {}).get(LATEST) != "true":
+            return
+        images = self._images_to_purge(upgrade, repo)
+        if images:
+            plan = self.objects.create("upgrade.cattle.io", "v1", "plans", {
+                "metadata": {"name": f"{name}-cleanup", "namespace": SUC_NAMESPACE,
+                             "labels": {UPGRADE_LABEL: name, COMPONENT: "cleanup"}},
+                "spec": {"concurrency": len((upgrade.get("status") or {}).get("nodeStatuses") or {}),
+                         "version": name, "nodeSelector": {"matchLabels": {"harvesterhci.io/managed": "true"}},
+                         "serviceAccountName": "system-upgrade-controller",
+                         "upgrade": {"image": f"{UPGRADE_IMAGE}:{upgrade['status'].get('previousVersion', '')}",
+                                     "command": ["sh", "-c", "<imageCleanupScript>"],
+                                     "envs": [{"name": "IMAGES", "value": " ".join(images)}]}}})
+            await self.nodes.run_plan(name, plan, track_nodes=False, job_seconds=CLEANUP_SECONDS)
+        self.objects.mutate(name, lambda o: o["metadata"].setdefault("annotations", {})
+                            .update({IMAGE_CLEANUP_DONE: "true"}))
+        self._cleanup(self.objects.upgrade(name), clean_jobs=True)
+
+    @staticmethod
+    def _images_to_purge(upgrade: Obj, repo: UpgradeRepo) -> list[str]:
+        """getImagesDiffList: previous version's list minus the current one, less the retain list."""
+        previous = repo.read(f"harvester-iso/bundle/harvester/images-lists-archive/"
+                             f"{upgrade['status'].get('previousVersion', '')}/image_list_all.txt")
+        current = repo.read("harvester-iso/bundle/harvester/images-lists-archive/current/image_list_all.txt")
+        if previous is None or current is None:
+            return []                  # "unexpected status: 404 Not Found": marked done, cleanup goes on
+        keep = set(current.decode().split())
+        diff = [i for i in previous.decode().split() if i not in keep]
+        for retained in ("rancher/harvester-upgrade", "longhornio/longhorn-engine",
+                         "longhornio/longhorn-instance-manager", "rancher/mirrored-banzaicloud-fluentd",
+                         "rancher/mirrored-fluent-fluent-bit"):
+            for index, image in enumerate(diff):
+                if retained in image:
+                    diff.pop(index)
+                    break
+        return diff
+
+    def _cleanup(self, upgrade: Obj, *, clean_jobs: bool) -> None:
+        """`cleanup()`: repo VM and image, rkeConfig reset, Plans (and their Jobs), UpgradeEnded."""
+        name = upgrade["metadata"]["name"]
+        repo = self._repos.pop(name, None) or UpgradeRepo(self.objects, upgrade)
+        repo.delete_vm(str((upgrade.get("status") or {}).get("imageID") or ""))
+        clusters = self.api.registry.get("provisioning.cattle.io", "clusters")
+        if clusters is not None and self.api.find(clusters, "fleet-local", "local") is not None:
+            def reset(obj: Obj) -> None:
+                rke = obj.setdefault("spec", {}).get("rkeConfig") or {}
+                obj["spec"]["rkeConfig"] = {k: v for k, v in {"provisionGeneration": rke.get("provisionGeneration"),
+                                                                "registries": rke.get("registries")}.items()
+                                            if v is not None}
+            self.api.mutate(clusters, "fleet-local", "local", reset)
+        plans = self.api.lookup("upgrade.cattle.io", "v1", "plans")
+        jobs = self.api.lookup("batch", "v1", "jobs")
+        for plan in self.api.list(plans, SUC_NAMESPACE, label_selector=f"{UPGRADE_LABEL}={name}").items:
+            if clean_jobs:
+                for job in self.api.list(jobs, SUC_NAMESPACE,
+                                         label_selector=f"{PLAN_LABEL}={plan['metadata']['name']}").items:
+                    self.api.delete(jobs, SUC_NAMESPACE, job["metadata"]["name"])
+            self.api.delete(plans, SUC_NAMESPACE, plan["metadata"]["name"])
+        if self._controller_version().at_least("v1.5.1"):
+            self._resume_managed_charts()
+        self._end_upgrade_log(upgrade)
+        if self._controller_version().sets_upgrade_cleanup_label:
+            self.objects.mutate(name, lambda o: o["metadata"]["labels"].update({CLEANUP: SUCCEEDED}))
+
+    def _controller_version(self) -> HarvesterVersion:
+        """The Harvester whose controller runs now: server-version's release (it changes mid-upgrade)."""
+        current = self._server_version()
+        try:
+            return get_version(current)
+        except UnknownVersionError:
+            return self.twin.version
+
+    def _resume_managed_charts(self) -> None:
+        """v1.5.1/v1.5.2 `resumeManagedCharts`: un-pause the four charts the script may have left paused."""
+        charts = self.api.registry.get("management.cattle.io", "managedcharts")
+        if charts is None:
+            return
+        for chart in self.api.list(charts, "fleet-local").items:
+            if chart["metadata"]["name"] in ("harvester", "harvester-crd", "rancher-logging-crd",
+                                             "rancher-monitoring-crd") and (chart.get("spec") or {}).get("paused"):
+                self.api.mutate(charts, "fleet-local", chart["metadata"]["name"],
+                                lambda o: o["spec"].update(paused=False))
+
+    def _end_upgrade_log(self, upgrade: Obj) -> None:
+        log_name = str((upgrade.get("status") or {}).get("upgradeLog") or "")
+        if condition_status(upgrade, "LogReady") != "True" or not log_name:
+            return
+        logs = self.api.lookup("harvesterhci.io", "v1beta1", "upgradelogs")
+        if self.api.find(logs, NAMESPACE, log_name) is None:
+            return
+
+        def ended(obj: Obj) -> None:
+            from .upgrade_common import set_condition
+            set_condition(obj, "UpgradeEnded", "True", "", "")
+        self.api.mutate(logs, NAMESPACE, log_name, ended)
 
 
 def install(twin: "Twin") -> None:
+    releases = ReleaseServer(twin.server)     # the ISOs a Version can name, on the twin's own listener
+    releases.install()
     controller = UpgradeController(twin)
+    controller.releases = releases
     twin.spawn(controller.run, "upgrade-controller")
-    twin.server.add_twin_route("GET", "/twin/v1/releases/{version}", _release_file_route)
+
+
+__all__ = ["UpgradeController", "install", "mark_complete", "repo_info_text"]

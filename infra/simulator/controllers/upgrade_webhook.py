@@ -2,7 +2,10 @@
 
 Read from harvester/harvester `pkg/webhook/resources/upgrade/validator.go` and
 `pkg/webhook/resources/version/validator.go` at the tags the twin simulates (v1.4.0 = v1.4.2 = v1.4.3,
-v1.5.0-rc2 = v1.5.0, v1.5.1 = v1.5.2) and at HEAD 3d63c2af (`master-ce188325-head`); facts §1.3.
+v1.5.0-rc2 = v1.5.0, v1.5.1 = v1.5.2) and at ce188325 (`master-ce188325-head`, identical to v1.5.0:
+`git diff v1.5.0 ce188325 -- pkg/webhook/resources/upgrade pkg/webhook/resources/version` is empty); facts §1.3.
+Checks that came later (cleanup-pending, pause map, add-ons, stale hotplug, restoreVM gating) are gated on
+the tags that introduced them, so no simulated version runs them.
 
 * The checks run in the source's order and stop at the first failure, with the source's message.
 * A failure is an `AdmitError` (harvester `pkg/webhook/error`): BadRequest 400, Conflict 409, Invalid 422
@@ -59,14 +62,15 @@ MACHINE_PHASES = {"Pending", "Provisioning", "Provisioned", "Running", "Deleting
 UNMODELLED: dict[str, str] = {
     "vmbackups": "VirtualMachineBackups in progress (the twin serves no VirtualMachineBackup kind)",
     "schedulevmbackups": "running backup/snapshot schedules (no ScheduleVMBackup kind)",
-    "addons": "add-ons being processed (HEAD; no Addon kind)",
+    "addons": "add-ons being processed (v1.7.0-rc4 on; no Addon kind)",
     "diskspace": "kubelet /stats/summary and /configz per node (image GC threshold; v1.4.x also min free "
                  "space); only the rke2.io/internal-ip annotation it needs first is checked",
     "nonlivemigratablevms": "VMs that cannot live-migrate (needs KubeVirt's migratability rules)",
-    "stalehotplug": "pending or ephemeral hotplug volumes (HEAD)",
+    "stalehotplug": "pending or ephemeral hotplug volumes (v1.8.2 on)",
     "certs": "expiry of the default/kubernetes serving certificate (v1.5.0-rc2 and later); only the "
              "minCertsExpirationInDay annotation it reads is checked",
-    "restorevm": "the upgrade-config setting's restoreVM (HEAD); the twin runs as restoreVM=false",
+    "restorevm": "the upgrade-config setting's restoreVM, which skips the non-live-migratable check from v1.6.0 "
+                 "(521af1fc6); the twin runs as restoreVM=false",
 }
 
 
@@ -207,13 +211,13 @@ class UpgradeValidator:
     # --- version gates (from the release; see versions.py for the shared flags) -------------------
     @property
     def validates_pause_map(self) -> bool:
-        """Pause-map annotation on Create and Update (commit 7e3322ccf, first in v1.8.0-rc1): HEAD only here."""
-        return self.release.at_least("v1.8.0-rc1")
+        """Pause-map annotation on Create and Update (7e3322ccf, 2025-11-21; backported to v1.7.0-rc3)."""
+        return self.release.at_least("v1.7.0-rc3")
 
     @property
     def managed_chart_message_suffix(self) -> str:
-        """`... please wait for it to be ready` gained ` or fix it` with the add-on check (ce73bdd95, v1.8.0-rc1)."""
-        return " or fix it" if self.release.at_least("v1.8.0-rc1") else ""
+        """`... please wait for it to be ready` gained ` or fix it` with the add-on check (ce73bdd95, v1.7.0-rc4)."""
+        return " or fix it" if self.release.at_least("v1.7.0-rc4") else ""
 
     @property
     def single_replica_skip_annotation(self) -> bool:
@@ -302,9 +306,9 @@ class UpgradeValidator:
     def _local_cluster(self) -> Obj:
         cluster = self.api.store.peek(("cluster.x-k8s.io", "clusters"), (FLEET_LOCAL, LOCAL_CLUSTER))
         if cluster is None:
-            # the generated lister's NotFound names the singular resource, as wrangler's caches do
+            # wrangler's generic cache: errors.NewNotFound(GroupResource{cluster.x-k8s.io, clusters}, name)
             raise internal(f"can't find {FLEET_LOCAL}/{LOCAL_CLUSTER} cluster, err: "
-                           f'cluster.cluster.x-k8s.io "{LOCAL_CLUSTER}" not found')
+                           f'clusters.cluster.x-k8s.io "{LOCAL_CLUSTER}" not found')
         return cluster
 
     # --- the checks, in source order --------------------------------------------------------------

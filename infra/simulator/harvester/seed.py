@@ -325,6 +325,9 @@ def harvester_settings(version: HarvesterVersion, installed: datetime) -> list[d
         setting("upgrade-checker-url", default="https://harvester-upgrade-responder.rancher.io/v1/checkupgrade"),
         setting("release-download-url", default="https://releases.rancher.com/harvester"),
         setting("log-level", default="info"),
+        # pkg/settings/settings.go UpgradeConfigSet (v1.4.0 on): image preload strategy and restoreVM
+        setting("upgrade-config",
+                default='{"imagePreloadOption":{"strategy":{"type":"sequential"}}, "restoreVM": false}'),
     ]
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+import yaml
+
 # --------------------------------------------------------------------------------------------
 # Semantic versions (semver.org 2.0.0)
 # --------------------------------------------------------------------------------------------
@@ -95,6 +97,7 @@ def semver_precedence_equal(a: str, b: str) -> bool:
 # Releases
 # --------------------------------------------------------------------------------------------
 
+RELEASES_PATH = "/harvester-releases/"     # the twin's release server, laid out like releases.rancher.com/harvester
 FLEET_NAMESPACE = "cattle-fleet-system"
 WEBHOOK_NAMESPACE = "cattle-system"
 
@@ -141,7 +144,22 @@ class HarvesterVersion:
     containerd_version: str            # node containerRuntimeVersion (ILLUSTRATIVE per RKE2 minor)
     kernel_version: str                # node kernelVersion (ILLUSTRATIVE, SLE Micro 5.5 kernel)
     rancher_dependencies: Mapping[str, ChartRelease] = field(hash=False)   # fleet, fleet-crd, rancher-webhook
-    logging_eventrouter_chart_version: str = ""   # release-file key only HEAD's detect_repo requires
+    # What the ISO's harvester-release.yaml says under `harvester`: the tag, or for a dev build the
+    # 8-hex commit harvester's scripts/version prints (the installer build sees no tag on the clone).
+    release_harvester: str = ""
+    installer_version: str = ""        # installer scripts/version VERSION: the tag, or "master" for a dev build
+    installer_commit: str = ""         # `installer:` in the release file (git rev-parse --short of the installer)
+    # The harvester/harvester tag whose upgrade code (controller, webhook, upgrade scripts) this build
+    # runs. A dev build is not "newer than everything": master at ce188325 (2025-04-02) has exactly
+    # v1.5.0's package/upgrade, pkg/controller/master/upgrade and pkg/webhook/resources/upgrade
+    # (`git diff --stat v1.5.0 ce188325` on them lists only four removed managed_charts migrations).
+    behaviour_tag: str = ""
+
+    def __post_init__(self) -> None:
+        for attr, default in (("release_harvester", self.name), ("installer_version", self.name),
+                              ("behaviour_tag", self.name)):
+            if not getattr(self, attr):
+                object.__setattr__(self, attr, default)
 
     # ---- identity -------------------------------------------------------------------------
 
@@ -155,8 +173,8 @@ class HarvesterVersion:
         return DEV_SORT_KEY if self.is_dev else parse_semver(self.name)
 
     def at_least(self, release: str) -> bool:
-        """True if this build contains what `release` introduced (dev builds contain everything)."""
-        return self.is_dev or compare_semver(self.name, release) >= 0
+        """True if this build's upgrade code contains what `release` introduced (see `behaviour_tag`)."""
+        return compare_semver(self.behaviour_tag, release) >= 0
 
     @property
     def image_tag(self) -> str:
@@ -164,36 +182,55 @@ class HarvesterVersion:
         return f"{self.name.split('-')[0]}-head" if self.is_dev else self.name
 
     @property
-    def iso_url(self) -> str:
-        channel = "master" if self.is_dev else self.name
-        return f"https://releases.rancher.com/harvester/{channel}/harvester-{channel}-amd64.iso"
+    def release_channel(self) -> str:
+        """The directory of releases.rancher.com/harvester that publishes it: the tag, or `master` for a dev build."""
+        return "master" if self.is_dev else self.name
+
+    @property
+    def iso_name(self) -> str:
+        """`harvester-<installer VERSION>-amd64.iso` (installer scripts/package-harvester-os ISO_PREFIX)."""
+        return f"harvester-{self.release_channel}-amd64.iso"
+
+    def iso_url(self, server: str) -> str:
+        """Where a release server at `server` (scheme://host:port) publishes this version's ISO.
+
+        The twin is such a server (`release_iso.ReleaseServer`), laid out like releases.rancher.com/harvester.
+        """
+        return f"{server.rstrip('/')}{RELEASES_PATH}{self.release_channel}/{self.iso_name}"
 
     # ---- behaviour flags (admission webhook, upgrade scripts, UI) --------------------------
+    # Each gate names the first harvester/harvester tag with the behaviour; `at_least` compares it with
+    # `behaviour_tag`, so the dev build answers as v1.5.0 (see above).
 
     @property
     def checks_machines_running(self) -> bool:
-        """Upgrade webhook `checkMachines`: every fleet-local Machine must be Running (present in v1.4.0, §1.3)."""
-        return self.at_least("v1.4.0")
+        """Upgrade webhook `checkMachines`: every fleet-local Machine must be Running (affd8002d, since v1.2.0-rc1)."""
+        return self.at_least("v1.2.0-rc1")
 
     @property
     def checks_node_machine_match(self) -> bool:
-        """`isNodeMachineMatching` (commit 999ac37f2): first in v1.5.1, absent in v1.5.0 and its rcs (§1.3)."""
+        """`isNodeMachineMatching` (ce00f096c, 2025-05-07; backport 999ac37f2): v1.5.1 on; not at ce188325."""
         return self.at_least("v1.5.1")
 
     @property
     def checks_cleanup_pending(self) -> bool:
-        """Deny while an Upgrade has upgradeCleanup=Pending: at HEAD only, not in v1.5.0..v1.6.0 (§1.3)."""
-        return self.is_dev
+        """Deny while an Upgrade has upgradeCleanup=Pending: with the label itself (8a9b1165a, 2025-10-09), v1.7.0."""
+        return self.at_least("v1.7.0-rc1")
+
+    @property
+    def sets_upgrade_cleanup_label(self) -> bool:
+        """`harvesterhci.io/upgradeCleanup` on the Upgrade (8a9b1165a/038059bf8, 2025-10-09): v1.7.0 on."""
+        return self.at_least("v1.7.0-rc1")
 
     @property
     def checks_addons(self) -> bool:
-        """Add-on readiness check in `checkResources`: HEAD only (§1.3)."""
-        return self.is_dev
+        """Add-on readiness check in `checkResources` (ce73bdd95, 2025-11-27): v1.8.0 line (v1.7.0-rc4 backport)."""
+        return self.at_least("v1.7.0-rc4")
 
     @property
     def checks_stale_hotplug(self) -> bool:
-        """Stale-hotplug volume checks: HEAD only (§1.3)."""
-        return self.is_dev
+        """Stale-hotplug volume checks (02052084d, 2026-07-17): v1.8.2."""
+        return self.at_least("v1.8.2")
 
     @property
     def cert_check(self) -> bool:
@@ -214,52 +251,70 @@ class HarvesterVersion:
 
     @property
     def helm_wait_rolls_back_pending(self) -> bool:
-        """`wait_helm_release` rolls back a stale pending-* revision once: HEAD only (PR #9934, §1.5)."""
-        return self.is_dev
+        """`wait_helm_release` rolls back a stale pending-* revision once (c50975695, #9934, 2026-02-03): v1.8.0."""
+        return self.at_least("v1.8.0-rc1")
 
     @property
     def dashboard_save_keeps_status(self) -> bool:
-        """UI PUT keeps `status`: harvester-ui-extension >= v1.5.0-rc2 (d8bee7f4 / 0ca2b059; no v1.0.x tag has it)."""
+        """UI PUT keeps `status`: harvester-ui-extension v1.5.0-rc2 on (d8bee7f4 / 0ca2b059) and, backported
+        (e8c8a54b / dc2437db, 2025-04-08), v1.0.5 and v1.0.6 of the v1.0.x line; v1.0.4 and v1.5.0-rc1 lack it."""
         ui = self.ui_extension_version
-        return not is_semver(ui) or compare_semver(ui, "v1.5.0-rc2") >= 0
+        if not is_semver(ui):
+            return True
+        version = parse_semver(ui)
+        if (version.major, version.minor) == (1, 0):
+            return compare_semver(ui, "v1.0.5") >= 0
+        return compare_semver(ui, "v1.5.0-rc2") >= 0
 
     def behaviour(self) -> dict[str, Any]:
         """All derived flags, for logs and reports."""
-        names = ("is_dev", "checks_machines_running", "checks_node_machine_match", "checks_cleanup_pending",
-                 "checks_addons", "checks_stale_hotplug", "cert_check", "skip_annotations_on",
-                 "helm_wait_rolls_back_pending", "dashboard_save_keeps_status", "min_upgradable_version")
+        names = ("is_dev", "behaviour_tag", "checks_machines_running", "checks_node_machine_match",
+                 "checks_cleanup_pending", "sets_upgrade_cleanup_label", "checks_addons", "checks_stale_hotplug",
+                 "cert_check", "skip_annotations_on", "helm_wait_rolls_back_pending", "dashboard_save_keeps_status",
+                 "min_upgradable_version")
         return {n: getattr(self, n) for n in names}
 
     # ---- artefacts ---------------------------------------------------------------------------
 
     def release_file(self) -> dict[str, Any]:
-        """`harvester-release.yaml` of this version's upgrade repo (keys per facts §1.5 / detect_repo)."""
-        content: dict[str, Any] = {
-            "harvester": self.name,
-            "harvesterChart": self.harvester_chart_version,
-            "os": self.os_pretty_name,
-            "kubernetes": self.rke2_version,
-            "rancher": self.rancher_version,
-            "monitoringChart": self.monitoring_chart_version,
-            "loggingChart": self.logging_chart_version,
-            "kubevirt": self.kubevirt_version,
-            "minUpgradableVersion": self.min_upgradable_version,
-            "rancherDependencies": {
-                name: {"chart": dep.chart_version, "app": dep.app_version}
-                for name, dep in self.rancher_dependencies.items()
-            },
-        }
-        if self.logging_eventrouter_chart_version:
-            content["loggingChartHarvesterEventRouter"] = self.logging_eventrouter_chart_version
-        return content
+        """`harvester-release.yaml` of this version's ISO, as data (the text is `release_file_text`)."""
+        loaded = yaml.safe_load(self.release_file_text())
+        assert isinstance(loaded, dict)
+        return loaded
 
-    def version_manifest(self, namespace: str = "harvester-system") -> dict[str, Any]:
-        """A Version CR a test can create to offer this release as an upgrade target (not seeded)."""
-        spec: dict[str, Any] = {"isoURL": self.iso_url}
+    def release_file_text(self) -> str:
+        """`harvester-release.yaml` as the installer writes it into the ISO root.
+
+        installer scripts/package-harvester-os writes the first ten keys (minUpgradableVersion single-quoted);
+        scripts/collect-deps.sh then appends rancherDependencies with `yq -i` (two-space indent).
+        """
+        lines = [f"harvester: {self.release_harvester}",
+                 f"harvesterChart: {self.harvester_chart_version}",
+                 f"installer: {self.installer_commit}",
+                 f"os: {self.os_pretty_name}",
+                 f"kubernetes: {self.rke2_version}",
+                 f"rancher: {self.rancher_version}",
+                 f"monitoringChart: {self.monitoring_chart_version}",
+                 f"loggingChart: {self.logging_chart_version}",
+                 f"kubevirt: {self.kubevirt_version}",
+                 f"minUpgradableVersion: '{self.min_upgradable_version}'",
+                 "rancherDependencies:"]
+        for name, dep in self.rancher_dependencies.items():
+            lines += [f"  {name}:", f"    chart: {dep.chart_version}", f"    app: {dep.app_version}"]
+        return "\n".join(lines) + "\n"
+
+    def version_manifest(self, server: str, namespace: str = "harvester-system",
+                         iso_checksum: str = "") -> dict[str, Any]:
+        """The Version CR the release server publishes as `version.yaml` next to a tagged release's ISO.
+
+        installer scripts/package-harvester-os writes it for tags only: name, isoChecksum (sha512), isoURL and
+        releaseDate (`date +%Y%m%d`). A dev build has none; a test makes one with the same fields.
+        """
+        spec: dict[str, Any] = {"isoURL": self.iso_url(server)}
+        if iso_checksum:
+            spec = {"isoChecksum": iso_checksum, **spec}
         if self.release_date:
-            spec["releaseDate"] = self.release_date
-        if self.min_upgradable_version:
-            spec["minUpgradableVersion"] = self.min_upgradable_version
+            spec["releaseDate"] = self.release_date.replace("-", "")
         return {"apiVersion": "harvesterhci.io/v1beta1", "kind": "Version",
                 "metadata": {"name": self.name, "namespace": namespace}, "spec": spec}
 
@@ -270,18 +325,20 @@ _KERNEL_SLE_MICRO_55 = "5.14.21-150500.55.97-default"          # ILLUSTRATIVE
 _CONTAINERD_RKE2_131 = "containerd://1.7.23-k3s2"              # ILLUSTRATIVE
 _CONTAINERD_RKE2_132 = "containerd://2.0.4-k3s2"               # ILLUSTRATIVE
 
-# Rancher v2.10.1 dependency set. ILLUSTRATIVE: the facts do not give the fleet / webhook charts
-# bundled with Rancher 2.10 (the "105.x+up0.11.z" / "105.x+up0.6.z" lines are the 2.10 lines).
+# Rancher dependency sets: fleetVersion / webhookVersion of rancher/rancher `build.yaml` at each tag.
+# Rancher installs rancher-webhook at exactly webhookVersion (settings.RancherWebhookVersion) and fleet
+# at the newest chart of its bundled rancher-charts index that is >= fleetVersion; the ISO's
+# harvester-release.yaml takes `sort -V | tail -1` of that index plus the minimum (installer
+# scripts/collect-deps.sh). The bundled indexes could not be read (rancher/charts keeps no
+# release-v2.11 branch in the snapshot read), so both are taken to be the build.yaml values:
+# v2.10.1's fleet is confirmed by the `helm history` of a v1.4.2 cluster in harvester/harvester#8001,
+# v2.11.0's fleet by the wait line of #8001, v2.11.0-rc5's fleet by the version #8001 hangs on.
 _DEPS_RANCHER_2_10_1 = _rancher_deps(fleet=("105.0.2+up0.11.2", "0.11.2"), webhook=("105.0.1+up0.6.2", "0.6.2"))
-# Rancher v2.11.0-rc5 (v1.5.0-rc2): fleet rc string in build metadata is the seed scenario (§1.5).
-# The webhook value is ILLUSTRATIVE and kept final so fleet is the only divergence.
 _DEPS_RANCHER_2_11_0_RC5 = _rancher_deps(fleet=("106.0.0+up0.12.0-rc.3", "0.12.0-rc.3"),
-                                         webhook=("106.0.0+up0.7.0", "0.7.0"))
-# Rancher v2.11.0: fleet from the master-ce188325-head release file of the seed scenario; webhook ILLUSTRATIVE.
+                                         webhook=("106.0.0+up0.7.0-rc.9", "0.7.0-rc.9"))
 _DEPS_RANCHER_2_11_0 = _rancher_deps(fleet=("106.0.0+up0.12.0", "0.12.0"), webhook=("106.0.0+up0.7.0", "0.7.0"))
-# Rancher v2.11.2 / v2.11.3: ILLUSTRATIVE patch levels of the 106.x line.
-_DEPS_RANCHER_2_11_2 = _rancher_deps(fleet=("106.0.2+up0.12.2", "0.12.2"), webhook=("106.0.2+up0.7.2", "0.7.2"))
-_DEPS_RANCHER_2_11_3 = _rancher_deps(fleet=("106.0.3+up0.12.3", "0.12.3"), webhook=("106.0.3+up0.7.3", "0.7.3"))
+_DEPS_RANCHER_2_11_2 = _rancher_deps(fleet=("106.1.1+up0.12.3", "0.12.3"), webhook=("106.0.2+up0.7.2", "0.7.2"))
+_DEPS_RANCHER_2_11_3 = _rancher_deps(fleet=("106.1.2+up0.12.4", "0.12.4"), webhook=("106.0.3+up0.7.3", "0.7.3"))
 
 _MONITORING_V14, _LOGGING_V14 = "103.1.1+up45.31.1", "103.1.0+up4.4.0"
 _MONITORING_V15, _LOGGING_V15 = "105.1.2+up61.3.2", "105.2.0+up4.10.0"
@@ -296,57 +353,58 @@ def _release(name: str, **kw: Any) -> HarvesterVersion:
 
 
 _ALL = [
-    _release("v1.4.2", rke2_version="v1.31.4+rke2r1", rancher_version="v2.10.1",
+    _release("v1.4.2", installer_commit="6fe3c71", rke2_version="v1.31.4+rke2r1", rancher_version="v2.10.1",
              ui_extension_version="v1.0.4",                     # v1.0.x line (Rancher 2.10), paired by tag date
              monitoring_chart_version=_MONITORING_V14, logging_chart_version=_LOGGING_V14,
              kubevirt_version="1.3.1-150600.5.9.1", longhorn_version="1.7.2", load_balancer_version="v0.4.4",
              min_upgradable_version="v1.4.1", release_date="2025-03-11",
              containerd_version=_CONTAINERD_RKE2_131, rancher_dependencies=_DEPS_RANCHER_2_10_1),
-    _release("v1.4.3", rke2_version="v1.31.7+rke2r1", rancher_version="v2.10.1",
+    _release("v1.4.3", installer_commit="ed10c2a", rke2_version="v1.31.7+rke2r1", rancher_version="v2.10.1",
              ui_extension_version="v1.0.6",                     # tagged the same day as v1.4.3
              monitoring_chart_version=_MONITORING_V14, logging_chart_version=_LOGGING_V14,
              kubevirt_version="1.3.1-150600.5.9.1", longhorn_version="1.7.3", load_balancer_version="v0.4.4",
              min_upgradable_version="v1.4.1", release_date="2025-05-26",
              containerd_version=_CONTAINERD_RKE2_131, rancher_dependencies=_DEPS_RANCHER_2_10_1),
-    _release("v1.5.0-rc2", rke2_version="v1.32.2+rke2r1", rancher_version="v2.11.0-rc5",
+    _release("v1.5.0-rc2", installer_commit="b789216", rke2_version="v1.32.2+rke2r1", rancher_version="v2.11.0-rc5",
              ui_extension_version="v1.5.0-rc2",
              monitoring_chart_version=_MONITORING_V15, logging_chart_version=_LOGGING_V15,
              kubevirt_version="1.4.0-150600.5.15.1", longhorn_version="1.8.1", load_balancer_version="v1.5.0-rc2",
              min_upgradable_version="v1.4.2", release_date="2025-03-25",
              containerd_version=_CONTAINERD_RKE2_132, rancher_dependencies=_DEPS_RANCHER_2_11_0_RC5),
-    _release("v1.5.0", rke2_version="v1.32.3+rke2r1", rancher_version="v2.11.0",
+    _release("v1.5.0", installer_commit="2bd2f03", rke2_version="v1.32.3+rke2r1", rancher_version="v2.11.0",
              ui_extension_version="v1.5.0",
              monitoring_chart_version=_MONITORING_V15, logging_chart_version=_LOGGING_V15,
              kubevirt_version="1.4.0-150600.5.15.1", longhorn_version="1.8.1", load_balancer_version="v1.5.0",
              min_upgradable_version="v1.4.2", release_date="2025-04-25",
              containerd_version=_CONTAINERD_RKE2_132, rancher_dependencies=_DEPS_RANCHER_2_11_0),
-    _release("v1.5.1", rke2_version="v1.32.4+rke2r1", rancher_version="v2.11.2",
+    _release("v1.5.1", installer_commit="d5d7ec5", rke2_version="v1.32.4+rke2r1", rancher_version="v2.11.2",
              ui_extension_version="v1.5.1",
              monitoring_chart_version=_MONITORING_V15, logging_chart_version=_LOGGING_V15,
              kubevirt_version="1.4.0-150600.5.15.1", longhorn_version="1.8.2", load_balancer_version="v1.5.1",
              min_upgradable_version="v1.4.2", release_date="2025-06-27",
              containerd_version=_CONTAINERD_RKE2_132, rancher_dependencies=_DEPS_RANCHER_2_11_2),
-    _release("v1.5.2", rke2_version="v1.32.7+rke2r1", rancher_version="v2.11.3",
+    _release("v1.5.2", installer_commit="745386f", rke2_version="v1.32.7+rke2r1", rancher_version="v2.11.3",
              ui_extension_version="v1.5.2",
              monitoring_chart_version=_MONITORING_V15, logging_chart_version=_LOGGING_V15,
              kubevirt_version="1.4.1-150600.5.21.2", longhorn_version="1.8.2", load_balancer_version="v1.5.2",
              min_upgradable_version="v1.4.2", release_date="2025-09-17",
              containerd_version=_CONTAINERD_RKE2_132, rancher_dependencies=_DEPS_RANCHER_2_11_3),
-    # master-ce188325-head: a dev build of the main branch. Its behaviour flags follow HEAD of the source read;
-    # its component set is the main branch of April-May 2025 (installer pinned Rancher v2.11.0 and
-    # RKE2 v1.32.3 then), which is what the seed scenario's release file (fleet 106.0.0+up0.12.0) implies.
-    # Dev builds: installer VERSION is the branch ("Harvester master"), image tag "<branch>-head",
-    # chart "0.0.0-<branch>-<sha>" (the sha part ILLUSTRATIVE), minUpgradableVersion "".
+    # master-ce188325-head: the master ISO built on 2025-04-03 (harvester/harvester#8001): harvester master at
+    # ce188325 (2025-04-02) and harvester-installer master at fc39e03f (2025-04-02, "bump rancher to v2.11.0"),
+    # whose scripts/version-* pin Rancher v2.11.0, RKE2 v1.32.3+rke2r1, monitoring 105.1.2+up61.3.2 and
+    # logging 105.2.0+up4.10.0. The binary reports VERSION=<branch>-<sha8>-head (harvester .github/workflows/
+    # build.yml); the installer's shallow clone has no tag, so the release file says `harvester: ce188325`,
+    # chart 0.0.0-master-ce188325, os "Harvester master" and minUpgradableVersion ''. Its upgrade code is v1.5.0's.
     HarvesterVersion(
         name="master-ce188325-head", os_pretty_name="Harvester master", rke2_version="v1.32.3+rke2r1",
         kubernetes_version="v1.32.3+rke2r1", rancher_version="v2.11.0",
-        ui_extension_version="v1.6.0-dev",                      # ILLUSTRATIVE dev build of the extension
+        ui_extension_version="v1.6.0-dev",                      # ILLUSTRATIVE: the UI extension is not in the ISO
         harvester_chart_version="0.0.0-master-ce188325", monitoring_chart_version=_MONITORING_V15,
         logging_chart_version=_LOGGING_V15, kubevirt_version="1.4.0-150600.5.15.1", longhorn_version="1.8.1",
         load_balancer_version="master-head", min_upgradable_version="", release_date="",
         containerd_version=_CONTAINERD_RKE2_132, kernel_version=_KERNEL_SLE_MICRO_55,
-        rancher_dependencies=_DEPS_RANCHER_2_11_0,
-        logging_eventrouter_chart_version="105.2.0+up4.10.0",  # ILLUSTRATIVE; HEAD's detect_repo requires the key
+        rancher_dependencies=_DEPS_RANCHER_2_11_0, release_harvester="ce188325", installer_version="master",
+        installer_commit="fc39e03", behaviour_tag="v1.5.0",
     ),
 ]
 
@@ -360,6 +418,22 @@ class UnknownVersionError(ValueError):
 
 def version_names() -> list[str]:
     return list(VERSIONS)
+
+
+def version_of_release(harvester: str) -> HarvesterVersion | None:
+    """The simulated version whose release file says `harvester: <harvester>` (a dev build says its commit)."""
+    return next((v for v in VERSIONS.values() if v.release_harvester == harvester), None)
+
+
+def rancher_dependencies_of(rancher_version: str) -> Mapping[str, ChartRelease]:
+    """What Rancher `rancher_version` installs for itself (build.yaml), from a simulated release that embeds it."""
+    found = next((v for v in VERSIONS.values() if v.rancher_version == rancher_version), None)
+    return found.rancher_dependencies if found is not None else MappingProxyType({})
+
+
+def version_of_channel(channel: str) -> HarvesterVersion | None:
+    """The simulated version a release-server directory (`v1.5.1`, `master`) publishes."""
+    return next((v for v in VERSIONS.values() if v.release_channel == channel), None)
 
 
 def get_version(name: str) -> HarvesterVersion:
