@@ -140,13 +140,16 @@ def release_file_from_repo(kube: Kube, upgrade: str, *, namespace: str = SYSTEM_
     service = f"upgrade-repo-{upgrade}:{UPGRADE_REPO_PORT}"
     core = kubernetes.client.CoreV1Api(kube.api_client)
     try:
-        text = core.connect_get_namespaced_service_proxy_with_path(service, namespace,
-                                                                   f"harvester-iso/{RELEASE_FILE}",
-                                                                   _request_timeout=kube.request_timeout)
+        # Raw bytes: the repo's nginx serves .yaml as application/octet-stream, which the client will not decode.
+        response = core.connect_get_namespaced_service_proxy_with_path(service, namespace,
+                                                                       f"harvester-iso/{RELEASE_FILE}",
+                                                                       _preload_content=False,
+                                                                       _request_timeout=kube.request_timeout)
+        data = response.data
     except kubernetes.client.exceptions.ApiException as exc:
         raise ReleaseFileUnreadable(f"the upgrade repo of {upgrade} did not serve {RELEASE_FILE}: "
                                     f"{ApiFailure.from_exception(exc)}") from None
-    return _parse(text.encode() if isinstance(text, str) else bytes(text), f"upgrade-repo-{upgrade}")
+    return _parse(bytes(data), f"upgrade-repo-{upgrade}")
 
 
 def _parse(data: bytes, where: str) -> Obj:

@@ -53,6 +53,19 @@ def _stopping(signum: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
+def release_mirror(twin: Twin) -> list[dict[str, str]]:
+    """Every simulated release's ISO as the lab's release mirror offers it: URL and sha512 (what a
+    Version's isoURL and isoChecksum take), in release order."""
+    from .harvester.versions import VERSIONS
+
+    mirror = []
+    for version in VERSIONS.values():
+        published = twin.releases.publish(version)
+        mirror.append({"version": version.name, "isoURL": twin.releases.iso_url(version),
+                       "isoChecksum": published.checksum})
+    return mirror
+
+
 def ready_info(twin: Twin, args: argparse.Namespace) -> dict[str, Any]:
     """The ready file: how to reach everything this twin offers, as a lab's inventory would say it."""
     vip = twin.vip
@@ -70,6 +83,7 @@ def ready_info(twin: Twin, args: argparse.Namespace) -> dict[str, Any]:
         "harvesterApi": {"url": vip.url, "caPem": vip.tls.ca_cert_pem.decode(), "apiKey": twin.vip_key.bearer},
         "ranchers": ranchers,
         "lab": lab_description(),
+        "releases": release_mirror(twin),
     }
     if args.client_cert_kubeconfig:
         cert, key = make_client_certificate(twin.tls.client_ca_cert_pem, twin.tls.client_ca_key_pem,

@@ -51,6 +51,7 @@ class Twin:
     vip: RancherFront | None = None         # Harvester's own API at the cluster VIP (the embedded Rancher)
     vip_key: ApiKey | None = None           # a Rancher API key of the embedded Rancher
     ranchers: list[Any] = field(default_factory=list)   # rancher.server.SimulatedRancher, one per --rancher
+    releases: Any = None                    # harvester.release_iso.ReleaseServer: the lab's release mirror
 
     @property
     def url(self) -> str:

@@ -1,6 +1,6 @@
 """Real helm against the twin: the harness's helm (3 and the newest) reads the twin's releases, the nodes'
 helm 3 installs from the simulated rancher-charts repository, and the operator's remedy for the
-RC -> master hang (harvester/harvester#8750) is a real `helm upgrade` that lets the upgrade complete."""
+RC -> master hang (harvester/harvester#8001) is a real `helm upgrade` that lets the upgrade complete."""
 from __future__ import annotations
 
 import json

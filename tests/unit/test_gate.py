@@ -20,7 +20,7 @@ blocking:
 non_blocking_features: ["Guest charts"]
 known_issue_passes: block
 accepted_known_issues:
-  - {issue: 8750, reason: documented workaround, until: 2026-12-31}
+  - {issue: 8001, reason: documented workaround, until: 2026-12-31}
   - {issue: 7942, reason: fixed in the v2.11 line, until_version: v1.6.0}
 """
 TODAY = dt.date(2026, 11, 22)
@@ -75,19 +75,19 @@ def test_all_pass(tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture) -
 
 
 def test_known_issue_accepted_until_a_date(tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture) -> None:
-    results = write(tmp_path / "r", result("Upgrade from v1.4.2"), xfail("Upgrade from v1.5.0-rc2", 8750))
+    results = write(tmp_path / "r", result("Upgrade from v1.4.2"), xfail("Upgrade from v1.5.0-rc2", 8001))
 
     assert run_gate(results, policy, "--markdown", str(tmp_path / "gate.md")) == 0
     out = capsys.readouterr().out
-    assert "xfail" in out and "Known product issue" in out and "accepted #8750 until 2026-12-31" in out
-    assert "[#8750](https://github.com/harvester/harvester/issues/8750)" in (tmp_path / "gate.md").read_text()
+    assert "xfail" in out and "Known product issue" in out and "accepted #8001 until 2026-12-31" in out
+    assert "[#8001](https://github.com/harvester/harvester/issues/8001)" in (tmp_path / "gate.md").read_text()
 
 
 def test_known_issue_acceptance_expired_by_date(tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture) -> None:
-    results = write(tmp_path / "r", result("Upgrade from v1.4.2"), xfail("Upgrade from v1.5.0-rc2", 8750))
+    results = write(tmp_path / "r", result("Upgrade from v1.4.2"), xfail("Upgrade from v1.5.0-rc2", 8001))
 
     assert run_gate(results, policy, as_of=dt.date(2027, 1, 1)) == 1
-    assert "BLOCKS: acceptance of #8750 expired on 2026-12-31" in capsys.readouterr().out
+    assert "BLOCKS: acceptance of #8001 expired on 2026-12-31" in capsys.readouterr().out
 
 
 def test_known_issue_acceptance_ends_at_a_version(tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture) -> None:
@@ -182,8 +182,8 @@ def test_the_latest_attempt_counts(tmp_path: Path, policy: Path) -> None:
 
 
 def test_a_known_issue_that_passes_blocks_or_warns(tmp_path: Path, policy: Path) -> None:
-    xpass = result("Upgrade from v1.5.0-rc2", "failed", issues=(8750,), message=(
-        "XPASS(strict) known issue harvester/harvester#8750 (open): hang: the scenario passed"))
+    xpass = result("Upgrade from v1.5.0-rc2", "failed", issues=(8001,), message=(
+        "XPASS(strict) known issue harvester/harvester#8001 (open): hang: the scenario passed"))
     results = write(tmp_path / "r", result("Upgrade"), xpass)
 
     assert run_gate(results, policy) == 1
@@ -201,7 +201,7 @@ def test_an_unreadable_result_fails(tmp_path: Path, policy: Path, capsys: pytest
 
 def test_a_broken_policy_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "gate.yaml"
-    bad.write_text("accepted_known_issues:\n  - {issue: 8750, until: someday}\n")
+    bad.write_text("accepted_known_issues:\n  - {issue: 8001, until: someday}\n")
 
     assert gate.main([str(tmp_path), "--policy", str(bad)]) == 2
     assert "accepted_known_issues.0.reason: required, but not given" in capsys.readouterr().err

@@ -38,7 +38,7 @@ Feature: Upgrade between releases
     When something unimplemented happens
     Then all nodes are ready
 
-  @issue_8750 @severity_critical
+  @issue_8001 @severity_critical
   Scenario Outline: Upgrade path
     Given the cluster is at <from>
     When I upgrade to <to>
@@ -257,12 +257,12 @@ def test_tags_become_issue_link_severity_and_tags(results_dir: Path) -> None:
     for result in (r for r in _results(results_dir) if r["name"] == "Upgrade path"):
         assert result["links"] == [{
             "type": "issue",
-            "url": "https://github.com/harvester/harvester/issues/8750",
-            "name": "https://github.com/harvester/harvester/issues/8750",
+            "url": "https://github.com/harvester/harvester/issues/8001",
+            "name": "https://github.com/harvester/harvester/issues/8001",
         }]
         assert _labels(result, "severity") == ["critical"]
         assert "upgrade" in _labels(result, "tag")
-        assert not {"issue_8750", "severity_critical"} & set(_labels(result, "tag"))
+        assert not {"issue_8001", "severity_critical"} & set(_labels(result, "tag"))
 
 
 def test_run_files_are_written_without_secrets(results_dir: Path) -> None:
@@ -306,7 +306,7 @@ def test_executor_for_local_and_jenkins_runs() -> None:
 
     assert local["name"] == "harvester-e2e" and local["type"] == "local"
     assert jenkins["type"] == "jenkins" and jenkins["buildOrder"] == 42 and jenkins["buildName"] == "e2e #42"
-    assert DEFAULT_ISSUE_LINK_PATTERN.format(8750) == "https://github.com/harvester/harvester/issues/8750"
+    assert DEFAULT_ISSUE_LINK_PATTERN.format(8001) == "https://github.com/harvester/harvester/issues/8001"
 
 
 def test_missing_report_tool_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -446,6 +446,7 @@ class UpgradeController(Controller):
 def install(twin: "Twin") -> None:
     releases = ReleaseServer(twin.server)     # the ISOs a Version can name, on the twin's own listener
     releases.install()
+    twin.releases = releases
     controller = UpgradeController(twin)
     controller.releases = releases
     twin.spawn(controller.run, "upgrade-controller")
