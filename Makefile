@@ -50,6 +50,7 @@ setup: $(STAMP) $(NODE_STAMP) kube-clients kube-proto
 
 test: setup
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 e2e: setup

@@ -43,7 +43,7 @@ class Capability(Enum):
     FAULT_INJECTION = "fault injection (the simulated backend only)"
 
 
-class CapabilityMissing(pytest.skip.Exception):  # type: ignore[name-defined,misc]
+class CapabilityMissing(pytest.skip.Exception):  # type: ignore[name-defined]
     """The cluster lacks what a step needs: the scenario skips with one line saying what and how to add it."""
 
     __module__ = "builtins"      # pytest prints "CapabilityMissing: <what is missing>", as it prints "Skipped: ..."
@@ -251,8 +251,10 @@ class Cluster:
             assert node.ssh_host is not None and node.ssh_port is not None
             target = SshTarget(node.name, node.ssh_host, node.ssh_port, user=node.ssh_user,
                                key_file=node.ssh_key_file, password=node.ssh_password, host_key=node.ssh_host_key)
-            options = {"reconnect_budget": reconnect_budget} if reconnect_budget else {}
-            self._sessions[node_name] = SshNode(target, KnownHosts(self.known_hosts), **options)
+            session = SshNode(target, KnownHosts(self.known_hosts))
+            if reconnect_budget is not None:
+                session.reconnect_budget = reconnect_budget
+            self._sessions[node_name] = session
         return self._sessions[node_name]
 
     def close_sessions(self) -> None:

@@ -253,7 +253,8 @@ def _acceptance(record: ResultRecord, policy: GatePolicy, today: dt.date, versio
         elif entry.until_version is not None and version is None:
             expired.append(f"acceptance of {ref} holds until {entry.until_version}, and the release version is "
                            "unknown (pass --release-version)")
-        elif entry.until_version is not None and version_key(version) >= version_key(entry.until_version):
+        elif entry.until_version is not None and version is not None and \
+                version_key(version) >= version_key(entry.until_version):
             expired.append(f"acceptance of {ref} ended at {entry.until_version} (release {version})")
         else:
             bounds = [b for b in (entry.until and f"until {entry.until.isoformat()}",

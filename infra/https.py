@@ -81,6 +81,9 @@ class Endpoint:
         headers.update(extra or {})
         return headers
 
+    def _cert(self) -> tuple[str, str] | None:
+        return (str(self.client_cert[0]), str(self.client_cert[1])) if self.client_cert else None
+
     def request(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
                 stream: bool = False, timeout_s: float | None = None) -> requests.Response:
         """One request (no retry: callers choose their retry policy); an error status raises EndpointError."""
@@ -88,7 +91,7 @@ class Endpoint:
         try:
             response = requests.request(method, url, json=json_body, headers=self._headers(headers),
                                         verify=self._verify(), stream=stream, timeout=timeout_s or self.timeout_s,
-                                        cert=tuple(str(p) for p in self.client_cert) if self.client_cert else None)
+                                        cert=self._cert())
         except requests.RequestException as exc:
             raise EndpointError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 400:

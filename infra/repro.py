@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def issues_in_features(features: Path = FEATURES) -> dict[int, IssueScenarios]:
 
     found: dict[int, IssueScenarios] = {}
     for path in sorted(features.glob("*.feature")):
-        document = Parser().parse(TokenScanner(path.read_text(encoding="utf-8")))
+        document: Any = Parser().parse(TokenScanner(path.read_text(encoding="utf-8")))
         feature = document.get("feature") or {}
         feature_tags = _numbers(feature.get("tags", []))
         for child in feature.get("children", []):
@@ -52,7 +53,7 @@ def issues_in_features(features: Path = FEATURES) -> dict[int, IssueScenarios]:
     return found
 
 
-def _numbers(tags: list[dict[str, str]]) -> set[int]:
+def _numbers(tags: list[Any]) -> set[int]:
     return {int(match.group(1)) for tag in tags if (match := _TAG.match(tag.get("name", "")))}
 
 

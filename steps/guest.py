@@ -18,6 +18,7 @@ from infra.cluster import Capability, Cluster
 from infra.config import RunConfig
 from infra.harvester import ippool
 from infra.harvester.guest import audit, charts, csi, rollout, volumes, workload
+from infra.harvester.guest.workload import DataRecord, DataWorkload
 from infra.harvester.guest import cluster as guests
 from infra.harvester.guest import loadbalancers as lbs
 from infra.harvester.names import RUN_ID_LABEL
@@ -34,8 +35,8 @@ GUEST_POOL_SIZE = 10
 class GuestData:
     """A workload's data on a guest PVC: where it is and what was written."""
 
-    workload: workload.DataWorkload
-    record: workload.DataRecord
+    workload: DataWorkload
+    record: DataRecord
 
 
 @dataclass

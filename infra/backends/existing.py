@@ -3,8 +3,8 @@
 The harness creates nothing here but what its scenarios create (and clean up), and never deletes the rest."""
 from __future__ import annotations
 
-from infra.cluster import AddressRange, Cluster, GuestAccess, NodeHandle, RancherAccess, Release
-from infra.config import RunConfig
+from infra.cluster import AddressRange, Cluster, GuestAccess, GuestTemplate, NodeHandle, RancherAccess, Release
+from infra.config import GuestTemplateSettings, RunConfig
 from infra.https import Endpoint
 
 from .base import Backend, BackendError

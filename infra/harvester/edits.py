@@ -66,7 +66,8 @@ class EditOutcome:
 
 
 class EditPath(Protocol):
-    label: str
+    @property
+    def label(self) -> str: ...
 
     @property
     def facts(self) -> dict[str, str]:

@@ -115,7 +115,7 @@ class PoolStatus:
     @classmethod
     def of(cls, pool: Obj) -> "PoolStatus":
         status = pool.get("status") or {}
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         return cls(status.get("total"), status.get("available"), dict(status.get("allocated") or {}),
                    str(status.get("lastAllocated") or ""), condition_status(pool, "Ready"),
                    str(ready.get("message") or ""))
@@ -160,7 +160,7 @@ def lb_address(lb: Obj | None) -> LbAddress | None:
 def lb_summary(lb: Obj | None) -> str:
     if lb is None:
         return "LoadBalancer absent"
-    ready = next((c for c in (lb.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: Obj = next((c for c in (lb.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
     address = lb_address(lb)
     return (f"LoadBalancer {lb['metadata']['namespace']}/{lb['metadata']['name']}: "
             f"Ready={ready.get('status', 'absent')} {ready.get('message', '')} "

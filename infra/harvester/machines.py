@@ -63,11 +63,11 @@ def consistency_problems(nodes: list[Obj], machines: list[Obj]) -> list[str]:
         if not claimed:
             problems.append(f"node {name} has no {MACHINE_ANNOTATION} annotation")
             continue
-        machine = by_name.get(claimed)
-        if machine is None:
+        claimed_machine = by_name.get(claimed)
+        if claimed_machine is None:
             problems.append(f"node {name} refers to machine {claimed}, which does not exist")
             continue
-        ref = ((machine.get("status") or {}).get("nodeRef") or {}).get("name")
+        ref = ((claimed_machine.get("status") or {}).get("nodeRef") or {}).get("name")
         if ref and ref != name:
             problems.append(f"node {name} refers to machine {claimed}, but the machine refers to node {ref}")
     if len(nodes) != len(machines):
@@ -80,8 +80,8 @@ def table(nodes: list[Obj], machines: list[Obj]) -> str:
     node_names = {n["metadata"]["name"] for n in nodes}
     rows = [MachineRow.of(m, node_names) for m in machines]
     header = ("NAMESPACE", "MACHINE", "PHASE", "PROVIDERID", "NODEREF", "NODE EXISTS")
-    lines = [header] + [(r.namespace, r.name, r.phase, r.provider_id, r.node_ref, "yes" if r.node_exists else "NO")
-                        for r in rows]
+    lines: list[tuple[str, ...]] = [header]
+    lines += [(r.namespace, r.name, r.phase, r.provider_id, r.node_ref, "yes" if r.node_exists else "NO") for r in rows]
     machine_names = {m["metadata"]["name"] for m in machines}
     node_header = ("NODE", "READY", MACHINE_ANNOTATION, "MACHINE EXISTS")
     node_lines: list[tuple[str, ...]] = [node_header]

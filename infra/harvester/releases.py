@@ -110,7 +110,7 @@ def release_file_from_iso(release: Release) -> Obj:
     endpoint = release.iso()
     iso = pycdlib.PyCdlib()
     try:
-        iso.open_fp(_RangeReader(endpoint, release.iso_url))
+        iso.open_fp(_RangeReader(endpoint, release.iso_url))  # type: ignore[arg-type]  # a seekable raw stream
         found = io.BytesIO()
         iso.get_file_from_iso_fp(found, **_path_in(iso))
     except Exception as exc:  # noqa: BLE001 - pycdlib raises its own and I/O errors alike
@@ -145,7 +145,7 @@ def release_file_from_repo(kube: Kube, upgrade: str, *, namespace: str = SYSTEM_
                                                                        f"harvester-iso/{RELEASE_FILE}",
                                                                        _preload_content=False,
                                                                        _request_timeout=kube.request_timeout)
-        data = response.data
+        data = response.data      # type: ignore[attr-defined]  # an HTTPResponse with _preload_content=False
     except kubernetes.client.exceptions.ApiException as exc:
         raise ReleaseFileUnreadable(f"the upgrade repo of {upgrade} did not serve {RELEASE_FILE}: "
                                     f"{ApiFailure.from_exception(exc)}") from None

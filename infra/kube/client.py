@@ -31,6 +31,7 @@ from .predicates import summary
 
 log = logging.getLogger("harvester_e2e.kube")
 Obj = dict[str, Any]
+Objects = list[Obj]            # (Kube has a method named `list`: annotations in it use this name)
 
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
@@ -165,7 +166,7 @@ class Kube:
         return str(self._call(core.read_namespaced_pod_log, name, namespace, container=container,
                               tail_lines=tail_lines))
 
-    def events_for(self, obj: Obj) -> list[Obj]:
+    def events_for(self, obj: Obj) -> Objects:
         meta = obj.get("metadata", {})
         selector = f"involvedObject.name={meta.get('name')}"
         if obj.get("kind"):
@@ -224,7 +225,7 @@ class Kube:
         """Wait until `predicate(object or None)` holds for one named object; return it."""
         found: dict[str, Obj | None] = {}
 
-        def check(items: list[Obj]) -> bool:
+        def check(items: Objects) -> bool:
             obj = next((o for o in items if o["metadata"]["name"] == name), None)
             found["obj"] = obj
             return predicate(obj)
@@ -238,13 +239,13 @@ class Kube:
         self.wait_for(api_version, kind, name, lambda o: o is None, budget=budget, namespace=namespace,
                       awaited=f"{kind} {name} to be deleted")
 
-    def wait_for_all(self, api_version: str, kind: str, predicate: Callable[[list[Obj]], bool], *, budget: Budget,
+    def wait_for_all(self, api_version: str, kind: str, predicate: Callable[[Objects], bool], *, budget: Budget,
                      awaited: str, namespace: str | None = None, label_selector: str | None = None,
-                     describe: Callable[[list[Obj]], str] | None = None) -> list[Obj]:
+                     describe: Callable[[Objects], str] | None = None) -> Objects:
         """Wait until `predicate(every matching object)` holds; return the objects."""
-        seen: dict[str, list[Obj]] = {"items": []}
+        seen: dict[str, Objects] = {"items": []}
 
-        def check(items: list[Obj]) -> bool:
+        def check(items: Objects) -> bool:
             seen["items"] = items
             return predicate(items)
 
@@ -253,8 +254,8 @@ class Kube:
         return seen["items"]
 
     def _wait(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
-              field_selector: str | None, check: Callable[[list[Obj]], bool],
-              describe: Callable[[list[Obj]], str], budget: Budget, awaited: str) -> None:
+              field_selector: str | None, check: Callable[[Objects], bool],
+              describe: Callable[[Objects], str], budget: Budget, awaited: str) -> None:
         deadline = budget.start()
         cache: dict[tuple[str, str], Obj] = {}
         watch_started = {"at": 0.0}
@@ -294,7 +295,7 @@ class Kube:
 
     @staticmethod
     def _timeout(budget: Budget, awaited: str, deadline: Deadline, kind: str, cache: dict[tuple[str, str], Obj],
-                 describe: Callable[[list[Obj]], str]) -> None:
+                 describe: Callable[[Objects], str]) -> None:
         items = list(cache.values())
         raise WaitTimeout(budget, awaited, deadline.elapsed, describe(items),
                           evidence={f"last seen {kind}": items or "nothing"})
@@ -313,7 +314,7 @@ class Kube:
 
     def _watch_until(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
                      field_selector: str | None, cache: dict[tuple[str, str], Obj], resource_version: str,
-                     check: Callable[[list[Obj]], bool], deadline: Deadline) -> bool:
+                     check: Callable[[Objects], bool], deadline: Deadline) -> bool:
         resource = self.resource(api_version, kind)
         watcher = kubernetes.watch.Watch()
         server_timeout = max(1, int(min(deadline.remaining, 60.0)))

@@ -130,8 +130,8 @@ def merge_junit(cells: Iterable[tuple[MatrixCell, Path | None, str | None]], mer
                 totals[key] += int(suite.get(key, "0") or 0)
             elapsed += float(suite.get("time", "0") or 0)
             root.append(suite)
-    for key, value in totals.items():
-        root.set(key, str(value))
+    for key, count in totals.items():
+        root.set(key, str(count))
     root.set("time", f"{elapsed:.3f}")
     merged.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(merged, encoding="utf-8", xml_declaration=True)

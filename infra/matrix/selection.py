@@ -55,7 +55,8 @@ def _step_texts(item: pytest.Item, row: Mapping[str, str] | None) -> list[str]:
         from pytest_bdd.scenario import scenario_wrapper_template_registry
     except ImportError:
         return []
-    template: Any = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
+    function = getattr(item, "obj", None)
+    template: Any = scenario_wrapper_template_registry.get(function) if function is not None else None
     if template is None:
         return []
     return [step.name for step in template.render(dict(row or {})).steps]
@@ -65,7 +66,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     cell = current_cell()
     if cell is None:
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         row = callspec.params.get("_pytest_bdd_example") if callspec else None

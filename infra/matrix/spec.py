@@ -115,8 +115,9 @@ def load_matrix(path: Path) -> MatrixSpec:
 def expand(spec: MatrixSpec) -> list[MatrixCell]:
     """The cells, in a stable order (axes multiplied in file order, then includes), ids c01, c02, ..."""
     combinations: list[dict[str, str]] = []
-    for pair, rancher, rke2, charts in itertools.product(spec.harvester, spec.rancher or [None],
-                                                         spec.rke2 or [None], spec.charts or [{}]):
+    ranchers: list[str | None] = list(spec.rancher) or [None]
+    rke2_lines: list[str | None] = list(spec.rke2) or [None]
+    for pair, rancher, rke2, charts in itertools.product(spec.harvester, ranchers, rke2_lines, spec.charts or [{}]):
         parameters = _parameters(pair, rancher, rke2, charts, spec.backend)
         if not any(_matches(parameters, rule) for rule in spec.exclude):
             combinations.append(parameters)
@@ -128,7 +129,7 @@ def expand(spec: MatrixSpec) -> list[MatrixCell]:
         markers.append(extra.markers or spec.markers)
         minutes.append(extra.expected_minutes)
     seen: set[tuple] = set()
-    cells = []
+    cells: list[MatrixCell] = []
     for parameters, cell_markers, cell_minutes in zip(combinations, markers, minutes, strict=True):
         key = tuple(sorted(parameters.items()))
         if key in seen:  # an include that repeats a product cell

@@ -92,12 +92,12 @@ def public_key_of(private_key_file: Path) -> str:
     from cryptography.hazmat.primitives import serialization
 
     data = private_key_file.expanduser().read_bytes()
+    key: Any
     try:
         key = serialization.load_ssh_private_key(data, password=None)
     except ValueError:
         key = serialization.load_pem_private_key(data, password=None)
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,  # type: ignore[union-attr]
-                                           serialization.PublicFormat.OpenSSH)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return public.decode()
 
 

@@ -188,7 +188,7 @@ def _networks_in_use(conn: Any) -> list[tuple[str, IPv4Network, str]]:
 
 def _host_subnets() -> list[IPv4Network]:
     """Subnets this host routes to directly (its own interfaces), from /proc/net/route."""
-    subnets = []
+    subnets: list[IPv4Network] = []
     try:
         lines = Path("/proc/net/route").read_text().splitlines()[1:]
     except OSError:

@@ -154,7 +154,7 @@ _LenientDumper.add_multi_representer(
 _LenientDumper.add_representer(
     tuple, lambda dumper, value: dumper.represent_list(list(value))
 )
-_YAML_STYLE = {"sort_keys": False, "default_flow_style": False, "allow_unicode": True, "width": 120}
+_YAML_STYLE: dict[str, Any] = {"sort_keys": False, "default_flow_style": False, "allow_unicode": True, "width": 120}
 
 
 def _is_object_list(data: Any) -> bool:

@@ -85,4 +85,4 @@ def classify_result(result: Mapping[str, Any], categories: tuple[Category, ...] 
 
 
 def is_infrastructure(category: str | None) -> bool:
-    return bool(category) and category.startswith(INFRASTRUCTURE_PREFIX)
+    return category is not None and category.startswith(INFRASTRUCTURE_PREFIX)

@@ -32,4 +32,5 @@ class ScenarioFacts:
 
 
 def facts_of(item: pytest.Item) -> dict[str, str]:
-    return dict(item.stash.get(FACTS_KEY, {}))
+    found = item.stash.get(FACTS_KEY, None)
+    return dict(found) if found is not None else {}

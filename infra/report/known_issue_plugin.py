@@ -4,7 +4,7 @@ scenario elsewhere. A pytest plugin (loaded by infra.report.plugin); the `facts`
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,8 @@ def _judge(item: pytest.Item, failure: BaseException | None) -> Judgement | None
     judgements = [judge(number, issue, facts, failure, step) for number, issue in expectation.issues]
     known = [j for j in judgements if j.verdict == "known"]
     applicable = [j for j in judgements if j.verdict != "unaffected"]
-    return (known or applicable or judgements or [None])[0]
+    ranked = known or applicable or judgements
+    return ranked[0] if ranked else None
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -125,7 +126,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.hookimpl(specname="pytest_runtest_makereport", wrapper=True, tryfirst=True)
-def pytest_runtest_makereport_known_issue(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+def pytest_runtest_makereport_known_issue(item: pytest.Item, call: pytest.CallInfo
+                                          ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # Outermost: sees the report after pytest's xfail handling has decided the outcome.
     report = yield
     if report.when == "call" and report.failed and isinstance(report.longrepr, str) \

@@ -4,7 +4,7 @@ A pytest plugin (loaded by infra.report.plugin)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from infra.report.redact import REDACTOR
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # Innermost wrapper: captured stdout/stderr/log are redacted before allure-pytest attaches them
     # (and before the terminal and JUnit XML show them).
     report = yield

@@ -130,6 +130,7 @@ def _feature_file_family_tags(config: pytest.Config) -> set[str]:
 
 def _describe_family_tag(tag: str) -> str:
     match = TAG_FAMILY.match(tag)
+    assert match is not None, tag
     family, value = match["family"], match["value"]
     if family == "issue":
         return f"links harvester/harvester#{value}" if value.isdigit() else f"links issue {value}"

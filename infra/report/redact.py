@@ -83,7 +83,7 @@ def _replace_key_value(match: re.Match) -> str:
 
 def _replace_block_scalar(match: re.Match) -> str:
     body = match.group("body")
-    body_indent = re.match(r"[ \t]*", body.lstrip("\n")).group(0)
+    body_indent = body.lstrip("\n")[:len(body.lstrip("\n")) - len(body.lstrip("\n").lstrip(" \t"))]
     return f"{match.group('indent')}{match.group('head')}{body_indent}{REDACTED}\n"
 
 

@@ -101,11 +101,12 @@ def build_upgrade_timeline_figure(phases: Sequence[PhaseSpan], node_spans: Seque
         axes.set_axis_off()
         return figure
 
-    starts = [_utc(s.started_at) for s in (*phases, *node_spans)]
-    ends = [_utc(s.ended_at) for s in (*phases, *node_spans) if s.ended_at is not None]
+    spans: list[PhaseSpan | NodeSpan] = [*phases, *node_spans]
+    starts = [_utc(s.started_at) for s in spans]
+    ends = [_utc(s.ended_at) for s in spans if s.ended_at is not None]
     origin = min(starts)
     end_of_drawing = _utc(now) if now is not None else max([*ends, *starts])
-    if any(s.ended_at is None for s in (*phases, *node_spans)) and now is None:
+    if any(s.ended_at is None for s in spans) and now is None:
         end_of_drawing = max(end_of_drawing, dt.datetime.now(dt.timezone.utc))
 
     def minutes(moment: dt.datetime) -> float:
@@ -182,7 +183,8 @@ def _state_colours(node_spans: list[NodeSpan]) -> dict[str, str]:
 
 
 def _check_spans(phases: list[PhaseSpan], node_spans: list[NodeSpan]) -> None:
-    for span in (*phases, *node_spans):
+    spans: list[PhaseSpan | NodeSpan] = [*phases, *node_spans]
+    for span in spans:
         if span.ended_at is not None and _utc(span.ended_at) < _utc(span.started_at):
             what = f"phase {span.name}" if isinstance(span, PhaseSpan) else f"node {span.node} ({span.state})"
             raise ValueError(f"{what} ends ({span.ended_at.isoformat()}) before it starts "

@@ -329,8 +329,8 @@ class SshNode:
         seen = {"last": "nothing yet"}
 
         def new_boot_id() -> str:
-            boot_id = self._exec(self._transport(), BOOT_ID_COMMAND, None, self.command_timeout, True)
-            boot_id = boot_id.check().stdout.strip()
+            result = self._exec(self._transport(), BOOT_ID_COMMAND, None, self.command_timeout, True)
+            boot_id = result.check().stdout.strip()
             if boot_id == before:
                 seen["last"] = f"boot id still {before} (the node has not gone down yet)"
             return boot_id

@@ -65,12 +65,22 @@ def _log_attempt(policy: str) -> Callable[[tenacity.RetryCallState], None]:
     return before_sleep
 
 
+class _StopWhenGone(tenacity.stop.stop_base):
+    """Stop retrying once the server says it will not come back."""
+
+    def __init__(self, gone: Callable[[], str | None]) -> None:
+        self.gone = gone
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.gone() is not None
+
+
 def retry_api_unavailable(budget_seconds: float,
                           gone: Callable[[], str | None] | None = None) -> tenacity.Retrying:
     """`gone()` may say the server will not come back (a simulated cluster's process exited): stop then."""
-    stop = tenacity.stop_after_delay(budget_seconds)
+    stop: tenacity.stop.stop_base = tenacity.stop_after_delay(budget_seconds)
     if gone is not None:
-        stop = stop | (lambda state: gone() is not None)
+        stop = stop | _StopWhenGone(gone)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_api_unavailable),
         wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),

@@ -10,6 +10,7 @@ the same way. Kubeconfigs are written to a private temporary directory (0700/060
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import secrets
@@ -216,7 +217,7 @@ def obtain_guest(cluster: Cluster, rke2: str, line: str, run_id: str, cleanup: C
     host, seen = cluster.kube(), []
     for access in cluster.guests:
         guest = load_given(cluster, host, access)
-        cleanup.defer(f"forget the kubeconfig of guest {guest.name}", lambda g=guest: forget_kubeconfig(g))
+        cleanup.defer(f"forget the kubeconfig of guest {guest.name}", functools.partial(forget_kubeconfig, guest))
         try:
             check_matrix_row(guest, rke2, line)
             return guest
@@ -242,7 +243,7 @@ def provisioning_manifests(name: str, rke2: str, rancher: RancherAccess, run_id:
     labels = {RUN_ID_LABEL: run_id}
     disk = {"disks": [{"imageName": template.image, "size": template.disk_gib, "bootOrder": 1}]}
     network = {"interfaces": [{"networkName": template.network}]}
-    machine_config = {
+    machine_config: Obj = {
         "apiVersion": MACHINE_CONFIG, "kind": "HarvesterConfig",
         "metadata": {"name": f"nc-{name}-pool1", "namespace": FLEET_DEFAULT, "labels": labels},
         "cpuCount": str(template.cpus), "memorySize": str(template.memory_gib), "diskInfo": _json(disk),

@@ -111,9 +111,9 @@ def placements(kube: Kube, namespace: str, label_selector: str) -> list[Placemen
     for pod in kube.list("v1", "Pod", namespace, label_selector=label_selector):
         if pod["metadata"].get("deletionTimestamp"):
             continue
-        node = (pod.get("spec") or {}).get("nodeName") or ""
-        result.append(Placement(pod["metadata"]["name"], (pod.get("status") or {}).get("phase", ""), node,
-                                roles_of.get(node, ())))
+        node_name = str((pod.get("spec") or {}).get("nodeName") or "")
+        result.append(Placement(pod["metadata"]["name"], (pod.get("status") or {}).get("phase", ""), node_name,
+                                roles_of.get(node_name, ())))
     return sorted(result, key=lambda p: p.pod)
 
 

@@ -54,8 +54,11 @@ def collect_upgrade_diagnostics(cluster: Cluster, run: UpgradeRun, *, bundle_bud
     def journals() -> None:
         units = " ".join(f"-u {u}" for u in JOURNAL_UNITS)
         for node in cluster.nodes:
-            _safely(f"journal of {node.name}", lambda n=node.name: attach_text(
-                f"journal {n}", cluster.ssh(n).sudo(f"journalctl {units} --no-pager -n {journal_lines}").stdout))
+            def journal(name: str = node.name) -> None:
+                command = f"journalctl {units} --no-pager -n {journal_lines}"
+                attach_text(f"journal {name}", cluster.ssh(name).sudo(command).stdout)
+
+            _safely(f"journal of {node.name}", journal)
 
     def support_bundle() -> None:
         if cluster.harvester_api is None:

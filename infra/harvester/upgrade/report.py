@@ -19,8 +19,8 @@ def phase_table(attempt: "UpgradeAttempt") -> str:
                      record.outcome))
     rows.append(("", "", "", ""))
     rows.append(("node", "state", "since", ""))
-    for record in attempt.tracker.node_states:
-        rows.append((record.node, record.state, record.started.strftime("%H:%M:%S"), ""))
+    for state in attempt.tracker.node_states:
+        rows.append((state.node, state.state, state.started.strftime("%H:%M:%S"), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
