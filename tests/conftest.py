@@ -9,7 +9,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from infra.backends.simulated import TwinProcess, start_twin_process
+from infra.backends.simulated import TwinProcess, cluster_from_twin, start_twin_process
+from infra.cluster import Cluster
 from infra.kube import Kube
 from infra.kube.kubectl import kubectl_binary
 from infra.waits.budget import Budget
@@ -27,6 +28,11 @@ def twin_request(kubeconfig: Path, path: str, body: dict | None = None) -> dict:
 def start_twin(version: str = "v1.4.2", tmp: Path | None = None, time_scale: float = 60.0) -> TwinProcess:
     return start_twin_process(version, time_scale=time_scale, nodes=3, workdir=tmp,
                               budget=Budget("twin start in tests", 60))
+
+
+def cluster_of(twin: TwinProcess, run_id: str, key_file: Path | None = None) -> Cluster:
+    """The `Cluster` the simulated backend would hand a scenario for this twin (its releases, nodes, APIs)."""
+    return cluster_from_twin(twin, run_id, key_file, None, known_hosts=twin.workdir / "known_hosts")
 
 
 @pytest.fixture(scope="session")

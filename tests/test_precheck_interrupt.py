@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
 from infra.backends.simulated import TwinProcess
 from infra.harvester import leaks
@@ -43,19 +44,32 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
         process.stop()
 
 
+def _lab_config(twin: TwinProcess, tmp: Path) -> Path:
+    """The run configuration a lab would hand out for this twin: its kubeconfig and the releases it offers."""
+    ca = tmp / "release-mirror-ca.pem"
+    ca.write_text(twin.info["caPem"])
+    config = {"backend": "existing", "existing": {"kubeconfig": str(twin.kubeconfig)},
+              "upgrade": {"releases": [{"version": r["version"], "iso_url": r["isoURL"],
+                                        "iso_checksum": r["isoChecksum"], "ca_file": str(ca)}
+                                       for r in twin.info["releases"]]}}
+    path = tmp / "lab.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def _child(twin: TwinProcess, tmp: Path, run_id: str, *, via_cli: bool, pause: bool) -> subprocess.Popen[str]:
     selection = ["-m", "precheck", "-k", ROW, "-p", "no:cacheprovider", "-o", "log_cli=true",
                  "--log-cli-level=INFO", f"--junitxml={tmp / 'junit.xml'}"]
     if pause:
         selection += ["-p", "tests.interrupt_pause_plugin"]
+    selection += ["--config", str(_lab_config(twin, tmp))]
     if via_cli:
         command = [str(CLI), "run", "--backend", "existing", "--harvester-version", VERSION,
                    f"--alluredir={tmp / 'allure'}", *selection]
     else:
         command = [sys.executable, "-m", "pytest", "steps", "--backend", "existing", "--harvester-version", VERSION,
                    f"--alluredir={tmp / 'allure'}", *selection]
-    env = {**os.environ, "HARVESTER_E2E_EXISTING__KUBECONFIG": str(twin.kubeconfig),
-           "HARVESTER_E2E_RUN_ID": run_id, "HARVESTER_E2E_ARTIFACTS_DIR": str(tmp / "artifacts"),
+    env = {**os.environ, "HARVESTER_E2E_RUN_ID": run_id, "HARVESTER_E2E_ARTIFACTS_DIR": str(tmp / "artifacts"),
            "PYTHONUNBUFFERED": "1"}
     env.pop("PYTEST_ADDOPTS", None)
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

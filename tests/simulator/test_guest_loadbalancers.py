@@ -9,11 +9,15 @@ import pytest
 
 from infra.harvester.guest import charts
 from infra.harvester.guest import cluster as guests
+from infra.cluster import AddressRange
+from infra.harvester import ippool
 from infra.harvester.guest import loadbalancers as lbs
 from infra.kube import Kube
 from infra.waits.budget import Budget, WaitTimeout
 
 from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
+
+POOL_BLOCKS: dict[str, ippool.AddressBlock] = {}      # guest name -> the block of the lab's range its pool lends
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,10 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
 def guest(host: Kube) -> Iterator[guests.GuestCluster]:
     with a_guest(host, "v1.31.5+rke2r1", "2.10") as found:
         pool = f"{found.name}-pool"
-        host.create(lbs.ippool_manifest(pool, found.name, found.host_namespace, RUN_ID, 240, 242))
+        reserved = host.lab.info["lab"]["loadBalancerRange"]      # type: ignore[attr-defined]
+        block = ippool.free_block(host, AddressRange.parse(f"{reserved['start']}-{reserved['end']}"), 3)
+        host.create(lbs.ippool_manifest(pool, found.name, found.host_namespace, RUN_ID, block))
+        POOL_BLOCKS[found.name] = block
         installer(found).install(charts.Chart("harvester-cloud-provider", "0.2.8",
                                               values={"global": {"cattle": {"clusterName": found.name}}}))
         found.kube().create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}})
@@ -50,8 +57,12 @@ def test_dhcp_and_pool_addresses_show_their_source_and_come_back(guest: guests.G
     for name in ("dhcp-svc", "pool-svc"):
         service = lbs.wait_service_address(kube, "web", name, BUDGET)
         served[name] = lbs.served_address(guest, guest.name, service, BUDGET)
-    assert served["dhcp-svc"].source == "DHCP on the VM network" and lbs.in_dhcp_network(served["dhcp-svc"].address)
-    assert served["pool-svc"].source == f"IPPool {guest.name}-pool" and served["pool-svc"].address == "203.0.113.240"
+    network = lbs.guest_vm_network(guest)
+    assert network.subnet is not None, f"the lab's VM network declares its subnet: {network}"
+    first = POOL_BLOCKS[guest.name].start
+    assert served["dhcp-svc"].source == "DHCP on the VM network"
+    assert lbs.in_network(served["dhcp-svc"].address, network.subnet)
+    assert served["pool-svc"].source == f"IPPool {guest.name}-pool" and served["pool-svc"].address == first
     lb = guest.host.get(lbs.LB_API, "LoadBalancer", served["dhcp-svc"].host_lb, guest.host_namespace)
     assert lb["metadata"]["labels"] == {"cloudprovider.harvesterhci.io/cluster": guest.name,
                                         "cloudprovider.harvesterhci.io/serviceNamespace": "web",
@@ -66,7 +77,7 @@ def test_dhcp_and_pool_addresses_show_their_source_and_come_back(guest: guests.G
         kube.delete("v1", "Service", name, "web")
         kube.wait_for_gone("v1", "Service", name, namespace="web", budget=BUDGET)
     lbs.wait_no_host_lbs(guest, guest.name, BUDGET)
-    lbs.wait_pool_released(guest.host, f"{guest.name}-pool", ["203.0.113.240"], BUDGET)
+    lbs.wait_pool_released(guest.host, f"{guest.name}-pool", [first], BUDGET)
 
 
 def test_a_pool_load_balancer_without_a_matching_pool_says_why(host: Kube) -> None:

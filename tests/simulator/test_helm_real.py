@@ -12,8 +12,9 @@ from typing import Iterator
 import pytest
 import yaml
 
-from infra.backends.base import Cluster, NodeHandle
 from infra.backends.simulated import TwinProcess, start_twin_process
+from infra.cleanup import CleanupStack
+from infra.cluster import Cluster
 from infra.harvester.helm import history_from_api
 from infra.harvester.upgrade import (
     UpgradeRun,
@@ -29,6 +30,8 @@ from infra.simulator.harvester import chart_repo
 from infra.simulator.harvester.versions import VERSIONS, get_version
 from infra.ssh import KeyPair, generate_keypair
 from infra.waits.budget import Budget
+
+from ..conftest import cluster_of
 
 RC, TARGET = "v1.5.0-rc2", "master-ce188325-head"
 HELM_TIMEOUT_S = 60
@@ -52,12 +55,8 @@ def start_with_ssh(version: str, workdir: Path, keys: KeyPair, time_scale: float
                               budget=Budget("twin start in tests", 60), ssh_authorized_key=keys.public_key_file)
 
 
-def cluster_of(twin: TwinProcess, keys: KeyPair, workdir: Path) -> Cluster:
-    nodes = [NodeHandle(n["name"], n["sshHost"], n["sshPort"], ssh_user=n["sshUser"], ssh_key_file=keys.private_key_file,
-                        ssh_host_key=n["hostKey"]) for n in twin.info["nodes"]]
-    return Cluster(name=f"twin-{twin.version}", backend="simulated", kubeconfig=Path(twin.kubeconfig),
-                   harvester_version=twin.version, run_id="helm-tests", simulated=True, nodes=nodes,
-                   known_hosts=workdir / "known_hosts")
+def ssh_cluster_of(twin: TwinProcess, keys: KeyPair) -> Cluster:
+    return cluster_of(twin, "helm-tests", keys.private_key_file)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def rc_cluster(tmp_path_factory: pytest.TempPathFactory, keys: KeyPair) -> Itera
     """A v1.5.0-rc2 twin left as it starts (tests here only read it, or write what they check)."""
     workdir = tmp_path_factory.mktemp("helm-rc")
     twin = start_with_ssh(RC, workdir, keys)
-    cluster = cluster_of(twin, keys, workdir)
+    cluster = ssh_cluster_of(twin, keys)
     try:
         yield cluster
     finally:
@@ -143,10 +142,11 @@ def test_a_chart_version_the_repository_lacks_fails_with_helms_message(rc_cluste
 
 def test_the_remedy_is_a_real_helm_upgrade_and_the_stalled_upgrade_completes(keys: KeyPair, tmp_path: Path) -> None:
     twin = start_with_ssh(RC, tmp_path, keys, time_scale=600)
-    cluster = cluster_of(twin, keys, tmp_path)
+    cluster = ssh_cluster_of(twin, keys)
     try:
         kube = Kube(twin.kubeconfig, unavailable_budget=30)
-        run = UpgradeRun.start(kube, TARGET, run_id="t-remedy")
+        run = UpgradeRun.start(kube, cluster.release(TARGET), run_id="t-remedy", cleanup=CleanupStack(),
+                               budget=Budget("Version gone", 10))
 
         with pytest.raises(UpgradeStalled) as stalled:
             PhaseTracker(run, budgets=default_phase_budgets({}), stall_window=4.0, tick=0.5,
@@ -154,7 +154,7 @@ def test_the_remedy_is_a_real_helm_upgrade_and_the_stalled_upgrade_completes(key
                                                                 lambda ns, r: history_from_api(kube, ns, r))).follow()
         assert stalled.value.phase == "SystemServicesUpgraded"
 
-        transcript = upgrade_dependencies_as_repo_asks(cluster, run.get())
+        transcript = upgrade_dependencies_as_repo_asks(cluster, run)
         wanted = get_version(TARGET).rancher_dependencies["fleet"].chart_version
         assert f"helm upgrade fleet rancher-charts/fleet -n cattle-fleet-system --version {wanted}" in transcript
         assert 'Release "fleet" has been upgraded. Happy Helming!' in transcript

@@ -21,36 +21,48 @@ from infra.kube import Kube
 from infra.waits.budget import Budget
 from steps import precheck as steps
 
+from ..conftest import cluster_of as cluster_of_twin
+
 
 RUN = "e2e-precheck-tests"
 HARVESTER = "harvesterhci.io/v1beta1"
 COUNT_MISMATCH = "nodes({nodes}) and machines({machines}) do not match, check the cluster provision"
 
 
+GONE = Budget("Version gone", 10)
+
+
 def cluster_of(twin: TwinProcess) -> Cluster:
-    return Cluster(name=f"twin-{twin.version}", backend="simulated", kubeconfig=Path(twin.kubeconfig),
-                   harvester_version=twin.version, run_id=RUN, simulated=True)
+    return cluster_of_twin(twin, RUN)
+
+
+def admit(twin: TwinProcess, kube: Kube, target: str, stack: CleanupStack) -> precheck.AdmissionResult:
+    """Would an upgrade to `target` (the twin's own release of it) be admitted?"""
+    return precheck.check_upgrade_admission(kube, cluster_of(twin).release(target), RUN, stack, GONE)
 
 
 def admission_with(cluster: Cluster, kind: str, stack: CleanupStack) -> tuple[steps.Admission, capi.Injection]:
     kube = cluster.kube()
     injection = capi.inject_orphan(kube, kind, RUN, stack, budget=Budget("removal", 10))
     nodes, machines = capi.list_nodes_and_machines(kube)
-    result = precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack)
+    result = precheck.check_upgrade_admission(kube, cluster.release("master-ce188325-head"), RUN, stack, GONE)
     return steps.Admission(result, len(nodes), len(machines)), injection
 
 
 def test_a_healthy_cluster_is_admitted_and_the_version_made_for_it_is_removed(twins) -> None:  # noqa: ANN001
-    kube = Kube(twins("v1.5.1").kubeconfig)
+    twin = twins("v1.5.1")
+    kube = Kube(twin.kubeconfig)
     stack = CleanupStack()
-    result = precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack)
+    result = admit(twin, kube, "master-ce188325-head", stack)
     assert result.admitted and result.code == 201 and result.message == ""
     assert result.would_create and result.would_create["metadata"]["name"].startswith("hvst-upgrade-")
     version = kube.get(HARVESTER, "Version", "master-ce188325-head", "harvester-system")
     assert version["metadata"]["labels"][RUN_ID_LABEL] == RUN
-    assert version["spec"]["isoURL"] == "https://releases.rancher.com/harvester/master/harvester-master-amd64.iso"
+    release = cluster_of(twin).release("master-ce188325-head")
+    assert (version["spec"]["isoURL"], version["spec"]["isoChecksum"]) == (release.iso_url, release.iso_checksum)
+    assert release.iso_url.endswith("/harvester-master-amd64.iso")
     assert kube.list(HARVESTER, "Upgrade", "harvester-system") == [], "a dry run starts nothing"
-    assert precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack).admitted, "the Version is reused"
+    assert admit(twin, kube, "master-ce188325-head", stack).admitted, "the Version is reused"
     assert len(stack) == 1
     assert stack.run() == []
     assert kube.find(HARVESTER, "Version", "master-ce188325-head", "harvester-system") is None
@@ -58,12 +70,13 @@ def test_a_healthy_cluster_is_admitted_and_the_version_made_for_it_is_removed(tw
 
 
 def test_a_version_someone_else_made_is_reused_and_left_alone(twins) -> None:  # noqa: ANN001
-    kube = Kube(twins("v1.5.1").kubeconfig)
+    twin = twins("v1.5.1")
+    kube = Kube(twin.kubeconfig)
     kube.create({"apiVersion": HARVESTER, "kind": "Version", "metadata": {"name": "v1.5.2", "namespace":
                  "harvester-system"}, "spec": {"isoURL": "https://example.invalid/theirs.iso"}})
     try:
         stack = CleanupStack()
-        assert precheck.check_upgrade_admission(kube, "v1.5.2", RUN, stack).admitted
+        assert admit(twin, kube, "v1.5.2", stack).admitted
         assert len(stack) == 0
         assert kube.get(HARVESTER, "Version", "v1.5.2", "harvester-system")["spec"]["isoURL"].endswith("theirs.iso")
     finally:
@@ -71,12 +84,13 @@ def test_a_version_someone_else_made_is_reused_and_left_alone(twins) -> None:  #
 
 
 def test_a_webhook_500_is_an_answer_not_an_outage_so_it_is_not_retried(twins) -> None:  # noqa: ANN001
-    kube = Kube(twins("v1.4.2").kubeconfig, unavailable_budget=300)
+    twin = twins("v1.4.2")
+    kube = Kube(twin.kubeconfig, unavailable_budget=300)
     stack = CleanupStack()
     try:
         capi.inject_orphan(kube, "provisioning", RUN, stack, budget=Budget("removal", 10))
         started = time.monotonic()
-        result = precheck.check_upgrade_admission(kube, "master-ce188325-head", RUN, stack)
+        result = admit(twin, kube, "master-ce188325-head", stack)
         assert time.monotonic() - started < 5
         assert (result.admitted, result.code, result.reason, result.webhook) == \
             (False, 500, "InternalError", "validator.harvesterhci.io")

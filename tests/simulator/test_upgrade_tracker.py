@@ -14,8 +14,10 @@ from infra.harvester.upgrade import (PhaseBudgetExceeded, PhaseTracker, UpgradeF
                                      default_phase_budgets, diagnose)
 from infra.kube import Kube
 
-from ..conftest import start_twin
-from .upgrade_support import release_iso_path, server_of
+from infra.cleanup import CleanupStack
+from infra.waits.budget import Budget
+
+from ..conftest import cluster_of, start_twin
 
 
 @pytest.fixture
@@ -27,7 +29,8 @@ def rc_twin(tmp_path: Path) -> Iterator[TwinProcess]:
 
 def start(twin: TwinProcess, kube: Kube, target: str, run_id: str) -> UpgradeRun:
     """An Upgrade whose Version names the twin's own ISO of `target` (the twin reaches no other server)."""
-    return UpgradeRun.start(kube, target, run_id=run_id, iso_url=server_of(twin)[0] + release_iso_path(target))
+    release = cluster_of(twin, run_id).release(target)
+    return UpgradeRun.start(kube, release, run_id=run_id, cleanup=CleanupStack(), budget=Budget("Version gone", 10))
 
 
 def tracker_for(run: UpgradeRun, kube: Kube, stall_window: float = 4.0, **budgets_min: float) -> PhaseTracker:
