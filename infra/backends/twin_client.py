@@ -37,6 +37,10 @@ class TwinClient:
             raise TwinRefused(str(exc), exc.status, message) from None
         return dict(response.json())
 
+    def info(self) -> dict[str, Any]:
+        """What the twin says of itself: version, time scale, requests served, `/twin/v1` calls made to it."""
+        return self._call("GET", "/twin/v1/info")
+
     # ---- fault injection (FaultInjector) -------------------------------------------------------
     def inject(self, **spec: Any) -> dict[str, Any]:
         """`errorBurst: {count, code}`, `unavailableSeconds`, `dropWatches`, `compact`, `refuseConnectionsSeconds`."""

@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--time-scale", type=float, default=60.0)
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--node-name-prefix", default="harvester-node", metavar="PREFIX",
+                        help="nodes are named PREFIX-0, PREFIX-1, ... (their hostnames)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, help="written (JSON) once the twin serves")
     parser.add_argument("--bookmark-interval", type=float, default=5.0)
@@ -98,7 +100,7 @@ async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
     twin = await start_twin(args.version, node_count=args.nodes, time_scale=args.time_scale, port=args.port,
                             bookmark_interval=args.bookmark_interval,
                             node_login=NodeLogin.from_files(args.ssh_authorized_key, args.ssh_password_file),
-                            rancher_versions=tuple(args.rancher))
+                            rancher_versions=tuple(args.rancher), node_prefix=args.node_name_prefix)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

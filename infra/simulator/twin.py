@@ -16,8 +16,8 @@ from .apiserver.objects import ObjectApi
 from .apiserver.server import KUBE_VERSION, ApiServer
 from .apiserver.tls import TlsMaterial, make_tls_material
 from .controllers import install_all
-from .harvester import load_crds
-from .harvester.seed import initial_objects
+from .harvester import load_crds, steve
+from .harvester.seed import DEFAULT_NODE_PREFIX, initial_objects
 from .harvester.versions import HarvesterVersion, get_version
 from .nodes import NodeFleet, NodeLogin, start_nodes
 from .nodes.bridge import LoopBridge
@@ -83,12 +83,13 @@ def _log_if_failed(task: "asyncio.Task[Any]") -> None:
         log.error("twin task %s failed", task.get_name(), exc_info=task.exception())
 
 
-def seed(api: ObjectApi, version: HarvesterVersion, node_count: int) -> None:
+def seed(api: ObjectApi, version: HarvesterVersion, node_count: int, node_prefix: str = DEFAULT_NODE_PREFIX) -> None:
     crd_type = api.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
     assert crd_type is not None
     for crd in load_crds():
         api.create(crd_type, crd)
-    objects = initial_objects(version, node_count=node_count, now=dt.datetime.now(dt.timezone.utc))
+    objects = initial_objects(version, node_count=node_count, now=dt.datetime.now(dt.timezone.utc),
+                              node_prefix=node_prefix)
     objects.sort(key=lambda o: 0 if o["kind"] == "Namespace" else 1)
     for obj in objects:
         rtype = api.resolve(obj["apiVersion"], obj["kind"])
@@ -115,10 +116,10 @@ def _point_node_refs_at_real_uids(api: ObjectApi) -> None:
 
 async def start_twin(version_name: str, *, node_count: int = 3, time_scale: float = 1.0, port: int = 0,
                      bookmark_interval: float = 5.0, node_login: NodeLogin | None = None,
-                     rancher_versions: tuple[str, ...] = ()) -> Twin:
+                     rancher_versions: tuple[str, ...] = (), node_prefix: str = DEFAULT_NODE_PREFIX) -> Twin:
     version = get_version(version_name)
     api = ObjectApi()
-    seed(api, version, node_count)
+    seed(api, version, node_count, node_prefix)
     # RKE2 keeps a client CA beside its server CA: certificates it signs log in (x509, CN/O).
     tls = make_tls_material(client_ca_name="rke2-client-ca")
     token = secrets.token_urlsafe(32)
@@ -138,6 +139,11 @@ async def start_twin(version_name: str, *, node_count: int = 3, time_scale: floa
     twin.vip = RancherFront(make_tls_material(ca_name="dynamiclistener-ca", server_name="dynamic"), [twin.vip_key])
     twin.vip.add_cluster("local", server)
     install_all(twin)
+    # Steve beside the Kubernetes API, where the dashboard reads and saves: the standalone UI at the VIP's
+    # /v1/harvester/, a Rancher's at /k8s/clusters/<id>/v1/harvester/ (after support bundles' own route).
+    steve.install(server)
+    twin.vip.add_route(steve.PREFIX, lambda request, tail: server.serve_authenticated(
+        request.clone(rel_url=steve.PREFIX + tail), steve.PREFIX + tail))
     await twin.vip.start()
     from .rancher.server import start_rancher
 

@@ -109,6 +109,7 @@ class ApiServer:
         self._ssl: ssl.SSLContext | None = None
         self._streams: set[web.StreamResponse] = set()
         self.requests_served = 0
+        self.twin_calls = 0                   # /twin/v1 requests but info: a run posing as a lab makes none
         self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
         self._product_routes: dict[str, ProductRoute] = {}
         self._public_routes: dict[str, ProductRoute] = {}
@@ -199,6 +200,7 @@ class ApiServer:
             return _json(self.kube_version)
         try:
             if path.startswith("/twin/v1/"):
+                self.twin_calls += path != "/twin/v1/info"
                 return await self._twin(request, path)
             for prefix, handler in self._product_routes.items():
                 if path.startswith(prefix):
@@ -554,7 +556,8 @@ class ApiServer:
     # --- the twin's own endpoints -------------------------------------------------------------
     async def _twin(self, request: web.Request, path: str) -> web.Response:
         if path == "/twin/v1/info" and request.method == "GET":
-            return _json({"apiserver": self.url, "requestsServed": self.requests_served, **self._info()})
+            return _json({"apiserver": self.url, "requestsServed": self.requests_served, "twinCalls": self.twin_calls,
+                          **self._info()})
         if path == "/twin/v1/faults" and request.method == "POST":
             spec = _decode(await request.read())
             done: dict[str, Any] = {}

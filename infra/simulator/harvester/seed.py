@@ -54,8 +54,12 @@ def _name_suffix(length: int, *parts: str) -> str:
     return "".join(chars)
 
 
-def node_names(node_count: int) -> list[str]:
-    return [f"harvester-node-{i}" for i in range(node_count)]
+DEFAULT_NODE_PREFIX = "harvester-node"
+
+
+def node_names(node_count: int, prefix: str = DEFAULT_NODE_PREFIX) -> list[str]:
+    """The nodes' hostnames, as the installer's os.hostname set them: `<prefix>-0`, `<prefix>-1`, ..."""
+    return [f"{prefix}-{i}" for i in range(node_count)]
 
 
 def machine_name_for(node_name: str) -> str:
@@ -100,14 +104,15 @@ def _condition(ctype: str, status: str, at: datetime, reason: str = "", message:
 
 # ---- the cluster ------------------------------------------------------------------------------
 
-def initial_objects(version: HarvesterVersion, *, node_count: int = 3, now: datetime) -> list[dict[str, Any]]:
+def initial_objects(version: HarvesterVersion, *, node_count: int = 3, now: datetime,
+                    node_prefix: str = DEFAULT_NODE_PREFIX) -> list[dict[str, Any]]:
     """Full Kubernetes objects (apiVersion, kind, metadata, spec, status) of a healthy cluster."""
     if node_count < 1:
         raise ValueError(f"node_count must be at least 1, got {node_count}")
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
     installed = now - CLUSTER_AGE
-    nodes = node_names(node_count)
+    nodes = node_names(node_count, node_prefix)
 
     objects: list[dict[str, Any]] = [namespace(ns, installed) for ns in NAMESPACES]
     for index, node in enumerate(nodes):
