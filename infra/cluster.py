@@ -154,7 +154,8 @@ class RancherAccess:
     token: SecretStr = field(repr=False)
     ca_file: Path | None = None
     verify: bool = True
-    cluster_id: str = "local"            # Rancher's id of this Harvester cluster (Virtualization Management)
+    cluster_id: str | None = None        # Rancher's id of this Harvester cluster (Virtualization Management);
+    #                                      None: this Rancher does not manage it (it provisions guests only)
     guest_template: GuestTemplate | None = None   # None: this Rancher cannot provision guests here
 
     def endpoint(self) -> Endpoint:

@@ -298,7 +298,9 @@ class RancherSettings(_Model):
 
     url: str = Field(description="https://rancher.example")
     token: SecretStr = Field(description="an API token (never logged)")
-    cluster_id: str = Field("local", description="Rancher's id of the Harvester cluster, e.g. c-m-abc123")
+    cluster_id: str | None = Field(None, description="Rancher's id of this Harvester cluster in Virtualization "
+                                   "Management, e.g. c-m-abc123: dashboard edits then go through this Rancher "
+                                   "(default: Harvester's own UI at existing.harvester_api)")
     verify: bool = Field(True, description="verify Rancher's certificate (against ca_file, or the system's trust)")
     ca_file: Path | None = Field(None, description="the CA that signed Rancher's certificate (PEM)")
     guest: GuestTemplateSettings | None = Field(None, description="how this Rancher provisions guest clusters "

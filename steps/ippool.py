@@ -63,12 +63,18 @@ def _budget(run_config: RunConfig, what: str) -> Budget:
 
 
 def _rancher(cluster: Cluster) -> RancherEndpoint | None:
-    """The Steve API of the Rancher that manages the cluster, when it has one; else saves go to the kube API."""
-    if not cluster.ranchers:
+    """Where the dashboard saves: the Steve API of a Rancher that manages this cluster, else the embedded
+    Rancher's at Harvester's VIP (the standalone UI); a cluster with neither gets the same body on the kube API."""
+    managing = next((r for r in cluster.ranchers if r.cluster_id), None)
+    if managing is not None:
+        assert managing.cluster_id is not None
+        verify: bool | str = str(managing.ca_file) if managing.ca_file else managing.verify
+        return RancherEndpoint(managing.url, managing.token.get_secret_value(), managing.cluster_id, verify)
+    vip = cluster.harvester_api
+    if vip is None or vip.token is None:
         return None
-    rancher = cluster.ranchers[0]
-    verify: bool | str = str(rancher.ca_file) if rancher.ca_file else rancher.verify
-    return RancherEndpoint(rancher.url, rancher.token.get_secret_value(), rancher.cluster_id, verify)
+    return RancherEndpoint(vip.url, vip.token.get_secret_value(), "local",
+                           str(vip.ca_file) if vip.ca_file else vip.verify)
 
 
 def _edit_path(text: str, cluster: Cluster, facts: ScenarioFacts) -> EditPath:

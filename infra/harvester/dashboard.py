@@ -49,6 +49,16 @@ STEVE_ADD = (
 )
 STEVE_NEVER_SAVE = tuple(path for path in NEVER_ADD if path not in STEVE_ADD)
 
+# Steve's own top-level fields beside a Kubernetes object (rancher/apiserver's APIObject: id, type, links,
+# actions); not part of the object, so compared objects leave them out.
+STEVE_FIELDS = ("id", "type", "links", "actions")
+
+
+def as_kubernetes_object(obj: Obj) -> Obj:
+    """The object as the Kubernetes API holds it, without Steve's own fields."""
+    return {key: value for key, value in obj.items() if key not in STEVE_FIELDS}
+
+
 STATUS_DROPPED_BY = ("<=v1.0.4", "v1.5.0-rc1")     # UI extension releases without the cleanForSave fix
 
 

@@ -20,7 +20,7 @@ import yaml
 from infra.kube import ApiFailure, Kube
 from infra.kube.kubectl import Kubectl
 
-from .dashboard import Dashboard, DashboardRelease, RancherEndpoint, parse_release, single_attempt
+from .dashboard import Dashboard, DashboardRelease, RancherEndpoint, as_kubernetes_object, parse_release, single_attempt
 
 Obj = dict[str, Any]
 Change = Callable[[Obj], None]
@@ -98,11 +98,12 @@ class DashboardSave:
         try:
             saved = dashboard.save(edited)
         except ApiFailure as refusal:
-            return EditOutcome(self.label, target, field, before, None, refusal.message,
+            return EditOutcome(self.label, target, field, as_kubernetes_object(before), None, refusal.message,
                                f"PUT via {dashboard.via} refused: {refusal}")
         transcript = (f"PUT via {saved.via}; the save left out: {', '.join(saved.dropped) or 'nothing'}\n"
                       f"body:\n{json.dumps(saved.sent, indent=2, sort_keys=True)}")
-        return EditOutcome(self.label, target, field, before, saved.stored, None, transcript)
+        return EditOutcome(self.label, target, field, as_kubernetes_object(before), as_kubernetes_object(saved.stored),
+                           None, transcript)
 
 
 @dataclass(frozen=True)
