@@ -1,6 +1,8 @@
 """`harvester-e2e`: run scenarios, run a simulated Harvester, show the effective configuration.
 
-  harvester-e2e sim up [--version V] [--kubeconfig PATH] [--time-scale X] [--nodes N] [--port P] [--lab-dir DIR]
+  harvester-e2e sim up [--version V] [--kubeconfig PATH] [--time-scale X] [--nodes N] [--port P]
+  harvester-e2e sim up --lab-dir DIR [--version V] [--time-scale X] [--nodes N]   (a lab: DIR/lab.yaml for --backend existing)
+  harvester-e2e lab run [--version V] [--lab-dir DIR] [-- run args...]   (a lab for one suite run as --backend existing)
   harvester-e2e sim down RUN_ID      (stop the simulated clusters a --keep-on-failure run kept)
   harvester-e2e repro ISSUE [--backend B] [--config FILE]   (or --list)
   harvester-e2e waits                (every wait the harness makes: budget, config key, default, why)
@@ -42,6 +44,8 @@ def _sim_up(argv: list[str]) -> int:
     parser.add_argument("--time-scale", type=float, default=60.0)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--lab-dir", type=Path, help="write what a lab hands out (kubeconfig with several "
+                        "contexts, SSH inventory, guest kubeconfig, CAs, lab.yaml) into DIR")
     args = parser.parse_args(argv)
     if args.version not in SIMULATED_VERSIONS:
         print(f"error: --version: {args.version!r} is not simulated; valid: {', '.join(SIMULATED_VERSIONS)}",
@@ -51,6 +55,10 @@ def _sim_up(argv: list[str]) -> int:
         print("error: --time-scale: must be greater than 0 (e.g. 60 runs a simulated minute per second)",
               file=sys.stderr)
         return 2
+    if args.lab_dir is not None:
+        from infra.lab import serve_foreground
+
+        return serve_foreground(args.lab_dir, args.version, nodes=args.nodes, time_scale=args.time_scale)
     from infra.backends.simulated import run_foreground
 
     return run_foreground(["--version", args.version, "--kubeconfig", str(args.kubeconfig.resolve()),
@@ -98,11 +106,19 @@ def _run(argv: list[str]) -> int:
                         ("--harvester-version", args.harvester_version)):
         if value:
             command += [flag, str(value)]
-    if not any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in pytest_args):
+    if not any(not a.startswith("-") and _names_a_path(a) for a in pytest_args):
         command.append("steps")
     command += pytest_args
     os.chdir(PROJECT_ROOT)
     return _exec(command)
+
+
+def _names_a_path(argument: str) -> bool:
+    """A test path given to pytest (`steps/x.py::test`), not an option's value such as a -k expression."""
+    try:
+        return Path(argument.split("::")[0]).exists()
+    except OSError:                     # e.g. a long -k expression is no file name at all
+        return False
 
 
 def _exec(command: list[str]) -> int:
@@ -139,9 +155,28 @@ def _config_show(argv: list[str]) -> int:
     return 0
 
 
+def _lab_run(argv: list[str]) -> int:
+    run_args: list[str] = []
+    if "--" in argv:
+        argv, run_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    parser = argparse.ArgumentParser(prog="harvester-e2e lab run",
+                                     description="Start a lab (a simulated Harvester handed out as a lab), run the "
+                                                 "suite against it with --backend existing, stop the lab.")
+    parser.add_argument("--version", default="v1.5.1", help=f"one of: {', '.join(SIMULATED_VERSIONS)}")
+    parser.add_argument("--lab-dir", type=Path, default=Path("artifacts") / "lab")
+    args = parser.parse_args(argv)
+    if args.version not in SIMULATED_VERSIONS:
+        print(f"error: --version: {args.version!r} is not simulated; valid: {', '.join(SIMULATED_VERSIONS)}",
+              file=sys.stderr)
+        return 2
+    from infra.lab import run_suite
+
+    return run_suite(args.lab_dir, args.version, run_args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {("sim", "up"): _sim_up, ("sim", "down"): _sim_down, ("run",): _run, ("config", "show"): _config_show,
+    commands = {("sim", "up"): _sim_up, ("sim", "down"): _sim_down, ("lab", "run"): _lab_run, ("run",): _run, ("config", "show"): _config_show,
                 ("waits",): _waits,
                 ("repro",): lambda rest: __import__("infra.repro", fromlist=["main"]).main(rest),
                 ("matrix",): lambda rest: __import__("infra.matrix.cli", fromlist=["main"]).main(rest),
