@@ -13,7 +13,7 @@ RESULTS := allure-results
 REPORT  := allure-report
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
-.PHONY: all setup kube-clients kube-proto test e2e report bench nightly gate clean
+.PHONY: all setup kube-clients kube-proto test e2e e2e-existing report bench nightly gate clean
 
 all: test
 
@@ -58,6 +58,18 @@ e2e: setup
 	@status=0; $(BIN)/harvester-e2e run --alluredir=$(RESULTS) $(E2E_ARGS) || status=$$?; \
 	 $(BIN)/python -m infra.report.html $(RESULTS) $(REPORT) || status=$$?; \
 	 echo "Allure report: $(CURDIR)/$(REPORT)/index.html"; exit $$status
+
+# The whole suite with --backend existing against a simulated Harvester that poses as a lab (harvester-e2e
+# lab run): the run gets every fact where a real cluster offers it. One lab, results and report per version.
+LAB_VERSIONS ?= v1.5.1 v1.5.0-rc2
+e2e-existing: setup
+	@status=0; for v in $(LAB_VERSIONS); do \
+	   rm -rf artifacts/lab-$$v/allure-results; \
+	   $(BIN)/harvester-e2e lab run --version $$v --lab-dir artifacts/lab-$$v/lab -- \
+	     --alluredir=artifacts/lab-$$v/allure-results $(E2E_ARGS) || status=$$?; \
+	   $(BIN)/python -m infra.report.html artifacts/lab-$$v/allure-results artifacts/lab-$$v/allure-report || status=$$?; \
+	   echo "Allure report (lab at $$v): $(CURDIR)/artifacts/lab-$$v/allure-report/index.html"; \
+	 done; exit $$status
 
 report: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m infra.report.html $(RESULTS) $(REPORT)

@@ -81,7 +81,8 @@ KEPT_FILE = "kept.json"        # in a twin's workdir: a twin kept running after 
 
 def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: Budget,
                        workdir: Path | None = None, ssh_authorized_key: Path | None = None,
-                       ssh_password_file: Path | None = None, outlive_parent: bool = False) -> TwinProcess:
+                       ssh_password_file: Path | None = None, outlive_parent: bool = False,
+                       client_cert_kubeconfig: Path | None = None, node_prefix: str | None = None) -> TwinProcess:
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harvester-twin-{version}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig, ready, log_path = workdir / "kubeconfig", workdir / "ready.json", workdir / "twin.log"
@@ -95,6 +96,10 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
         command += ["--ssh-password-file", str(ssh_password_file)]
     for rancher in SIMULATED_RANCHERS:        # the lab's Rancher Managers, one per line the stories name
         command += ["--rancher", rancher]
+    if node_prefix is not None:
+        command += ["--node-name-prefix", node_prefix]
+    if client_cert_kubeconfig is not None:    # an admin's x509 kubeconfig, as RKE2 writes it
+        command += ["--client-cert-kubeconfig", str(client_cert_kubeconfig)]
     with open(log_path, "ab") as log_file:      # appended: a restarted twin keeps its predecessor's log
         # A twin that may be kept after the run (--keep-on-failure) is its own session and does not die
         # with its parent; every other twin does, so nothing outlives a killed run.
