@@ -6,9 +6,10 @@ import pytest
 from pytest_bdd import given, parsers, then
 
 from infra.backends import Backend
-from infra.cluster import CLUSTER_KEY, Cluster
+from infra.cluster import CLUSTER_KEY, CapabilityMissing, Cluster
 from infra.config import RunConfig
 from infra.harvester import health
+from infra.harvester.upgrade.run import upgrades_under_way
 from infra.report.attach import attach_text
 from infra.report.facts import ScenarioFacts
 from infra.waits.catalogue import Wait, budget
@@ -16,6 +17,10 @@ from infra.waits.catalogue import Wait, budget
 
 def _acquired(cluster: Cluster, run_config: RunConfig, facts: ScenarioFacts, request: pytest.FixtureRequest) -> Cluster:
     allure.dynamic.parameter("backend", run_config.backend)
+    under_way = upgrades_under_way(cluster.kube())
+    if under_way:          # e.g. a lab an earlier upgrade scenario left stalled: nothing else can be judged there
+        raise CapabilityMissing(f"needs a cluster with no upgrade under way; on {cluster.name} Upgrade "
+                                f"{', '.join(under_way)} has not ended (an upgrade scenario needs a lab of its own)")
     facts.record("harvester_from", cluster.harvester_version)
     request.node.stash[CLUSTER_KEY] = cluster        # for --pause-on-failure and --keep-on-failure
     return cluster

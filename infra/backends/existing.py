@@ -88,6 +88,11 @@ class ExistingBackend(Backend):
                                f"({', '.join(node_names)}); name inventory entries as the Nodes are named")
         self._actual_version = actual
 
+    def retire(self, cluster: Cluster) -> None:
+        """An upgrade changes the lab for good: the next scenario reads its version afresh."""
+        cluster.close_sessions()
+        self._cluster, self._actual_version = None, None
+
     def acquire(self, harvester_version: str | None = None) -> Cluster:
         if self._cluster is None:
             if self._actual_version is None:

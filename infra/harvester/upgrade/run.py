@@ -17,6 +17,13 @@ STATE_LABEL = "harvesterhci.io/upgradeState"
 TERMINAL_STATES = ("Succeeded", "Failed")
 
 
+def upgrades_under_way(kube: Kube) -> list[str]:
+    """Upgrades that have not ended, each as `name (run <run id>)`: Harvester admits no other one meanwhile."""
+    found = kube.list(HARVESTER, "Upgrade", SYSTEM_NAMESPACE)
+    return [f"{u['metadata']['name']} (run {(u['metadata'].get('labels') or {}).get(RUN_ID_LABEL, 'unknown')})"
+            for u in found if (u["metadata"].get("labels") or {}).get(STATE_LABEL) not in TERMINAL_STATES]
+
+
 @dataclass
 class UpgradeRun:
     kube: Kube
