@@ -8,6 +8,7 @@ cleanup; Ctrl-C cleans up too. Without a terminal (CI) it never pauses. A pytest
 """
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from typing import Any
@@ -55,32 +56,30 @@ def look_inside(cluster: Cluster, failure: BaseException) -> list[str]:
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any,
                           step_func: Any, step_func_args: dict, exception: BaseException) -> None:
     config = request.config
-    if not config.getoption("pause_on_failure") or isinstance(exception, pytest.skip.Exception):
+    if not config.getoption("pause_on_failure") or isinstance(exception, pytest.skip.Exception) \
+            or request.node.stash.get(_PAUSED, False):
         return
-    if not (sys.stdin.isatty() and sys.stdout.isatty()) or request.node.stash.get(_PAUSED, False):
-        return
-    cluster = request.node.stash.get(CLUSTER_KEY, None)
-    request.node.stash[_PAUSED] = True
+    # pytest captures at the file-descriptor level (stdin too): give the terminal back, as its debugger does.
     capture = config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled() if capture else _nothing():
+    if capture is not None:
+        capture.suspend(in_=True)
+    try:
+        if not (os.isatty(0) and os.isatty(1)):         # CI, a pipe, a file: never wait for a person
+            return
+        request.node.stash[_PAUSED] = True
+        cluster = request.node.stash.get(CLUSTER_KEY, None)
         print(f"\n\n=== paused: step failed: {step.keyword} {step.name}\n    {type(exception).__name__}: "
               f"{str(exception).splitlines()[0] if str(exception) else ''}\n", flush=True)
         if cluster is not None:
             print("Look inside (nothing has been collected or cleaned up yet):")
             for line in look_inside(cluster, exception):
                 print(f"  {line}")
-        try:
-            input("\nEnter: collect diagnostics and clean up; Ctrl-C: clean up and stop the run. ")
-        except EOFError:
-            pass
+        print("\nEnter: collect diagnostics and clean up; Ctrl-C: clean up and stop the run. ", end="", flush=True)
+        sys.stdin.readline()            # "" at end of input: go on as with Enter
+    finally:
+        if capture is not None:
+            capture.resume()
 
 
 _PAUSED = pytest.StashKey[bool]()
 
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
