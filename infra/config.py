@@ -138,7 +138,8 @@ def _existing_file(value: Path | None, what: str) -> Path | None:
     return value
 
 
-# A real Harvester node's minimums (installer preflight and docs, facts §5): below them the install aborts.
+# A real Harvester node's minimums (installer preflight and docs, docs/harvester-facts.md §5): below them the
+# install aborts.
 HARVESTER_MIN_VCPUS, HARVESTER_MIN_MEMORY_GIB, HARVESTER_MIN_DISK_GIB = 8, 32, 250
 
 

@@ -1,4 +1,4 @@
-"""The Harvester dashboard's save, as a client the harness offers (facts §4).
+"""The Harvester dashboard's save, as a client the harness offers (docs/harvester-facts.md §4).
 
 The dashboard saves an existing object with a PUT of the WHOLE object (there is no PATCH),
 after `cleanForSave` removed the fields the browser's code strips:

@@ -1,5 +1,5 @@
 """IPPools and load balancers (loadbalancer.harvesterhci.io): create them, read their state, check the
-load balancer controller's log. Facts §2.1-§2.3.
+load balancer controller's log. docs/harvester-facts.md §2.1-§2.3.
 
 Pools take their addresses from the range the cluster's lab reserves for test IPPools
 (`Cluster.lb_addresses`; on a lab `existing.lb_address_range`): a free block is chosen among the

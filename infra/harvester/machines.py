@@ -3,7 +3,7 @@
 The match goes through the Node annotation `cluster.x-k8s.io/machine` and the Machine's
 `status.nodeRef.name` (not providerID), as Harvester's `isNodeMachineMatching` does.
 
-Also the orphans that break it, made on purpose (facts §1.3/§1.4, harvester/harvester#8179):
+Also the orphans that break it, made on purpose (docs/harvester-facts.md §1.3/§1.4, harvester/harvester#8179):
 a fake Machine `custom-<12 hex>` in `fleet-local`, `providerID: rke2://harv44`, bound to the local
 cluster and labelled with the run id, in each state the issue lists; or a Node whose annotation names
 a Machine that does not exist. Every injection registers its undo on the cleanup stack BEFORE it

@@ -1,4 +1,4 @@
-"""Harvester support bundles for failure diagnostics (facts §1.6).
+"""Harvester support bundles for failure diagnostics (docs/harvester-facts.md §1.6).
 
 Create a SupportBundle in harvester-system, wait (with a budget) for `ready` or `error`, download it
 from Harvester's API at the VIP (`/v1/harvester/supportbundles/{name}/download`, which deletes the

@@ -1,10 +1,10 @@
 """Unattended Harvester install: the create/join config documents and the HTTP server that hands them out.
 
-The documents follow harvester-installer's config schema (facts §5): the first node `install.mode: create`
-with the VIP, the others `join` with `server_url: https://<vip>:443`; the token, password and SSH keys come
-from the run's config. The installer fetches them from `harvester.install.config_url`, which is on the
-kernel command line the domain boots with. The server serves exactly those documents and logs only paths
-(they hold the cluster token and the password).
+The documents follow harvester-installer's config schema (docs/harvester-facts.md §5): the first node
+`install.mode: create` with the VIP, the others `join` with `server_url: https://<vip>:443`; the token,
+password and SSH keys come from the run's config. The installer fetches them from
+`harvester.install.config_url`, which is on the kernel command line the domain boots with. The server
+serves exactly those documents and logs only paths (they hold the cluster token and the password).
 """
 from __future__ import annotations
 

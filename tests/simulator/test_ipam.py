@@ -1,6 +1,6 @@
 """The twin's IPPool webhook, IPAM controller and load balancer controller, over the wire.
 
-Behaviour follows load-balancer-harvester (facts §2.1-§2.3); the defect of a whole-object write
+Behaviour follows load-balancer-harvester (docs/harvester-facts.md §2.1-§2.3); the defect of a whole-object write
 without status is reproduced, not patched over. Pools use 203.0.113.0/24 (RFC 5737) only.
 """
 from __future__ import annotations

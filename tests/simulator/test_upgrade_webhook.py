@@ -1,6 +1,6 @@
 """The twin's `validator.harvesterhci.io`: Upgrade and Version admission per simulated release.
 
-Expectations here are written from harvester/harvester's validator.go at each tag (facts §1.3), not
+Expectations here are written from harvester/harvester's validator.go at each tag (docs/harvester-facts.md §1.3), not
 from the twin's flags: the Running check in every simulated release (since v1.2.0), the strict
 Node <-> Machine match only in v1.5.1 and v1.5.2 (master-ce188325-head, the master of 2025-04-02, runs
 v1.5.0's validator), and the later checks (cleanup-pending, pause map, add-ons, " or fix it") in none of

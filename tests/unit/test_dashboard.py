@@ -1,4 +1,4 @@
-"""What the dashboard's save sends, per Harvester UI extension release (facts §4)."""
+"""What the dashboard's save sends, per Harvester UI extension release (docs/harvester-facts.md §4)."""
 from __future__ import annotations
 
 import copy

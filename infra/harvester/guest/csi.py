@@ -1,6 +1,6 @@
 """The Harvester CSI driver chart in a guest: where its controllers run, and why they cannot run.
 
-Facts §3.1: the chart's controller Deployment `harvester-csi-driver-controllers` (3 replicas) has,
+docs/harvester-facts.md §3.1: the chart's controller Deployment `harvester-csi-driver-controllers` (3 replicas) has,
 from chart 0.1.23, a required node affinity to nodes labelled `node-role.kubernetes.io/control-plane`
 (RKE2) or `node-role.kubernetes.io/controlplane` (RKE1). Where no node has either, the controllers
 stay Pending and kube-scheduler says the node affinity is why.

@@ -1,4 +1,4 @@
-"""Guest LoadBalancer Services and what the host does for them (facts §2.2-§2.4).
+"""Guest LoadBalancer Services and what the host does for them (docs/harvester-facts.md §2.2-§2.4).
 
 A guest Service of type LoadBalancer with `cloudprovider.harvesterhci.io/ipam: dhcp|pool` becomes
 a host `LoadBalancer` in the guest's host namespace, named `<cluster>-<ns>-<svc>-<crc32 8 hex>`

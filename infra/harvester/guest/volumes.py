@@ -1,6 +1,6 @@
 """A guest volume from the host's side: the chain from guest PVC to Longhorn volume, attach and detach.
 
-The chain (harvester-csi-driver, facts §3.2): guest PVC -> guest PV `pvc-<guest PVC uid>`, whose
+The chain (harvester-csi-driver, docs/harvester-facts.md §3.2): guest PVC -> guest PV `pvc-<guest PVC uid>`, whose
 CSI `volumeHandle` is the host PVC `pvc-<guest PVC uid>` in the guest's host namespace -> host PV
 and Longhorn Volume `pvc-<host PVC uid>` in `longhorn-system`. A pod using the claim on guest node
 N hotplugs the host PVC into VM N; Longhorn then reports the volume `attached` with

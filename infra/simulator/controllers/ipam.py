@@ -1,4 +1,4 @@
-"""The load balancer's IPAM, as harvester-load-balancer does it (facts §2.1-§2.2).
+"""The load balancer's IPAM, as harvester-load-balancer does it (docs/harvester-facts.md §2.1-§2.2).
 
 * Ranges follow `ipam.MakeRange`: rangeStart defaults to the subnet's `.1`, rangeEnd to the last
   address before broadcast, the gateway to `.1` (and is never handed out); a /32 is one address.

@@ -1,4 +1,4 @@
-"""The load balancer controller (`harvester-lb-controller`, facts §2.2-§2.3).
+"""The load balancer controller (`harvester-lb-controller`, docs/harvester-facts.md §2.2-§2.3).
 
 DHCP mode: `status.allocatedAddress.ip = "0.0.0.0"`. Pool mode: an address from `spec.ipPool`, or
 from the pool the selector picks (highest-priority matching non-global pool, else the global

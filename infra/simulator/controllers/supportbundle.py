@@ -1,5 +1,5 @@
-"""Harvester's support bundles (facts §1.6): a SupportBundle in harvester-system goes "" -> generating
--> ready (or error), and `GET /v1/harvester/supportbundles/{name}/download` streams the zip, then
+"""Harvester's support bundles (docs/harvester-facts.md §1.6): a SupportBundle in harvester-system goes ""
+-> generating -> ready (or error), and `GET /v1/harvester/supportbundles/{name}/download` streams the zip, then
 deletes the SupportBundle unless `?retain=true`.
 
 The twin's bundle is built from its own state: YAML of the objects in harvester-system (and the

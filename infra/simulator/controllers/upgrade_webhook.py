@@ -3,7 +3,8 @@
 Read from harvester/harvester `pkg/webhook/resources/upgrade/validator.go` and
 `pkg/webhook/resources/version/validator.go` at the tags the twin simulates (v1.4.0 = v1.4.2 = v1.4.3,
 v1.5.0-rc2 = v1.5.0, v1.5.1 = v1.5.2) and at ce188325 (`master-ce188325-head`, identical to v1.5.0:
-`git diff v1.5.0 ce188325 -- pkg/webhook/resources/upgrade pkg/webhook/resources/version` is empty); facts §1.3.
+`git diff v1.5.0 ce188325 -- pkg/webhook/resources/upgrade pkg/webhook/resources/version` is empty);
+docs/harvester-facts.md §1.3.
 Checks that came later (cleanup-pending, pause map, add-ons, stale hotplug, restoreVM gating) are gated on
 the tags that introduced them, so no simulated version runs them.
 

@@ -1,4 +1,4 @@
-"""harvester-cloud-provider's load balancers and kube-vip, in a guest (facts §2.3-§2.4).
+"""harvester-cloud-provider's load balancers and kube-vip, in a guest (docs/harvester-facts.md §2.3-§2.4).
 
 Only while the chart's pods run. The cloud provider (a Ready `harvester-cloud-provider` pod; its
 `--cluster-name` argument, default "kubernetes") turns each guest Service of type LoadBalancer

@@ -1,4 +1,4 @@
-"""harvester-cloud-provider chart 0.2.8 and 0.2.9 with its kube-vip sub-chart 0.6.4 (facts §2.4).
+"""harvester-cloud-provider chart 0.2.8 and 0.2.9 with its kube-vip sub-chart 0.6.4 (docs/harvester-facts.md §2.4).
 
 Both ship appVersion v0.2.4. 0.2.8 -> 0.2.9 (commit 878cbc1) changes Chart.yaml's rancher-version
 annotation and prefixes the kube-vip image with `global.cattle.systemDefaultRegistry`; with an empty

@@ -1,4 +1,5 @@
-"""harvester-csi-driver chart 0.1.21, 0.1.22 and 0.1.23, as harvester/charts tags render them (facts §3.1).
+"""harvester-csi-driver chart 0.1.21, 0.1.22 and 0.1.23, as harvester/charts tags render them
+(docs/harvester-facts.md §3.1).
 
 All three ship appVersion v0.2.2 and the same values. 0.1.21 -> 0.1.22 changed only Chart.yaml;
 0.1.23 adds to the controller Deployment a REQUIRED node affinity to control-plane nodes (the RKE1

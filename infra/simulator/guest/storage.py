@@ -1,4 +1,4 @@
-"""The Harvester CSI driver at work in a guest, and what it does on the host (facts §3.2).
+"""The Harvester CSI driver at work in a guest, and what it does on the host (docs/harvester-facts.md §3.2).
 
 Only while the chart's pods run: provisioning and attaching need a Ready controller pod
 (csi-provisioner, csi-attacher); mounting needs the node plugin pod on that node.

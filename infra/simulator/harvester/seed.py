@@ -1,6 +1,6 @@
 """The objects a healthy Harvester cluster of one version starts with.
 
-Names, labels and annotations follow `reference/harvester-facts.md` (§1.3-§1.5, §3.1). Everything is
+Names, labels and annotations follow `docs/harvester-facts.md` (§1.3-§1.5, §3.1). Everything is
 deterministic for a given (version, node_count, now): machine names, UIDs and pod suffixes are
 hashes of stable names, so reruns produce the same cluster. Node addresses are TEST-NET-1
 (192.0.2.0/24, RFC 5737) documentation addresses: nothing ever connects to them.

@@ -1,7 +1,7 @@
 """Simulated Harvester releases: what each one ships and which behaviours it has.
 
 Everything the twin does differently per version is derived here from the version itself (never
-from a test switch). Sources: `reference/harvester-facts.md` and the tags of harvester/harvester and
+from a test switch). Sources: `docs/harvester-facts.md` and the tags of harvester/harvester and
 harvester/harvester-installer (`scripts/version-*`, `package/upgrade-matrix.yaml`,
 `scripts/package-harvester-os`). Values marked ILLUSTRATIVE were not found in those sources.
 """
@@ -165,7 +165,10 @@ class HarvesterVersion:
 
     @property
     def is_dev(self) -> bool:
-        """master-ce188325-head is a dev build: its name is not semver (facts §1.2: dev targets are always allowed)."""
+        """master-ce188325-head is a dev build: its name is not semver.
+
+        docs/harvester-facts.md §1.2: dev targets are always allowed.
+        """
         return not is_semver(self.name)
 
     @property
@@ -239,7 +242,10 @@ class HarvesterVersion:
 
     @property
     def skip_annotations_on(self) -> str:
-        """Kind whose annotations tune the disk/cert checks: "Version" up to v1.5.0, "Upgrade" from v1.5.1 (§1.3)."""
+        """Kind whose annotations tune the disk/cert checks: "Version" up to v1.5.0, "Upgrade" from v1.5.1.
+
+        docs/harvester-facts.md §1.3.
+        """
         return "Upgrade" if self.at_least("v1.5.1") else "Version"
 
     @property
