@@ -31,17 +31,17 @@ from infra.provision import (
 from infra.provision.objects import Provisioner
 from infra.provision.spec import GIB, PoolSpec, VolumeSpec
 from tests.provision.libvirtd import LibvirtdUnavailable, start_libvirtd
-from tests.provision.tiny_guest import TinyGuestUnavailable, build_tiny_guest
+from tests.provision.tiny_guest import TinyGuest, TinyGuestUnavailable, build_tiny_guest
 
 BOOTS = 3
 COPIES = 3
 IMAGE_GIB = 2
 
 
-def boot_to_ssh(uri: str, guest: object, workdir: Path, run_id: str) -> tuple[float, str]:
+def boot_to_ssh(uri: str, guest: TinyGuest, workdir: Path, run_id: str) -> tuple[float, str]:
     settings = LibvirtSettings(
         uri=uri, nodes=1, vcpus=1, memory_gib=0.25, disk_gib=0.0625, install="none", network_mode="user",
-        kernel_url=str(guest.kernel), initrd_url=str(guest.initrd), kernel_cmdline=guest.cmdline,  # type: ignore[attr-defined]
+        kernel_url=str(guest.kernel), initrd_url=str(guest.initrd), kernel_cmdline=guest.cmdline,
         boot_mode="bios", kvm_probe_s=15, boot_timeout_min=3, storage_pool_dir=workdir / "pools")
     conn = open_connection(uri)
     stack = CleanupStack()

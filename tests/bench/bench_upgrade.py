@@ -14,12 +14,12 @@ from infra.backends.simulated import cluster_from_twin, start_twin_process  # no
 from infra.cleanup import CleanupStack  # noqa: E402
 from infra.config import load_config  # noqa: E402
 from infra.harvester.upgrade import UpgradeRun, UpgradeStalled  # noqa: E402
-from infra.harvester.upgrade.follow import follow  # noqa: E402
+from infra.harvester.upgrade.follow import UpgradeAttempt, follow  # noqa: E402
 from infra.kube import Kube  # noqa: E402
 from infra.waits.budget import Budget  # noqa: E402
 
 
-def timed_upgrade(source: str, target: str, time_scale: float) -> tuple[float, object]:
+def timed_upgrade(source: str, target: str, time_scale: float) -> tuple[float, UpgradeAttempt]:
     config = load_config(None, environ={}, cli={"simulated.time_scale": time_scale, "upgrade.progress": "off"})
     workdir = Path(tempfile.mkdtemp())
     twin = start_twin_process(source, time_scale=time_scale, nodes=3, workdir=workdir,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -57,10 +57,11 @@ def tiny_guest_config(guest: Any, uri: str, tmp_path: Path, run_id: str) -> RunC
 def test_tiny_guest_boots_answers_ssh_snapshots_reverts_and_leaves_nothing(
         tiny_guest: Any, libvirtd: Any, tmp_path: Path) -> None:
     from infra.backends import backend_for
+    from infra.backends.libvirt import LibvirtBackend
     from infra.provision import leak_audit, open_connection
 
     run_id = f"e2e-vm-{int(time.time())}"
-    backend = backend_for(tiny_guest_config(tiny_guest, libvirtd.uri, tmp_path, run_id))
+    backend = cast(LibvirtBackend, backend_for(tiny_guest_config(tiny_guest, libvirtd.uri, tmp_path, run_id)))
     started = time.monotonic()
     try:
         cluster = backend.acquire("none")

@@ -299,8 +299,8 @@ def test_golden_image_is_saved_per_version_and_restored_as_linked_clones(
     provisioner.create_infrastructure()
     for node in plan.nodes:                      # an installed cluster, booted from its disks
         provisioner._start(node, provisioner._disk_boot(node))
-    for node in provisioner.result.nodes:
-        node.control.power("destroy")
+    for provisioned in provisioner.result.nodes:
+        provisioned.control.power("destroy")
     image = store.save(provisioner.objects, plan)
     assert first_run.run() == []
     assert leak_audit(conn, run_id) == []

@@ -6,10 +6,11 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import pytest
+import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
@@ -350,8 +351,10 @@ def test_pod_logs_follow_and_tail_lines(kube: Kube) -> None:
     pods = kube.list("v1", "Pod", "harvester-system", label_selector="app.kubernetes.io/component=apiserver")
     name = pods[0]["metadata"]["name"]
     core = kubernetes.client.CoreV1Api(kube.api_client)
-    stream = core.read_namespaced_pod_log(name, "harvester-system", container="apiserver", follow=True,
-                                          tail_lines=0, _preload_content=False, _request_timeout=15)
+    # With _preload_content=False the client returns the raw urllib3 response, not the str its stubs declare.
+    stream = cast(urllib3.HTTPResponse,
+                  core.read_namespaced_pod_log(name, "harvester-system", container="apiserver", follow=True,
+                                               tail_lines=0, _preload_content=False, _request_timeout=15))
     for value in ("info", "debug", "info"):
         kube.patch("harvesterhci.io/v1beta1", "Setting", "log-level", {"value": value})
     followed = b""

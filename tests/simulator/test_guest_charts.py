@@ -13,7 +13,7 @@ from infra.kube import Kube
 from infra.simulator.guest import catalog
 from infra.waits.budget import Budget, WaitTimeout
 
-from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
+from .guest_support import host_kube, BUDGET, RUN_ID, LabHost, a_guest, installer
 
 Obj = dict[str, Any]
 CSI = "harvester-csi-driver"
@@ -96,7 +96,7 @@ def test_an_unknown_version_or_repository_fails_as_helm_says() -> None:
 # ---- the helm-controller in a guest, through the harness ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
     with host_kube(tmp_path_factory.mktemp("guest-charts-twin")) as kube:
         yield kube
 
@@ -195,7 +195,7 @@ def test_without_a_control_plane_label_the_0_1_23_controllers_stay_pending_and_s
         installer(guest).uninstall(CSI)
 
 
-def test_the_guests_kubeconfig_is_rancher_s_and_reaches_it_through_rancher(host: Kube) -> None:
+def test_the_guests_kubeconfig_is_rancher_s_and_reaches_it_through_rancher(host: LabHost) -> None:
     with a_guest(host, "v1.32.2+rke2r1", "2.11") as guest:
         config = yaml.safe_load(guest.kubeconfig.read_text())
         rancher = host.lab.rancher_info("2.11")

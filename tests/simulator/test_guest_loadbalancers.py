@@ -3,7 +3,7 @@ back when deleted, and only while the cloud provider runs; a changed address is 
 from __future__ import annotations
 
 import zlib
-from typing import Iterator
+from typing import Iterator, cast
 
 import pytest
 
@@ -15,22 +15,22 @@ from infra.harvester.guest import loadbalancers as lbs
 from infra.kube import Kube
 from infra.waits.budget import Budget, WaitTimeout
 
-from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
+from .guest_support import host_kube, BUDGET, RUN_ID, LabHost, a_guest, installer
 
 POOL_BLOCKS: dict[str, ippool.AddressBlock] = {}      # guest name -> the block of the lab's range its pool lends
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
     with host_kube(tmp_path_factory.mktemp("guest-lb-twin")) as kube:
         yield kube
 
 
 @pytest.fixture(scope="module")
-def guest(host: Kube) -> Iterator[guests.GuestCluster]:
+def guest(host: LabHost) -> Iterator[guests.GuestCluster]:
     with a_guest(host, "v1.31.5+rke2r1", "2.10") as found:
         pool = f"{found.name}-pool"
-        reserved = host.lab.info["lab"]["loadBalancerRange"]      # type: ignore[attr-defined]
+        reserved = host.lab.info["lab"]["loadBalancerRange"]
         block = ippool.free_block(host, AddressRange.parse(f"{reserved['start']}-{reserved['end']}"), 3)
         host.create(lbs.ippool_manifest(pool, found.name, found.host_namespace, RUN_ID, block))
         POOL_BLOCKS[found.name] = block
@@ -67,7 +67,7 @@ def test_dhcp_and_pool_addresses_show_their_source_and_come_back(guest: guests.G
     assert lb["metadata"]["labels"] == {"cloudprovider.harvesterhci.io/cluster": guest.name,
                                         "cloudprovider.harvesterhci.io/serviceNamespace": "web",
                                         "cloudprovider.harvesterhci.io/serviceName": "dhcp-svc"}
-    lab = guest.host.lab.info["lab"]        # type: ignore[attr-defined]
+    lab = cast(LabHost, guest.host).lab.info["lab"]      # a_guest() made it from the LabHost fixture
     dhcp_range, reserved = lab["vmNetwork"]["dhcpRange"], lab["loadBalancerRange"]
     last = int(served["dhcp-svc"].address.rsplit(".", 1)[1])
     assert int(dhcp_range["start"].rsplit(".", 1)[1]) <= last <= int(dhcp_range["end"].rsplit(".", 1)[1])

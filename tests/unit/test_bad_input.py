@@ -30,7 +30,7 @@ POLICY = {"release": "v1.6.0", "blocking": {"features": ["*"], "cells": [{}]}, "
           "accepted_known_issues": [{"issue": 8001, "reason": "r", "until": "2027-01-01"}]}
 
 # Values a field must refuse, by the field's kind; None means "delete the key" where it is required.
-WRONG = {
+WRONG: dict[str, list[Any]] = {
     "backend": ["lab", 3], "harvester_version": ["v9.9.9", ["v1.4.2"]], "keep_on_failure": ["perhaps"],
     "time_scale": [0, "fast", -1], "nodes": [0, 99, "three"], "startup_timeout_s": [0], "api_wait_min": [-5, "x"],
     "node_ready_min": [0], "stall_window_min": [0], "NodesUpgraded": [0, "long"], "progress": ["loud"],

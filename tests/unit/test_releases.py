@@ -6,6 +6,7 @@ import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pycdlib
 import pytest
@@ -61,7 +62,7 @@ def release_server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     try:
         yield f"http://127.0.0.1:{state['port']}/harvester", ranges
     finally:
-        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)  # type: ignore[union-attr]
+        asyncio.run_coroutine_threadsafe(cast(web.AppRunner, state["runner"]).cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from infra.harvester.status_compare import MISSING, Snapshot, compare
 
-POOL = {
+POOL: dict[str, Any] = {
     "apiVersion": "loadbalancer.harvesterhci.io/v1beta1", "kind": "IPPool",
     "metadata": {"name": "pool1", "resourceVersion": "10",
                  "finalizers": ["wrangler.cattle.io/harvester-ipam-controller"]},
@@ -16,7 +17,7 @@ POOL = {
 }
 
 
-def _with(**status_changes: object) -> dict:
+def _with(**status_changes: object) -> dict[str, Any]:
     pool = copy.deepcopy(POOL)
     pool["metadata"]["resourceVersion"] = "11"
     pool["status"].update(status_changes)

@@ -27,12 +27,13 @@ PHASES = [
     PhaseSpan("SystemServicesUpgraded", at(20), at(57), 1800, "stalled"),  # 7 minutes past its budget
     PhaseSpan("NodesUpgraded", at(57), None, None, "running"),
 ]
+NODE_STATES: dict[str, list[tuple[str, float, float | None]]] = {
+    "harvester-node-0": [("Images preloaded", 4, 57), ("Pre-drained", 57, 60), ("Succeeded", 60, 70)],
+    "harvester-node-1": [("Images preloaded", 4, 57), ("Waiting Reboot", 60, None)],
+}
 NODE_SPANS = [
     NodeSpan(node, state, at(start), at(end) if end is not None else None)
-    for node, spans in {
-        "harvester-node-0": [("Images preloaded", 4, 57), ("Pre-drained", 57, 60), ("Succeeded", 60, 70)],
-        "harvester-node-1": [("Images preloaded", 4, 57), ("Waiting Reboot", 60, None)],
-    }.items()
+    for node, spans in NODE_STATES.items()
     for state, start, end in spans
 ]
 
