@@ -96,9 +96,15 @@ def _run(argv: list[str]) -> int:
     parser.add_argument("--alluredir", default="allure-results")
     args, pytest_args = parser.parse_known_args(argv)
     try:
-        load_config(args.config, cli=_cli_overrides(args))      # fail fast, before pytest starts
+        config = load_config(args.config, cli=_cli_overrides(args))      # fail fast, before pytest starts
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    parallel = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in pytest_args)
+    wants_person = bool({"--pause-on-failure", "--keep-on-failure"} & set(pytest_args)) or config.keep_on_failure
+    if parallel and wants_person:
+        print("error: -n: --pause-on-failure and --keep-on-failure need the scenarios in this process (a worker "
+              "has no terminal and keeps nothing for you); drop -n", file=sys.stderr)
         return 2
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--alluredir={args.alluredir}",
                "--junitxml=artifacts/junit-scenarios.xml"]

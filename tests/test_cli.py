@@ -72,3 +72,11 @@ def test_a_bad_backend_on_the_command_line_exits_2() -> None:
 def test_config_show_prints_the_effective_configuration() -> None:
     result = run_cli("config", "show", env={"HARVESTER_E2E_HARVESTER_VERSION": "v1.5.0"})
     assert result.returncode == 0 and "harvester_version: v1.5.0" in result.stdout
+
+
+@pytest.mark.parametrize("flag", ["--pause-on-failure", "--keep-on-failure"])
+def test_a_parallel_run_refuses_what_needs_a_person_at_the_terminal(flag: str) -> None:
+    result = run_cli("run", "-n", "2", flag, "-k", "smoke")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: -n: --pause-on-failure and --keep-on-failure need the scenarios")
+    assert "Traceback" not in result.stderr and result.stdout == ""
