@@ -68,13 +68,11 @@ def _rancher(cluster: Cluster) -> RancherEndpoint | None:
     managing = next((r for r in cluster.ranchers if r.cluster_id), None)
     if managing is not None:
         assert managing.cluster_id is not None
-        verify: bool | str = str(managing.ca_file) if managing.ca_file else managing.verify
-        return RancherEndpoint(managing.url, managing.token.get_secret_value(), managing.cluster_id, verify)
+        return RancherEndpoint(managing.endpoint(), managing.cluster_id)
     vip = cluster.harvester_api
     if vip is None or vip.token is None:
         return None
-    return RancherEndpoint(vip.url, vip.token.get_secret_value(), "local",
-                           str(vip.ca_file) if vip.ca_file else vip.verify)
+    return RancherEndpoint(vip, "local")
 
 
 def _edit_path(text: str, cluster: Cluster, facts: ScenarioFacts) -> EditPath:

@@ -22,13 +22,13 @@ Kubernetes API with the same body.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from infra import versions
+from infra.https import Endpoint, EndpointError
 from infra.kube import ApiFailure, Kube
 
 Obj = dict[str, Any]
@@ -123,16 +123,18 @@ def _has_path(obj: Obj, dotted: str) -> bool:
 
 @dataclass(frozen=True)
 class RancherEndpoint:
-    """Where the dashboard runs: Rancher's URL, an API token, and the Harvester cluster's id there."""
+    """Where the dashboard runs: a Rancher's API (URL, how to trust it, its token) and the Harvester cluster's
+    id there (`local` at Harvester's own VIP, where the embedded Rancher serves the standalone UI)."""
 
-    url: str
-    token: str = field(repr=False)
+    api: Endpoint
     cluster_id: str
-    verify: bool | str = True              # a CA bundle path, or False for a lab's self-signed Rancher
-    timeout_s: float = 30.0
+
+    @property
+    def url(self) -> str:
+        return self.api.url
 
     def harvester_base(self) -> str:
-        return f"{self.url.rstrip('/')}/k8s/clusters/{self.cluster_id}/v1/harvester"
+        return f"{self.api.url.rstrip('/')}/k8s/clusters/{self.cluster_id}/v1/harvester"
 
 
 @dataclass(frozen=True)
@@ -184,20 +186,19 @@ class Dashboard:
         return f"{self.rancher.harvester_base()}/{steve_type}/{object_id}"
 
     def _steve(self, method: str, url: str, body: Obj | None = None) -> Obj:
+        """One request, as the browser sends it (no retry); an error answer is the API's refusal."""
         assert self.rancher is not None
-        response = requests.request(method, url, json=body, timeout=self.rancher.timeout_s,
-                                    verify=self.rancher.verify,
-                                    headers={"Authorization": f"Bearer {self.rancher.token}",
-                                             "Accept": "application/json"})
-        if response.status_code >= 400:
+        try:
+            return dict(self.rancher.api.request(method, url, json_body=body).json())
+        except EndpointError as failure:
+            if not failure.status:          # not an answer at all (refused, TLS, timeout): not a refusal
+                raise
             try:
-                error = response.json()
-                message = str(error.get("message") or error)
-                reason = str(error.get("code") or response.reason)
-            except ValueError:
-                message, reason = response.text, response.reason
-            raise ApiFailure(response.status_code, reason, message)
-        return response.json()
+                error = json.loads(failure.body)
+                message, reason = str(error.get("message") or error), str(error.get("code") or failure.status)
+            except (ValueError, AttributeError):
+                message, reason = failure.body, str(failure.status)
+            raise ApiFailure(failure.status, reason, message) from None
 
 
 def single_attempt(kube: Kube) -> Kube:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import copy
 
 import pytest
+from pydantic import SecretStr
 
 from infra.harvester.dashboard import STEVE_NEVER_SAVE, DashboardRelease, RancherEndpoint, parse_release
 from infra.harvester.edits import manifest_of, merge_patch, parse_path
+from infra.https import Endpoint
 
 POOL = {
     "apiVersion": "loadbalancer.harvesterhci.io/v1beta1", "kind": "IPPool",
@@ -84,7 +86,7 @@ def _no_kubectl() -> None:
 
 
 def test_steve_requests_go_through_the_harvester_cluster_proxy() -> None:
-    rancher = RancherEndpoint("https://rancher.example.test/", "token-xyz", "c-m-abc123")
+    rancher = RancherEndpoint(Endpoint("https://rancher.example.test/", token=SecretStr("token-xyz")), "c-m-abc123")
     assert rancher.harvester_base() == "https://rancher.example.test/k8s/clusters/c-m-abc123/v1/harvester"
     assert "token-xyz" not in repr(rancher), "the token never shows in a repr (logs, reports)"
 
