@@ -17,8 +17,8 @@ from infra.cleanup import CleanupStack
 from infra.cluster import Capability, Cluster
 from infra.config import RunConfig
 from infra.harvester import ippool
-from infra.harvester.guest import audit, charts, csi, rollout, volumes, workload
-from infra.harvester.guest.workload import DataRecord, DataWorkload
+from infra.harvester.guest import audit, charts, csi, rollout, volumes, volume_data
+from infra.harvester.guest.volume_data import DataRecord, DataWorkload
 from infra.harvester.guest import cluster as guests
 from infra.harvester.guest import loadbalancers as lbs
 from infra.harvester.names import RUN_ID_LABEL
@@ -54,8 +54,8 @@ def _budget(run_config: RunConfig) -> Budget:
     return budget(Wait.GUEST_OPERATION, run_config)
 
 
-def _files(guest: guests.GuestCluster) -> workload.ExecPodFiles:
-    return workload.ExecPodFiles(guest.kube())
+def _files(guest: guests.GuestCluster) -> volume_data.ExecPodFiles:
+    return volume_data.ExecPodFiles(guest.kube())
 
 
 def _namespace(guest: guests.GuestCluster, run_id: str, cleanup: CleanupStack, gone: Budget) -> str:
@@ -183,10 +183,10 @@ def node_plugin_everywhere(guest: guests.GuestCluster, run_config: RunConfig) ->
 
 @when("a workload writes data to a PVC on the harvester StorageClass", target_fixture="guest_data")
 def workload_writes_data(guest: guests.GuestCluster, run_config: RunConfig, cleanup: CleanupStack) -> GuestData:
-    data_workload, pod = workload.deploy(
+    data_workload, pod = volume_data.deploy(
         guest.kube(), _namespace(guest, run_config.run_id, cleanup, budget(Wait.OBJECT_GONE, run_config)),
         run_config.run_id, cleanup, _budget(run_config), budget(Wait.OBJECT_GONE, run_config))
-    record = workload.write_data(_files(guest), data_workload, pod["metadata"]["name"])
+    record = volume_data.write_data(_files(guest), data_workload, pod["metadata"]["name"])
     attach_json("data written", {"pod": pod["metadata"]["name"], "node": pod["spec"]["nodeName"],
                                  "bytes": record.size, "sha256": record.sha256})
     return GuestData(data_workload, record)
@@ -202,14 +202,14 @@ def volume_chain(guest: guests.GuestCluster, guest_data: GuestData, run_config: 
 @then("the Longhorn volume is attached to the host node of the workload's guest node")
 def attached_to_workload_node(guest: guests.GuestCluster, guest_data: GuestData, volume_chain: volumes.VolumeChain,
                               run_config: RunConfig) -> None:
-    pod = workload.the_pod(guest.kube(), guest_data.workload)
+    pod = volume_data.the_pod(guest.kube(), guest_data.workload)
     attachment = volumes.wait_attached(guest, volume_chain, pod["spec"]["nodeName"], _budget(run_config))
     attach_json("attachment", attachment.__dict__)
 
 
 @when(parsers.parse("the workload is scaled to {replicas:d}"))
 def scale_workload(replicas: int, guest: guests.GuestCluster, guest_data: GuestData, run_config: RunConfig) -> None:
-    workload.scale(guest.kube(), guest_data.workload, replicas, _budget(run_config))
+    volume_data.scale(guest.kube(), guest_data.workload, replicas, _budget(run_config))
 
 
 @then("the Longhorn volume is detached")
@@ -219,8 +219,8 @@ def detached(guest: guests.GuestCluster, volume_chain: volumes.VolumeChain, run_
 
 @then("the data and its checksum are intact")
 def data_intact(guest: guests.GuestCluster, guest_data: GuestData) -> None:
-    pod = workload.the_pod(guest.kube(), guest_data.workload)
-    read = workload.verify_data(_files(guest), guest_data.workload, pod["metadata"]["name"], guest_data.record)
+    pod = volume_data.the_pod(guest.kube(), guest_data.workload)
+    read = volume_data.verify_data(_files(guest), guest_data.workload, pod["metadata"]["name"], guest_data.record)
     attach_json("data read back", {"pod": pod["metadata"]["name"], "node": pod["spec"]["nodeName"], "sha256": read})
 
 

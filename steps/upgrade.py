@@ -11,11 +11,11 @@ from infra.config import RunConfig
 from infra.harvester.health import server_version
 from infra.harvester.releases import release_file_from_iso
 from infra.harvester.upgrade import UpgradeRun, UpgradeStalled
-from infra.harvester.upgrade.diagnostics import collect_upgrade_diagnostics
+from infra.harvester.upgrade.evidence import collect_upgrade_diagnostics
 from infra.harvester.upgrade.follow import UpgradeAttempt, follow
 from infra.harvester.upgrade.preflight import check_release_file
-from infra.harvester.upgrade.report import attach_upgrade_record
-from infra.harvester.upgrade.workload import RecordedWorkload, record_workload
+from infra.harvester.upgrade.record import attach_upgrade_record
+from infra.harvester.upgrade.stored_data import RecordedWorkload, record_workload
 from infra.report.attach import attach_text, attach_yaml
 from infra.report.facts import ScenarioFacts
 from infra.waits.budget import format_seconds

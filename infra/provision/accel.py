@@ -27,7 +27,7 @@ from .connection import is_test_driver, libvirt_module
 from .objects import Provisioner
 from .power import DomainControl
 from .spec import DomainSpec
-from .waits import poll_until
+from .machine_waits import poll_until
 
 log = logging.getLogger("harvester_e2e.provision")
 QUICK_PROBE_S = 1.5         # a working KVM prints early boot output in ~0.1 s; give it ten times that

@@ -36,7 +36,7 @@ from .objects import Provisioner
 from .plan import ClusterPlan, NodePlan, check_plan, local_path
 from .power import DomainControl
 from .spec import Boot, DomainSpec
-from .waits import wait_for_api, wait_for_ssh
+from .machine_waits import wait_for_api, wait_for_ssh
 
 log = logging.getLogger("harvester_e2e.provision")
 NODE_KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"

@@ -41,7 +41,7 @@ def domain_state(conn: Any, name: str) -> str:
 
 
 def wait_for_twin_power(cluster: Cluster, node: str, wanted: str) -> None:
-    from infra.provision.waits import poll_until
+    from infra.provision.machine_waits import poll_until
 
     poll_until(lambda: twin_power(cluster, node) == wanted or None, Budget(f"{node} is {wanted} in the twin", 30),
                f"{node} to be {wanted}", interval_s=0.2)

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from infra.harvester.guest import charts, volumes, workload
+from infra.harvester.guest import charts, volumes, volume_data
 from infra.harvester.guest import cluster as guests
 from infra.kube import Kube
 from infra.waits.budget import Budget, WaitTimeout
@@ -28,17 +28,17 @@ def guest(host: Kube) -> Iterator[guests.GuestCluster]:
         yield found
 
 
-def _workload(guest: guests.GuestCluster, name: str) -> workload.DataWorkload:
+def _workload(guest: guests.GuestCluster, name: str) -> volume_data.DataWorkload:
     kube = guest.kube()
-    kube.create(workload.claim_manifest("apps", f"{name}-data", RUN_ID))
-    data = workload.DataWorkload("apps", name, f"{name}-data")
+    kube.create(volume_data.claim_manifest("apps", f"{name}-data", RUN_ID))
+    data = volume_data.DataWorkload("apps", name, f"{name}-data")
     kube.create(data.manifest(RUN_ID))
-    workload.scale(kube, data, 1, BUDGET)
+    volume_data.scale(kube, data, 1, BUDGET)
     return data
 
 
 def test_the_volume_chain_attach_detach_and_data(guest: guests.GuestCluster) -> None:
-    kube, files = guest.kube(), workload.ExecPodFiles(guest.kube())
+    kube, files = guest.kube(), volume_data.ExecPodFiles(guest.kube())
     data = _workload(guest, "writer")
     chain = volumes.volume_chain(guest, "apps", data.claim, BUDGET)
     claim = kube.get("v1", "PersistentVolumeClaim", data.claim, "apps")
@@ -47,50 +47,50 @@ def test_the_volume_chain_attach_detach_and_data(guest: guests.GuestCluster) -> 
     assert chain.longhorn_volume == f"pvc-{host_claim['metadata']['uid']}"
     assert host_claim["spec"]["accessModes"] == ["ReadWriteMany"] and host_claim["spec"]["volumeMode"] == "Block"
 
-    pod = workload.the_pod(kube, data)
+    pod = volume_data.the_pod(kube, data)
     node = pod["spec"]["nodeName"]
     attachment = volumes.wait_attached(guest, chain, node, BUDGET)
     assert attachment.current_node == guest.host_node_of(node) != ""
     assert chain.host_pvc in volumes.vm_hotplug_volumes(guest.host, guest.host_namespace, node)
     vmi = guest.host.get("kubevirt.io/v1", "VirtualMachineInstance", node, guest.host_namespace)
     assert any(s["name"] == chain.host_pvc and s["phase"] == "Ready" for s in vmi["status"]["volumeStatus"])
-    record = workload.write_data(files, data, pod["metadata"]["name"])
+    record = volume_data.write_data(files, data, pod["metadata"]["name"])
 
-    workload.scale(kube, data, 0, BUDGET)
+    volume_data.scale(kube, data, 0, BUDGET)
     volumes.wait_detached(guest, chain, BUDGET)
     assert chain.host_pvc not in volumes.vm_hotplug_volumes(guest.host, guest.host_namespace, node)
 
-    pods = workload.scale(kube, data, 1, BUDGET)
+    pods = volume_data.scale(kube, data, 1, BUDGET)
     volumes.wait_attached(guest, chain, pods[0]["spec"]["nodeName"], BUDGET)
-    assert workload.verify_data(files, data, pods[0]["metadata"]["name"], record) == record.sha256
+    assert volume_data.verify_data(files, data, pods[0]["metadata"]["name"], record) == record.sha256
 
 
 def test_the_checksum_is_computed_from_the_bytes_stored(guest: guests.GuestCluster) -> None:
-    files = workload.ExecPodFiles(guest.kube())
+    files = volume_data.ExecPodFiles(guest.kube())
     data = _workload(guest, "tamper")
-    pod = workload.the_pod(guest.kube(), data)["metadata"]["name"]
-    record = workload.write_data(files, data, pod, size=4096)
-    files.write("apps", pod, workload.PAYLOAD, b"something else")
-    with pytest.raises(workload.DataNotIntact, match="payload is 14 bytes, 4096 were written"):
-        workload.verify_data(files, data, pod, record)
+    pod = volume_data.the_pod(guest.kube(), data)["metadata"]["name"]
+    record = volume_data.write_data(files, data, pod, size=4096)
+    files.write("apps", pod, volume_data.PAYLOAD, b"something else")
+    with pytest.raises(volume_data.DataNotIntact, match="payload is 14 bytes, 4096 were written"):
+        volume_data.verify_data(files, data, pod, record)
 
 
 def test_only_the_volume_outlives_the_pod(guest: guests.GuestCluster) -> None:
-    kube, files = guest.kube(), workload.ExecPodFiles(guest.kube())
+    kube, files = guest.kube(), volume_data.ExecPodFiles(guest.kube())
     data = _workload(guest, "rootfs")
-    pod = workload.the_pod(kube, data)["metadata"]["name"]
+    pod = volume_data.the_pod(kube, data)["metadata"]["name"]
     files.write("apps", pod, "/etc/motd", b"on the container's root")
     files.write("apps", pod, "/data/kept", b"on the volume")
     assert files.read("apps", pod, "/etc/motd") == b"on the container's root"
-    with pytest.raises(workload.PodCommandFailed) as missing:
+    with pytest.raises(volume_data.PodCommandFailed) as missing:
         files.read("apps", pod, "/data/never-written")
     assert missing.value.exit_code == 1 and "No such file or directory" in missing.value.stderr
 
-    workload.scale(kube, data, 0, BUDGET)
-    again = workload.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"]
+    volume_data.scale(kube, data, 0, BUDGET)
+    again = volume_data.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"]
     assert again != pod
     assert files.read("apps", again, "/data/kept") == b"on the volume"
-    with pytest.raises(workload.PodCommandFailed, match="No such file or directory"):
+    with pytest.raises(volume_data.PodCommandFailed, match="No such file or directory"):
         files.read("apps", again, "/etc/motd")
 
 
@@ -110,7 +110,7 @@ def test_without_the_csi_controllers_a_claim_stays_pending(host: Kube) -> None:
         kube.create({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "harvester"},
                      "provisioner": "driver.harvesterhci.io", "reclaimPolicy": "Delete",
                      "volumeBindingMode": "Immediate"})
-        kube.create(workload.claim_manifest("default", "orphan", RUN_ID))
+        kube.create(volume_data.claim_manifest("default", "orphan", RUN_ID))
         with pytest.raises(WaitTimeout, match="guest PVC default/orphan to be Bound"):
             volumes.volume_chain(bare, "default", "orphan", Budget("short", 1.5))
         events = kube.list("v1", "Event", "default", field_selector="involvedObject.name=orphan")

@@ -20,7 +20,7 @@ import websocket
 from kubernetes.client import CoreV1Api
 from kubernetes.stream import portforward, stream
 
-from infra.harvester.guest import charts, volumes, workload
+from infra.harvester.guest import charts, volumes, volume_data
 from infra.harvester.guest import cluster as guests
 from infra.kube import Kube
 
@@ -70,10 +70,10 @@ def _pod(name: str, *, command: list[str] | None = None, stdin: bool = False, co
 def data_pod(guest: guests.GuestCluster) -> str:
     """The CSI story's data workload: busybox `sh -c "sleep infinity"` with a PVC at /data."""
     kube = guest.kube()
-    kube.create(workload.claim_manifest(NS, "streams-data", RUN_ID))
-    data = workload.DataWorkload(NS, "streams-writer", "streams-data")
+    kube.create(volume_data.claim_manifest(NS, "streams-data", RUN_ID))
+    data = volume_data.DataWorkload(NS, "streams-writer", "streams-data")
     kube.create(data.manifest(RUN_ID))
-    return str(workload.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"])
+    return str(volume_data.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"])
 
 
 @pytest.fixture(scope="module")
@@ -250,16 +250,16 @@ def test_each_channel_protocol(guest: guests.GuestCluster, data_pod: str, protoc
 # --- ExecPodFiles (the harness's data path) --------------------------------------------------------------------
 def test_exec_pod_files_keeps_stderr_out_of_the_data_and_reports_failures(guest: guests.GuestCluster,
                                                                           data_pod: str) -> None:
-    files = workload.ExecPodFiles(guest.kube())
+    files = volume_data.ExecPodFiles(guest.kube())
     payload = os.urandom(300 * 1024)                    # more than one chunk
     files.write(NS, data_pod, "/data/files.bin", payload)
     assert files.read(NS, data_pod, "/data/files.bin") == payload
-    with pytest.raises(workload.PodCommandFailed) as failed:
+    with pytest.raises(volume_data.PodCommandFailed) as failed:
         files.write(NS, data_pod, "/data/no/such/dir/x", b"data")
     assert failed.value.exit_code == 1
     assert "can't create /data/no/such/dir/x: No such file or directory" in failed.value.stderr
     assert str(failed.value).startswith(f"writing /data/no/such/dir/x (part 1 of 1) in pod {NS}/{data_pod} exited 1")
-    with pytest.raises(workload.PodCommandFailed) as unreadable:
+    with pytest.raises(volume_data.PodCommandFailed) as unreadable:
         files.read(NS, data_pod, "/data/never")
     assert unreadable.value.exit_code == 1 and "No such file or directory" in unreadable.value.stderr
 
@@ -426,11 +426,11 @@ def test_a_kubernetes_1_30_api_server_has_no_port_forward_tunnel(host: Kube, gue
 def test_volume_bytes_are_there_only_while_the_volume_is_attached(guest: guests.GuestCluster) -> None:
     """The hotplug pod going away on the host detaches the Longhorn volume under a running guest pod: its
     mount answers EIO, as a disk gone from under a mount does."""
-    kube, files = guest.kube(), workload.ExecPodFiles(guest.kube())
-    kube.create(workload.claim_manifest(NS, "detach-data", RUN_ID))
-    data = workload.DataWorkload(NS, "detach-me", "detach-data")
+    kube, files = guest.kube(), volume_data.ExecPodFiles(guest.kube())
+    kube.create(volume_data.claim_manifest(NS, "detach-data", RUN_ID))
+    data = volume_data.DataWorkload(NS, "detach-me", "detach-data")
     kube.create(data.manifest(RUN_ID))
-    pod = workload.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"]
+    pod = volume_data.scale(kube, data, 1, BUDGET)[0]["metadata"]["name"]
     files.write(NS, pod, "/data/kept", b"while attached")
     chain = volumes.volume_chain(guest, NS, data.claim, BUDGET)
     for hotplug in guest.host.list("v1", "Pod", guest.host_namespace, label_selector="kubevirt.io=hotplug-disk"):
@@ -440,7 +440,7 @@ def test_volume_bytes_are_there_only_while_the_volume_is_attached(guest: guests.
     guest.host.wait_for("longhorn.io/v1beta2", "Volume", chain.longhorn_volume,
                         lambda v: ((v or {}).get("status") or {}).get("state") == "detached", budget=BUDGET,
                         awaited="the Longhorn volume to detach", namespace="longhorn-system")
-    with pytest.raises(workload.PodCommandFailed) as gone:
+    with pytest.raises(volume_data.PodCommandFailed) as gone:
         files.read(NS, pod, "/data/kept")
     assert gone.value.exit_code == 1 and "Input/output error" in gone.value.stderr
     assert files.read(NS, pod, "/etc/hostname") == f"{pod}\n".encode()     # the root is still there
