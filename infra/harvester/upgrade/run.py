@@ -17,11 +17,15 @@ STATE_LABEL = "harvesterhci.io/upgradeState"
 TERMINAL_STATES = ("Succeeded", "Failed")
 
 
+def _under_way(upgrade: dict[str, Any]) -> bool:
+    return (upgrade["metadata"].get("labels") or {}).get(STATE_LABEL) not in TERMINAL_STATES
+
+
 def upgrades_under_way(kube: Kube) -> list[str]:
     """Upgrades that have not ended, each as `name (run <run id>)`: Harvester admits no other one meanwhile."""
     found = kube.list(HARVESTER, "Upgrade", SYSTEM_NAMESPACE)
     return [f"{u['metadata']['name']} (run {(u['metadata'].get('labels') or {}).get(RUN_ID_LABEL, 'unknown')})"
-            for u in found if (u["metadata"].get("labels") or {}).get(STATE_LABEL) not in TERMINAL_STATES]
+            for u in found if _under_way(u)]
 
 
 @dataclass
@@ -51,8 +55,7 @@ class UpgradeRun:
         else:
             selector = f"{RUN_ID_LABEL}={run_id}" if run_id else None
             candidates = kube.list(HARVESTER, "Upgrade", SYSTEM_NAMESPACE, label_selector=selector)
-            running = [u for u in candidates
-                       if (u["metadata"].get("labels") or {}).get(STATE_LABEL) not in TERMINAL_STATES]
+            running = [u for u in candidates if _under_way(u)]
             if not running:
                 raise NotFound(404, "NotFound", f"no Upgrade under way with {selector or 'any label'} "
                                                 f"in {SYSTEM_NAMESPACE}")
