@@ -36,6 +36,14 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {"backend": args.backend, "harvester_version": args.harvester_version}
 
 
+def _is_simulated(version: str) -> bool:
+    """A version the simulator runs; otherwise say so in one line naming the valid ones."""
+    if version in SIMULATED_VERSIONS:
+        return True
+    print(f"error: --version: {version!r} is not simulated; valid: {', '.join(SIMULATED_VERSIONS)}", file=sys.stderr)
+    return False
+
+
 def _sim_up(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="harvester-e2e sim up",
                                      description="Run a simulated Harvester in the foreground until Ctrl-C.")
@@ -47,9 +55,7 @@ def _sim_up(argv: list[str]) -> int:
     parser.add_argument("--lab-dir", type=Path, help="write what a lab hands out (kubeconfig with several "
                         "contexts, SSH inventory, guest kubeconfig, CAs, lab.yaml) into DIR")
     args = parser.parse_args(argv)
-    if args.version not in SIMULATED_VERSIONS:
-        print(f"error: --version: {args.version!r} is not simulated; valid: {', '.join(SIMULATED_VERSIONS)}",
-              file=sys.stderr)
+    if not _is_simulated(args.version):
         return 2
     if args.time_scale <= 0:
         print("error: --time-scale: must be greater than 0 (e.g. 60 runs a simulated minute per second)",
@@ -171,9 +177,7 @@ def _lab_run(argv: list[str]) -> int:
     parser.add_argument("--version", default="v1.5.1", help=f"one of: {', '.join(SIMULATED_VERSIONS)}")
     parser.add_argument("--lab-dir", type=Path, default=Path("artifacts") / "lab")
     args = parser.parse_args(argv)
-    if args.version not in SIMULATED_VERSIONS:
-        print(f"error: --version: {args.version!r} is not simulated; valid: {', '.join(SIMULATED_VERSIONS)}",
-              file=sys.stderr)
+    if not _is_simulated(args.version):
         return 2
     from infra.lab import run_suite
 

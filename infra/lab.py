@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
+import dataclasses
 import secrets
 import shutil
 import signal
@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+from pydantic import SecretStr
 
 from infra.backends.simulated import TwinProcess, start_twin_process
 from infra.cluster import GuestTemplate, RancherAccess
 from infra.harvester.guest.cluster import FLEET_DEFAULT, PROVISIONING, provisioning_manifests
 from infra.kube import Kube
+from infra.scratch import write_private
 from infra.ssh import generate_keypair
 from infra.versions import SemVer, compare, is_dev_build, order_key
 from infra.waits.budget import Budget
@@ -64,14 +66,6 @@ class Lab:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _private(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    return path
-
-
 def _unanswered_port() -> int:
     """A port on 127.0.0.1 nothing listens on: the other contexts' clusters, which must never be used."""
     import socket
@@ -97,15 +91,15 @@ def write_kubeconfig(directory: Path, admin: dict[str, Any]) -> Path:
                      {"name": "dev-laptop", "context": {"cluster": "dev-laptop", "user": "staging-admin"}}],
         "current-context": CONTEXT,
     }
-    return _private(directory / "kubeconfig", yaml.safe_dump(config, sort_keys=False))
+    return write_private(directory / "kubeconfig", yaml.safe_dump(config, sort_keys=False))
 
 
 def _ssh_config(directory: Path, nodes: list[dict[str, Any]], key: Path) -> None:
     known = "\n".join(f"[{n['sshHost']}]:{n['sshPort']} {n['hostKey']}" for n in nodes) + "\n"
-    known_hosts = _private(directory / "ssh" / "known_hosts", known)
+    known_hosts = write_private(directory / "ssh" / "known_hosts", known)
     hosts = "".join(f"Host {n['name']}\n  HostName {n['sshHost']}\n  Port {n['sshPort']}\n  User {n['sshUser']}\n"
                     f"  IdentityFile {key}\n  UserKnownHostsFile {known_hosts}\n\n" for n in nodes)
-    _private(directory / "ssh" / "config", hosts)
+    write_private(directory / "ssh" / "config", hosts)
 
 
 def _cloud_credential(rancher: Kube, harvester_kubeconfig: str) -> str:
@@ -145,7 +139,7 @@ def _guest(directory: Path, rancher: RancherAccess, budget: Budget) -> tuple[str
     assert ready is not None
     secret = local.get("v1", "Secret", ready["status"]["clientSecretName"], FLEET_DEFAULT)
     text = base64.b64decode(secret["data"]["value"]).decode()
-    return name, _private(directory / f"guest-{name}.kubeconfig", text)
+    return name, write_private(directory / f"guest-{name}.kubeconfig", text)
 
 
 def build(directory: Path, version: str, *, nodes: int = 3, time_scale: float = TIME_SCALE,
@@ -173,8 +167,8 @@ def _write(lab: Lab, key_file: Path, budget: Budget) -> None:
     kubeconfig = write_kubeconfig(directory, admin)
     _ssh_config(directory, info["nodes"], key_file)
     vip = info["harvesterApi"]
-    vip_ca = _private(directory / "vip-ca.pem", vip["caPem"])
-    mirror_ca = _private(directory / "release-mirror-ca.pem", info["caPem"])
+    vip_ca = write_private(directory / "vip-ca.pem", vip["caPem"])
+    mirror_ca = write_private(directory / "release-mirror-ca.pem", info["caPem"])
     host = Kube(kubeconfig, context=CONTEXT)
     image = _vm_image(host)
     network = f"{info['lab']['vmNetwork']['namespace']}/{info['lab']['vmNetwork']['name']}"
@@ -182,12 +176,11 @@ def _write(lab: Lab, key_file: Path, budget: Budget) -> None:
     ranchers: list[dict[str, Any]] = []
     accesses: list[RancherAccess] = []
     for entry in info["ranchers"]:
-        ca = _private(directory / "rancher" / f"{entry['version']}-ca.pem", entry["caPem"])
-        probe = RancherAccess(entry["url"], token=_secret(entry["apiKey"]), ca_file=ca)
+        ca = write_private(directory / "rancher" / f"{entry['version']}-ca.pem", entry["caPem"])
+        probe = RancherAccess(entry["url"], token=SecretStr(entry["apiKey"]), ca_file=ca)
         credential = _cloud_credential(Kube(probe.local_kubeconfig()), harvester_kubeconfig)
         template = GuestTemplate(cloud_credential=credential, image=image, network=network)
-        accesses.append(RancherAccess(entry["url"], token=_secret(entry["apiKey"]), ca_file=ca,
-                                      guest_template=template))
+        accesses.append(dataclasses.replace(probe, guest_template=template))
         ranchers.append({"url": entry["url"], "token": entry["apiKey"], "ca_file": str(ca),
                          "guest": {"cloud_credential": credential, "image": image, "network": network}})
     line = next(a for a, e in zip(accesses, info["ranchers"]) if e["version"].startswith(f"v{LAB_GUEST[0]}."))
@@ -216,7 +209,7 @@ def _write(lab: Lab, key_file: Path, budget: Budget) -> None:
     header = (f"# The lab `harvester-e2e sim up --lab-dir` made: Harvester {lab.version}, simulated at x"
               f"{info['timeScale']:g}\n# (30 simulated minutes of silence = {stall_min} real minutes, hence "
               "stall_window_min).\n# Run: harvester-e2e run --config " + str(lab.config) + "\n")
-    _private(lab.config, header + yaml.safe_dump(config, sort_keys=False))
+    write_private(lab.config, header + yaml.safe_dump(config, sort_keys=False))
 
 
 def upgrade_target(version: str, offered: list[str]) -> str | None:
@@ -232,12 +225,6 @@ def upgrade_target(version: str, offered: list[str]) -> str | None:
             raise ValueError(f"the lab offers no upgrade target for {version}: {', '.join(offered)}")
         return dev[-1]
     return later[-1]
-
-
-def _secret(value: str) -> Any:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
 
 
 @contextlib.contextmanager

@@ -41,3 +41,14 @@ def scratch_file(purpose: str, data: bytes) -> Path:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     return Path(name)
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write `text` to `path` readable by its owner only (0600, also when the file already existed); the
+    directories made for it are 0700. For credentials that must outlive the process (keys, kubeconfigs)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)            # O_CREAT's mode does not apply to a file that already existed
+    return path

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.scratch import write_private
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,6 @@ def generate_keypair(directory: Path, name: str = "id_ed25519", comment: str = "
         return KeyPair(private_file, pair.public_key_file.read_text().strip())
     private, public = new_ed25519_pem()
     public = f"{public} {comment}"
-    fd = os.open(private_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(private)
-    os.chmod(private_file, 0o600)    # O_CREAT's mode does not apply to a file that already existed
+    write_private(private_file, private)
     pair.public_key_file.write_text(public + "\n")
     return KeyPair(private_file, public)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import os
 import re
 import secrets
 import shutil
@@ -32,7 +31,7 @@ from infra.cluster import (
 from infra.failures import ProductFailure
 from infra.kube import Kube
 from infra.report.redact import register_secret
-from infra.scratch import scratch_dir, scratch_root
+from infra.scratch import scratch_dir, scratch_root, write_private
 from infra.waits.budget import Budget
 
 from ..names import RUN_ID_LABEL
@@ -109,10 +108,7 @@ def _write_kubeconfig(directory: Path, name: str, config: Obj) -> Path:
         for field_name in ("token", "client-key-data", "password"):
             register_secret((user.get("user") or {}).get(field_name))
     path = directory / f"{name}.kubeconfig"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(config, handle, sort_keys=False)
-    return path
+    return write_private(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def guest_from_rancher(ranchers: list[RancherAccess], host: Kube, name: str, host_namespace: str) -> GuestCluster:
