@@ -48,10 +48,13 @@ kube-proto: kube-clients
 
 setup: $(STAMP) $(NODE_STAMP) kube-clients kube-proto
 
+# The tests in parallel too: each pytest-xdist worker starts its own simulated clusters and kubectl homes.
+# TEST_PARALLEL= runs them one after another.
+TEST_PARALLEL ?= -n 4
 test: setup
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
-	$(BIN)/python -m pytest tests -p no:cacheprovider
+	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_PARALLEL)
 
 # Scenarios in parallel: each pytest-xdist worker starts its own simulated clusters, which mostly wait on
 # their own clocks, so four workers fit two cores. E2E_PARALLEL= runs them one after another.

@@ -1,5 +1,5 @@
-"""The twin behaves like kube-apiserver for real kubectl: what QA types works, at every simulated version,
-with the kubectl minor that version's RKE2 ships and with the newest kubectl the project pins.
+"""The twin behaves like kube-apiserver for real kubectl: what QA types works, at every simulated version
+with the kubectl minor that version's RKE2 ships, and with every other kubectl minor the project pins.
 
 One twin per version (started once, stopped when the next version's cells begin), one kubectl HOME per
 cell (its own discovery cache). `python -m tests.simulator.kubectl_matrix` prints the result table.
@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from infra.backends.simulated import TwinProcess
+from infra.backends.twin_client import TwinClient
 from infra.kube.install import pinned_kubectl_minors
 from infra.kube.kubectl import kubectl_minor
 from infra.simulator.harvester.versions import get_version, version_names
@@ -30,12 +31,20 @@ NEWEST_MINOR = pinned_kubectl_minors()[-1]
 
 
 def matrix_cells() -> list[tuple[str, str]]:
-    """(Harvester version, kubectl minor): the minor of the version's RKE2, then the newest."""
-    cells = []
-    for version in version_names():
-        for minor in dict.fromkeys((kubectl_minor(get_version(version).rke2_version), NEWEST_MINOR)):
-            cells.append((version, minor))
-    return cells
+    """(Harvester version, kubectl minor): every version with the minor of its RKE2 (what QA on a node
+    types), then every other pinned minor once, against the newest version whose RKE2 is at most that
+    minor (the closest skew; the oldest version for a minor older than every RKE2). Every version and
+    every minor the project pins runs; no pair runs twice."""
+    versions = version_names()
+    own = {version: kubectl_minor(get_version(version).rke2_version) for version in versions}
+    cells = [(version, own[version]) for version in versions]
+    number = lambda minor: int(minor.split(".")[1])  # noqa: E731
+    for minor in pinned_kubectl_minors():
+        if minor in own.values():
+            continue
+        older = [v for v in versions if number(own[v]) <= number(minor)]
+        cells.append((older[-1] if older else versions[0], minor))
+    return sorted(cells, key=lambda cell: versions.index(cell[0]))       # grouped by version: one twin at a time
 
 
 def cell_id(cell: tuple[str, str]) -> str:
@@ -63,6 +72,20 @@ class Cell:
         manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": self.namespace},
                     "data": data or {}}
         self.kubectl("create", "-f", "-", input=json.dumps(manifest))
+
+    def open_watches(self) -> int:
+        return int(TwinClient(self.twin.kubeconfig).info()["openWatches"])
+
+    def await_watch_from(self, process: subprocess.Popen[str], opened_before: int) -> None:
+        """Until kubectl's watch is open on the twin (this test is about kubectl, not the harness's waits):
+        at most 15 s, polled every 50 ms; kubectl exiting first fails the test with what it printed."""
+        deadline = time.monotonic() + 15
+        while self.open_watches() <= opened_before:
+            if process.poll() is not None:
+                raise AssertionError(f"kubectl exited ({process.returncode}) before watching: {process.stderr.read()}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                raise AssertionError("kubectl opened no watch on the twin within 15 s")
+            time.sleep(0.05)
 
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": str(self.twin.kubeconfig), "HOME": str(self.home), "PATH": "/usr/bin:/bin"}
@@ -243,11 +266,12 @@ def test_wait_for_jsonpath(cell: Cell) -> None:
 def test_wait_for_delete(cell: Cell) -> None:
     name = cell.name("w")
     cell.configmap(name)
+    opened_before = cell.open_watches()
     waiter = subprocess.Popen([str(cell.kubectl.binary), "wait", "--for=delete", f"configmap/{name}", "-n",  # type: ignore[attr-defined]
                                cell.namespace, "--timeout=30s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=cell.env())
     try:
-        time.sleep(1.0)   # let kubectl open its watch: this test is about kubectl, not our waits
+        cell.await_watch_from(waiter, opened_before)
         cell.kubectl("delete", "configmap", name, "-n", cell.namespace, "--wait=false")
         out, err = waiter.communicate(timeout=30)
         assert waiter.returncode == 0, err
@@ -259,11 +283,12 @@ def test_wait_for_delete(cell: Cell) -> None:
 
 
 def test_get_watch(cell: Cell) -> None:
+    opened_before = cell.open_watches()
     watcher = subprocess.Popen([str(cell.kubectl.binary), "get", "configmaps", "-n", cell.namespace, "-w",  # type: ignore[attr-defined]
                                 "--request-timeout=20s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=cell.env())
     try:
-        time.sleep(1.0)   # let kubectl open the watch: this test is about kubectl, not our waits
+        cell.await_watch_from(watcher, opened_before)
         name = cell.name("seen-live")
         cell.configmap(name)
         deadline = time.monotonic() + 15

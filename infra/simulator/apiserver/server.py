@@ -557,7 +557,7 @@ class ApiServer:
     async def _twin(self, request: web.Request, path: str) -> web.Response:
         if path == "/twin/v1/info" and request.method == "GET":
             return _json({"apiserver": self.url, "requestsServed": self.requests_served, "twinCalls": self.twin_calls,
-                          **self._info()})
+                          "openWatches": self.api.store.open_watches(), **self._info()})
         if path == "/twin/v1/faults" and request.method == "POST":
             spec = _decode(await request.read())
             done: dict[str, Any] = {}

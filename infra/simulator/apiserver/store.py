@@ -147,6 +147,10 @@ class Store:
         self._watchers.discard(watcher)
         watcher.close()
 
+    def open_watches(self) -> int:
+        """How many watches are open now (the twin's info: a test knows when a client is watching)."""
+        return len(self._watchers)
+
     def close_all_watches(self) -> int:
         """Drop every open watch (a fault the harness must survive). Returns how many were dropped."""
         watchers = list(self._watchers)
