@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import logging
 import uuid
@@ -18,6 +17,7 @@ from infra.simulator.apimachinery import fieldmanager
 from infra.simulator.apimachinery import patch as patching
 from infra.simulator.apimachinery import schema as crd_schema
 from infra.simulator.apimachinery import selectors
+from infra.simulator.apimachinery.jsontree import clone
 
 from . import apiservices, defaults, errors
 from .clock import rfc3339
@@ -154,7 +154,7 @@ class ObjectApi:
             if limit and len(matched) >= limit:
                 remaining += 1
                 continue
-            matched.append(self._view(rtype, copy.deepcopy(raw), version))
+            matched.append(self._view(rtype, clone(raw), version))
         token = ""
         if limit and remaining:
             last = matched[-1]["metadata"]
@@ -166,7 +166,7 @@ class ObjectApi:
     def create(self, rtype: ResourceType, obj: dict[str, Any], *, namespace: str | None = None,
                dry_run: bool = False, keep_status: bool = False, strict_fields: bool = False,
                version: str | None = None, manager: str | None = None) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if rtype.namespaced:
             namespace = namespace or meta.get("namespace") or "default"
@@ -210,7 +210,7 @@ class ObjectApi:
     def update(self, rtype: ResourceType, obj: dict[str, Any], *, namespace: str | None = None,
                subresource: str = "", dry_run: bool = False, strict_fields: bool = False,
                version: str | None = None, allow_create: bool = False, manager: str | None = None) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         name = meta.get("name")
         namespace = (namespace or meta.get("namespace")) if rtype.namespaced else None
@@ -230,7 +230,7 @@ class ObjectApi:
         if not subresource:
             self._defaults_on_update(rtype, current, new)
         new = self._validate_schema(rtype, new, strict_fields, old=current)
-        self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        self._admit(AdmissionRequest("UPDATE", rtype, new, clone(current), dry_run, subresource))
         self._record(rtype, current, new, manager, subresource, version, sent="managedFields" in meta)
         return self._commit_update(rtype, current, new, dry_run, version)
 
@@ -242,7 +242,7 @@ class ObjectApi:
         """An Update's managedFields; a write that does not send managedFields keeps the stored ones."""
         meta = new.setdefault("metadata", {})
         if not sent and current["metadata"].get("managedFields"):
-            meta["managedFields"] = copy.deepcopy(current["metadata"]["managedFields"])
+            meta["managedFields"] = clone(current["metadata"]["managedFields"])
         elif not sent:
             meta.pop("managedFields", None)
         if manager is not None:
@@ -292,7 +292,7 @@ class ObjectApi:
         if not subresource:
             self._defaults_on_update(rtype, current, new)
         new = self._validate_schema(rtype, new, strict_fields, old=current)
-        self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        self._admit(AdmissionRequest("UPDATE", rtype, new, clone(current), dry_run, subresource))
         return self._commit_update(rtype, current, new, dry_run, version), False
 
     def patch(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes, content_type: str, *,
@@ -318,7 +318,7 @@ class ObjectApi:
         if not subresource:
             self._defaults_on_update(rtype, current, new)
         new = self._validate_schema(rtype, new, strict_fields, old=current)
-        self._admit(AdmissionRequest("UPDATE", rtype, new, copy.deepcopy(current), dry_run, subresource))
+        self._admit(AdmissionRequest("UPDATE", rtype, new, clone(current), dry_run, subresource))
         sent = (patched.get("metadata") or {}).get("managedFields") != current["metadata"].get("managedFields")
         self._record(rtype, current, new, manager, subresource, version, sent=sent)
         return self._commit_update(rtype, current, new, dry_run, version)
@@ -329,7 +329,7 @@ class ObjectApi:
         current = self.store.get(self._type_key(rtype), self._key(rtype, namespace, name))
         if current is None:
             raise errors.not_found(rtype.plural, name, rtype.group)
-        new = copy.deepcopy(current)
+        new = clone(current)
         change(new)
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if subresource != "status" and rtype.has_status:
@@ -362,14 +362,14 @@ class ObjectApi:
                                   f"{current['metadata']['resourceVersion']}")
         if rtype.plural == "namespaces" and not rtype.group and name in PROTECTED_NAMESPACES:
             raise errors.forbidden_resource("namespaces", name, "this namespace may not be deleted")
-        self._admit(AdmissionRequest("DELETE", rtype, None, copy.deepcopy(current), dry_run))
+        self._admit(AdmissionRequest("DELETE", rtype, None, clone(current), dry_run))
         self._view(rtype, current, version)
         if dry_run:
             return current
         is_namespace = rtype.plural == "namespaces" and not rtype.group
         if current["metadata"].get("finalizers") or is_namespace:
             if not current["metadata"].get("deletionTimestamp"):
-                new = copy.deepcopy(current)
+                new = clone(current)
                 new["metadata"]["deletionTimestamp"] = rfc3339()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
                 if is_namespace:
@@ -388,15 +388,15 @@ class ObjectApi:
                           subresource: str) -> dict[str, Any]:
         """Apply the status-subresource rule and keep the fields clients may not change."""
         if subresource == "status":
-            new = copy.deepcopy(current)
-            new["status"] = copy.deepcopy(incoming.get("status"))
+            new = clone(current)
+            new["status"] = clone(incoming.get("status"))
             if new["status"] is None:
                 new.pop("status")
             return new
-        new = copy.deepcopy(incoming)
+        new = clone(incoming)
         if rtype.has_status:
             if "status" in current:
-                new["status"] = copy.deepcopy(current["status"])
+                new["status"] = clone(current["status"])
             else:
                 new.pop("status", None)
         meta, old_meta = new.setdefault("metadata", {}), current["metadata"]
@@ -517,7 +517,7 @@ class ObjectApi:
             key = ("", crd["metadata"]["name"])
             current = self.store.get((CRD_GROUP, CRD_PLURAL), key)
             if current is not None:
-                new = copy.deepcopy(current)
+                new = clone(current)
                 new["status"] = status
                 self.store.put((CRD_GROUP, CRD_PLURAL), key, new, "MODIFIED", current)
 

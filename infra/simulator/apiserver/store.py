@@ -6,10 +6,11 @@ events it produces are atomic. Threads (SSH sessions) reach it through the loop.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
+
+from infra.simulator.apimachinery.jsontree import clone
 
 Key = tuple[str, str]          # (namespace or "", name)
 TypeKey = tuple[str, str]      # (group, plural)
@@ -70,7 +71,7 @@ class Store:
     # --- reads -------------------------------------------------------------------------------
     def get(self, type_key: TypeKey, key: Key) -> dict[str, Any] | None:
         obj = self._objects.get(type_key, {}).get(key)
-        return copy.deepcopy(obj) if obj is not None else None
+        return clone(obj) if obj is not None else None
 
     def peek(self, type_key: TypeKey, key: Key) -> dict[str, Any] | None:
         """The stored object itself, not a copy: only for read-only checks on the hot path."""
@@ -79,7 +80,7 @@ class Store:
     def list(self, type_key: TypeKey, namespace: str | None = None) -> list[dict[str, Any]]:
         bucket = self._objects.get(type_key, {})
         keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)
-        return [copy.deepcopy(bucket[k]) for k in keys]
+        return [clone(bucket[k]) for k in keys]
 
     def iter_raw(self, type_key: TypeKey, namespace: str | None = None) -> Iterable[dict[str, Any]]:
         bucket = self._objects.get(type_key, {})
@@ -97,8 +98,8 @@ class Store:
         rv = self.next_resource_version()
         obj["metadata"]["resourceVersion"] = str(rv)
         self._objects.setdefault(type_key, {})[key] = obj
-        self._emit(StoredEvent(rv, type_key, event_type, copy.deepcopy(obj), old))
-        return copy.deepcopy(obj)
+        self._emit(StoredEvent(rv, type_key, event_type, clone(obj), old))
+        return clone(obj)
 
     def remove(self, type_key: TypeKey, key: Key) -> dict[str, Any] | None:
         obj = self._objects.get(type_key, {}).pop(key, None)
@@ -106,8 +107,8 @@ class Store:
             return None
         rv = self.next_resource_version()
         obj["metadata"]["resourceVersion"] = str(rv)
-        self._emit(StoredEvent(rv, type_key, "DELETED", copy.deepcopy(obj), None))
-        return copy.deepcopy(obj)
+        self._emit(StoredEvent(rv, type_key, "DELETED", clone(obj), None))
+        return clone(obj)
 
     def drop_type(self, type_key: TypeKey) -> None:
         self._objects.pop(type_key, None)
