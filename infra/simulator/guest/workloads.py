@@ -97,6 +97,9 @@ class Workloads:
         self.deployments = kind(self.api, "apps/v1", "deployments")
         self.daemonsets = kind(self.api, "apps/v1", "daemonsets")
         self._rollout_started: dict[str, float] = {}
+        # A namespace's pods as last listed, with the store's resourceVersion then: a reconcile pass asks for
+        # the pods of every owner, and until something is written the listing cannot have changed.
+        self._pods_listed: dict[str, tuple[int, list[Obj]]] = {}
 
     def reconcile(self) -> None:
         for deployment in self.api.list(self.deployments).items:
@@ -111,8 +114,12 @@ class Workloads:
 
     # ---- Deployments ------------------------------------------------------------------------------
     def _pods_of(self, owner: Obj) -> list[Obj]:
-        pods = self.api.list(self.pods, owner["metadata"]["namespace"]).items
-        return [p for p in owned_by(pods, owner) if is_active(p)]
+        """The owner's active pods (read-only: the controllers write through the API, never into these)."""
+        namespace, written = owner["metadata"]["namespace"], self.api.store.resource_version
+        listed = self._pods_listed.get(namespace)
+        if listed is None or listed[0] != written:
+            listed = self._pods_listed[namespace] = (written, self.api.list(self.pods, namespace).items)
+        return [p for p in owned_by(listed[1], owner) if is_active(p)]
 
     def _replicasets_of(self, deployment: Obj) -> list[Obj]:
         rss = self.api.list(self.replicasets, deployment["metadata"]["namespace"]).items
