@@ -4,7 +4,7 @@ in about half the time `copy.deepcopy` takes, and copying is what the server doe
 hands out a copy, every write keeps one)."""
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -18,10 +18,3 @@ def clone(value: T) -> T:
         return [clone(item) for item in value]  # type: ignore[attr-defined,return-value]
     return value
 
-
-def _is_json_tree(value: Any) -> bool:          # for tests: what `clone` promises to copy fully
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json_tree(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_is_json_tree(v) for v in value)
-    return value is None or isinstance(value, (str, int, float, bool))
