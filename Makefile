@@ -57,11 +57,16 @@ test: setup
 	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_PARALLEL)
 
 # Scenarios in parallel: each pytest-xdist worker starts its own simulated clusters, which mostly wait on
-# their own clocks, so four workers fit two cores. E2E_PARALLEL= runs them one after another.
-E2E_PARALLEL ?= -n 4
+# their own clocks, so four workers fit two cores; each starts with one whole upgrade (@slow, see
+# conftest.py) and two items at a time. E2E_PARALLEL= runs them one after another. The simulated clusters
+# run 480 simulated seconds per second (budgets are simulated minutes, so they keep their meaning; the
+# stall window never drops below 15 s); E2E_TIME_SCALE=60 watches an upgrade at the speed of `sim up`.
+E2E_PARALLEL ?= -n 4 --maxschedchunk 2
+E2E_TIME_SCALE ?= 480
 e2e: setup
 	@rm -rf $(RESULTS)
-	@status=0; $(BIN)/harvester-e2e run --alluredir=$(RESULTS) $(E2E_PARALLEL) $(E2E_ARGS) || status=$$?; \
+	@status=0; HARVESTER_E2E_SIMULATED__TIME_SCALE=$(E2E_TIME_SCALE) \
+	 $(BIN)/harvester-e2e run --alluredir=$(RESULTS) $(E2E_PARALLEL) $(E2E_ARGS) || status=$$?; \
 	 $(BIN)/python -m infra.report.html $(RESULTS) $(REPORT) || status=$$?; \
 	 echo "Allure report: $(CURDIR)/$(REPORT)/index.html"; exit $$status
 

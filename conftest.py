@@ -32,6 +32,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="keep what a failed scenario created, for inspection")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Scenarios tagged @slow (whole upgrades) start first, one in every other place: pytest-xdist's load
+    scheduling hands each worker two items to begin with (`make e2e`: --maxschedchunk 2), so every worker
+    begins with one long scenario instead of one worker ending the run with all of them."""
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if not slow:
+        return
+    rest = [item for item in items if item.get_closest_marker("slow") is None]
+    items[:] = [item for pair in zip(slow, rest) for item in pair] + slow[len(rest):] + rest[len(slow):]
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
