@@ -6,7 +6,7 @@
   harvester-e2e sim down RUN_ID      (stop the simulated clusters a --keep-on-failure run kept)
   harvester-e2e repro ISSUE [--backend B] [--config FILE]   (or --list)
   harvester-e2e waits                (every wait the harness makes: budget, config key, default, why)
-  harvester-e2e run [--backend B] [--config FILE] [--harvester-version V] [pytest args...]
+  harvester-e2e run [--backend B] [--config FILE] [--harvester-version V] [--repeat N] [pytest args...]
   harvester-e2e config show [--config FILE] [--backend B] ...
   harvester-e2e matrix MATRIX.yaml [--parallel N] [--backend B] [--config FILE] [--list] ...
   harvester-e2e gate RESULTS_DIR [--policy ci/gate.yaml] [--markdown FILE] [--release-version V]
@@ -100,7 +100,11 @@ def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="harvester-e2e run", add_help=False)
     _config_options(parser)
     parser.add_argument("--alluredir", default="allure-results")
+    parser.add_argument("--repeat", default="1")
     args, pytest_args = parser.parse_known_args(argv)
+    repeats = _repeat_count(args.repeat)
+    if repeats is None:
+        return 2
     try:
         config = load_config(args.config, cli=_cli_overrides(args))      # fail fast, before pytest starts
     except ConfigError as exc:
@@ -112,8 +116,11 @@ def _run(argv: list[str]) -> int:
         print("error: -n: --pause-on-failure and --keep-on-failure need the scenarios in this process (a worker "
               "has no terminal and keeps nothing for you); drop -n", file=sys.stderr)
         return 2
+    junit = PROJECT_ROOT / "artifacts" / "junit-scenarios.xml"
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--alluredir={args.alluredir}",
-               "--junitxml=artifacts/junit-scenarios.xml"]
+               f"--junitxml={junit}"]
+    if repeats > 1:
+        command.append(f"--count={repeats}")          # pytest-repeat: each scenario N times, as N test ids
     for flag, value in (("--config", args.config), ("--backend", args.backend),
                         ("--harvester-version", args.harvester_version)):
         if value:
@@ -122,7 +129,32 @@ def _run(argv: list[str]) -> int:
         command.append("steps")
     command += pytest_args
     os.chdir(PROJECT_ROOT)
-    return _exec(command)
+    status = _exec(command)
+    return status if repeats == 1 else _report_flakes(junit, repeats, status)
+
+
+def _repeat_count(value: str) -> int | None:
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    print(f"error: --repeat: {value!r} is not a number of runs; give a whole number of at least 1 (e.g. "
+          "--repeat 20)", file=sys.stderr)
+    return None
+
+
+def _report_flakes(junit: Path, repeats: int, status: int) -> int:
+    """After a repeated run: the scenarios whose verdict changed between runs. A flake fails the run."""
+    import xml.etree.ElementTree as ET
+
+    from infra.report.repeats import summarise
+
+    try:
+        summary = summarise(junit, repeats)
+    except (OSError, ET.ParseError) as exc:
+        print(f"repeat: no flake summary, the JUnit file {junit} could not be read ({exc})", file=sys.stderr)
+        return status or 1
+    for line in summary.lines():
+        print(line)
+    return max(status, 1) if summary.flakes else status
 
 
 def _names_a_path(argument: str) -> bool:
