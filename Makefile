@@ -57,7 +57,7 @@ test: setup
 	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_PARALLEL)
 
 # Scenarios in parallel: each pytest-xdist worker starts its own simulated clusters, which mostly wait on
-# their own clocks, so four workers fit two cores; each starts with one whole upgrade (@slow, see
+# their own clocks, so four workers fit two cores; each starts with one whole upgrade (@upgrades_cluster, see
 # conftest.py) and two items at a time. E2E_PARALLEL= runs them one after another. The simulated clusters
 # run 480 simulated seconds per second (budgets are simulated minutes, so they keep their meaning; the
 # stall window never drops below 15 s); E2E_TIME_SCALE=60 watches an upgrade at the speed of `sim up`.

@@ -33,15 +33,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Scenarios tagged @slow (whole upgrades) start first, one in every other place: pytest-xdist's load
-    scheduling hands each worker two items to begin with (`make e2e`: --maxschedchunk 2), so every worker
-    begins with one long scenario instead of one worker ending the run with all of them."""
-    slow = [item for item in items if item.get_closest_marker("slow") is not None]
-    if not slow:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Where scenarios that upgrade the cluster (@upgrades_cluster) run.
+
+    A cluster that is handed out, not made (`existing`, `libvirt`), is upgraded in place: those scenarios
+    go last, so every other scenario meets the version the cluster started at. The simulated backend
+    starts a cluster per version and retires an upgraded one, so there they start first, one in every
+    other place: pytest-xdist's load scheduling hands each worker two items to begin with (`make e2e`:
+    --maxschedchunk 2), so each worker begins with one long upgrade instead of one worker ending the run
+    with all of them."""
+    upgrading = [item for item in items if item.get_closest_marker("upgrades_cluster") is not None]
+    if not upgrading:
         return
-    rest = [item for item in items if item.get_closest_marker("slow") is None]
-    items[:] = [item for pair in zip(slow, rest) for item in pair] + slow[len(rest):] + rest[len(slow):]
+    rest = [item for item in items if item.get_closest_marker("upgrades_cluster") is None]
+    if CONFIG_KEY in config.stash and config.stash[CONFIG_KEY].backend != "simulated":
+        items[:] = rest + upgrading
+        return
+    items[:] = [item for pair in zip(upgrading, rest) for item in pair] + upgrading[len(rest):] + rest[len(upgrading):]
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

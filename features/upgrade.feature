@@ -11,7 +11,7 @@ Feature: Upgrading Harvester
   while Harvester compares the exact strings (harvester/harvester#8001). The harness must say so,
   within the stall window, whatever the time scale.
 
-  @known_issue @issue_8001 @slow
+  @known_issue @issue_8001 @upgrades_cluster
   Scenario: The cluster upgrades to the target release
     Given a Harvester cluster
     And every node is Ready
@@ -27,7 +27,7 @@ Feature: Upgrading Harvester
     And the stored data still has its checksum
     And the temporary upgrade objects are removed
 
-  @known_issue @issue_8001 @slow
+  @known_issue @issue_8001 @upgrades_cluster
   Scenario: An upgrade from a release candidate to the master build of 2025-04-03
     Given a Harvester cluster at version v1.5.0-rc2
     And every node is Ready
@@ -38,7 +38,7 @@ Feature: Upgrading Harvester
     And every node runs the Harvester OS and RKE2 the target release declares
     And the stored data still has its checksum
 
-  @issue_8001 @slow
+  @issue_8001 @upgrades_cluster
   Scenario: The hang from a release candidate is detected and explained early
     Given a Harvester cluster at version v1.5.0-rc2
     When the cluster is upgraded to master-ce188325-head
@@ -46,7 +46,7 @@ Feature: Upgrading Harvester
     And the diagnosis says fleet-106.0.0+up0.12.0 is awaited and fleet-106.0.0+up0.12.0-rc.3 is installed
     And the stall was reported within the stall window of the last change
 
-  @issue_8001 @slow
+  @issue_8001 @upgrades_cluster
   Scenario: After the hang, the operator's remedy lets the upgrade complete
     Given a Harvester cluster at version v1.5.0-rc2
     When the cluster is upgraded to master-ce188325-head
