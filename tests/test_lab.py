@@ -36,7 +36,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with running(tmp_path_factory.mktemp("lab"), VERSION) as started:
+    # The lab's clock runs fast; the run does not know it (on `existing`, budgets are real minutes).
+    with running(tmp_path_factory.mktemp("lab"), VERSION, time_scale=480) as started:
         yield started
 
 
