@@ -16,7 +16,7 @@ import pytest
 from infra.config import LibvirtSettings
 from infra.config import RunConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_vm]
 
 
 @pytest.fixture(scope="module")
