@@ -28,7 +28,7 @@ from .dhcp import NoFreeAddress
 from .objects import Obj, kind, mutate_if_changed, running_ready_pods, status_of
 
 if TYPE_CHECKING:
-    from .cluster import GuestCluster
+    from .cluster import SimulatedGuestCluster
 
 PREFIX = "cloudprovider.harvesterhci.io/"
 IPAM_ANNOTATION = PREFIX + "ipam"
@@ -55,7 +55,7 @@ def _kube_vip_mac(uid: str) -> str:
 
 
 class CloudProvider:
-    def __init__(self, guest: "GuestCluster") -> None:
+    def __init__(self, guest: "SimulatedGuestCluster") -> None:
         self.guest = guest
         self.api = guest.api
         self.host = guest.host.api

@@ -88,7 +88,7 @@ class GuestSpec:
 class GuestRuntime:
     """The guest's control loop: one pass of every controller per batch of changes."""
 
-    def __init__(self, guest: "GuestCluster", steps: list[Callable[[], None]]) -> None:
+    def __init__(self, guest: "SimulatedGuestCluster", steps: list[Callable[[], None]]) -> None:
         self.guest = guest
         self.steps = steps
         self._dirty = asyncio.Event()
@@ -124,7 +124,10 @@ class GuestRuntime:
             await asyncio.sleep(0)
 
 
-class GuestCluster:
+class SimulatedGuestCluster:
+    """The simulator's side of a guest RKE2 cluster (its API server, kubelets, controllers); the harness's
+    handle on a guest cluster is `infra.harvester.guest.GuestCluster`, which reaches this one over HTTPS."""
+
     def __init__(self, host: "Twin", hostside: HostSide, spec: GuestSpec) -> None:
         self.host = host
         self.hostside = hostside

@@ -38,7 +38,7 @@ from .objects import (
 )
 
 if TYPE_CHECKING:
-    from .cluster import GuestCluster
+    from .cluster import SimulatedGuestCluster
 
 FINALIZER = "wrangler.cattle.io/on-helm-chart-remove"
 CONFIG_HASH = "helmcharts.helm.cattle.io/configHash"
@@ -69,7 +69,7 @@ class HelmFailure(Exception):
 
 
 class HelmController:
-    def __init__(self, guest: "GuestCluster") -> None:
+    def __init__(self, guest: "SimulatedGuestCluster") -> None:
         self.guest = guest
         self.api = guest.api
         self.jobs = kind(self.api, "batch/v1", "jobs")

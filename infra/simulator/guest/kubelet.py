@@ -27,13 +27,13 @@ from .objects import (
 )
 
 if TYPE_CHECKING:
-    from .cluster import GuestCluster
+    from .cluster import SimulatedGuestCluster
 
 CONTAINER_START_SECONDS = 4.0       # simulated: image present, process up, readiness passed
 
 
 class Scheduling:
-    def __init__(self, guest: "GuestCluster") -> None:
+    def __init__(self, guest: "SimulatedGuestCluster") -> None:
         self.guest = guest
         self.api = guest.api
         self.pods = kind(self.api, "v1", "pods")
@@ -82,7 +82,7 @@ class Scheduling:
 class Kubelet:
     """All the guest's kubelets: each starts the pods bound to its node."""
 
-    def __init__(self, guest: "GuestCluster") -> None:
+    def __init__(self, guest: "SimulatedGuestCluster") -> None:
         self.guest = guest
         self.api = guest.api
         self.pods = kind(self.api, "v1", "pods")

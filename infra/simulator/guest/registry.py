@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from .cluster import GuestCluster, GuestSpec
+from .cluster import SimulatedGuestCluster, GuestSpec
 from .hostside import HostSide
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class GuestRegistry:
     def __init__(self, twin: "Twin") -> None:
         self.twin = twin
         self.hostside = HostSide(twin)
-        self.guests: dict[tuple[str, str], GuestCluster] = {}
+        self.guests: dict[tuple[str, str], SimulatedGuestCluster] = {}
 
     def install(self) -> None:
         self.twin.spawn(self._stop_guests_with_the_twin, "guest-registry")
@@ -40,11 +40,11 @@ class GuestRegistry:
                 await guest.stop()
             self.guests.clear()
 
-    async def provision(self, spec: GuestSpec) -> GuestCluster:
+    async def provision(self, spec: GuestSpec) -> SimulatedGuestCluster:
         key = (spec.host_namespace, spec.name)
         if key in self.guests:
             raise GuestConflict(f"machines of cluster {spec.name} already exist in namespace {spec.host_namespace}")
-        guest = GuestCluster(self.twin, self.hostside, spec)
+        guest = SimulatedGuestCluster(self.twin, self.hostside, spec)
         self.guests[key] = guest
         try:
             await guest.start()

@@ -41,7 +41,7 @@ from .objects import (
 )
 
 if TYPE_CHECKING:
-    from .cluster import GuestCluster
+    from .cluster import SimulatedGuestCluster
 
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 CONTROLLER_LABELS = {"app.kubernetes.io/name": CSI_CHART, "component": "csi-controllers"}
@@ -58,7 +58,7 @@ def _round_up(size: int) -> int:
 
 
 class GuestStorage:
-    def __init__(self, guest: "GuestCluster") -> None:
+    def __init__(self, guest: "SimulatedGuestCluster") -> None:
         self.guest = guest
         self.api = guest.api
         self.host = guest.host.api

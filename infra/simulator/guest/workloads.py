@@ -31,7 +31,7 @@ from .objects import (
 )
 
 if TYPE_CHECKING:
-    from .cluster import GuestCluster
+    from .cluster import SimulatedGuestCluster
 
 DEFAULT_PROGRESS_DEADLINE = 600
 # Added to every pod by the DefaultTolerationSeconds admission plugin.
@@ -89,7 +89,7 @@ def new_pod(template: Obj, owner: Obj, name: str, extra_labels: dict[str, str]) 
 class Workloads:
     """One reconcile pass over the guest's Deployments, ReplicaSets and DaemonSets."""
 
-    def __init__(self, guest: "GuestCluster") -> None:
+    def __init__(self, guest: "SimulatedGuestCluster") -> None:
         self.guest = guest
         self.api = guest.api
         self.pods = kind(self.api, "v1", "pods")

@@ -37,7 +37,7 @@ from ..apiserver import errors
 from ..apiserver.clock import rfc3339
 from ..apiserver.store import StoredEvent
 from ..controllers.base import Controller
-from ..guest.cluster import RUN_ID_LABEL, MachinePool, GuestCluster, GuestSpec
+from ..guest.cluster import RUN_ID_LABEL, MachinePool, SimulatedGuestCluster, GuestSpec
 from ..guest.hostside import VM_NETWORK
 from ..guest.registry import GuestConflict
 from ..guest.rke2 import BadGuestRequest, Rke2Line
@@ -86,7 +86,7 @@ class ProvisioningController(Controller):
         self.configs = self.api.lookup("rke-machine-config.cattle.io", "v1", "harvesterconfigs")
         self.mgmt = self.api.lookup("management.cattle.io", "v3", "clusters")
         self.secrets = self.api.lookup("", "v1", "secrets")
-        self.guests: dict[tuple[str, str], GuestCluster] = {}        # (namespace, name) -> its guest
+        self.guests: dict[tuple[str, str], SimulatedGuestCluster] = {}        # (namespace, name) -> its guest
         self._provisioning: dict[tuple[str, str], asyncio.Task[Any]] = {}
 
     async def handle(self, event: StoredEvent) -> None:
