@@ -17,8 +17,9 @@ def load_crds() -> list[dict[str, Any]]:
     independent copies, so mutating one CRD version never changes another.
     """
     crds = []
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)     # libyaml: the same documents, ten times faster
     for path in sorted(CRD_DIR.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=loader):
             if doc:
                 crds.append(json.loads(json.dumps(doc)))
     return crds
