@@ -43,8 +43,14 @@ class TwinClient:
 
     # ---- fault injection (FaultInjector) -------------------------------------------------------
     def inject(self, **spec: Any) -> dict[str, Any]:
-        """`errorBurst: {count, code}`, `unavailableSeconds`, `dropWatches`, `compact`, `refuseConnectionsSeconds`."""
+        """`errorBurst: {count, code}` (5xx or 429), `unavailableSeconds`, `refuseConnectionsSeconds`,
+        `dropWatches`, `compact`, `sshDrop: {count}` (SSH commands cut off mid-command), `slowPhases:
+        {factor, seconds}` (simulated durations stretched for a while); several may go in one call."""
         return self._call("POST", "/twin/v1/faults", spec)
+
+    def fault_state(self) -> dict[str, Any]:
+        """What is still armed (`armed`) and how often each fault has fired so far (`fired`)."""
+        return self._call("GET", "/twin/v1/faults")
 
     # ---- simulated node power ------------------------------------------------------------------
     def power(self, node: str, action: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from .apiserver.faults import Faults
 from .apiserver.objects import ObjectApi
 from .apiserver.server import KUBE_VERSION, ApiServer
 from .apiserver.tls import TlsMaterial, make_tls_material
@@ -29,12 +30,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SimClock:
-    """Simulated durations run `scale` times faster than wall time; budgets stay in real minutes."""
+    """Simulated durations run `scale` times faster than wall time; budgets stay in real minutes.
+
+    An injected slow phase (`Faults.slowdown`) stretches the durations that start while it is armed."""
 
     scale: float = 1.0
+    faults: Faults | None = None
 
     async def sleep(self, simulated_seconds: float) -> None:
-        await asyncio.sleep(max(simulated_seconds, 0.0) / self.scale)
+        factor = self.faults.slowdown() if self.faults is not None else 1.0
+        await asyncio.sleep(max(simulated_seconds, 0.0) * factor / self.scale)
 
 
 @dataclass
@@ -75,6 +80,8 @@ class Twin:
             await rancher.stop()
         if self.vip is not None:
             await self.vip.stop()
+        if self.releases is not None:
+            await self.releases.stop()
         await self.server.stop()
 
 
@@ -132,13 +139,15 @@ async def start_twin(version_name: str, *, node_count: int = 3, time_scale: floa
                        info=lambda: {"harvesterVersion": version.name, "timeScale": time_scale})
     await server.start()
     server.pod_streams.runtime = PodRuntime(api, LoopBridge(asyncio.get_running_loop()))
-    twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale))
+    twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale, server.faults))
     twin.nodes = start_nodes(twin, node_login)
     # The VIP serves the embedded Rancher's ingress: its own CA and Rancher API keys, never the kube token.
     twin.vip_key = ApiKey.new()
     twin.vip = RancherFront(make_tls_material(ca_name="dynamiclistener-ca", server_name="dynamic"), [twin.vip_key])
     twin.vip.add_cluster("local", server)
     install_all(twin)
+    if twin.releases is not None:           # the release mirror: a listener of its own, as a lab's mirror is
+        await twin.releases.start(tls)
     # Steve beside the Kubernetes API, where the dashboard reads and saves: the standalone UI at the VIP's
     # /v1/harvester/, a Rancher's at /k8s/clusters/<id>/v1/harvester/ (after support bundles' own route).
     steve.install(server)

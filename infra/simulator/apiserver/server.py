@@ -58,6 +58,19 @@ def _error(exc: errors.ApiError) -> web.Response:
     return _json(exc.status(), exc.code)
 
 
+def _injected_error(code: int) -> web.Response:
+    """An injected error burst's answer, as kube-apiserver words it: 429 from the max-in-flight filter
+    (TooManyRequests, with Retry-After), 500 InternalError, other 5xx ServiceUnavailable."""
+    if code == 429:
+        exc = errors.ApiError(429, "TooManyRequests", "injected fault: too many requests, please try again later",
+                              details={"retryAfterSeconds": 1})
+        response = _error(exc)
+        response.headers["Retry-After"] = "1"
+        return response
+    return _error(errors.ApiError(code, "InternalError" if code == 500 else "ServiceUnavailable",
+                                  "injected fault: the server is currently unable to handle the request"))
+
+
 @dataclass
 class ResourcePath:
     group: str
@@ -209,8 +222,7 @@ class ApiServer:
                 raise errors.unavailable("the server is currently unable to handle the request")
             burst = self.faults.take_burst()
             if burst is not None:
-                raise errors.ApiError(burst, "InternalError" if burst == 500 else "ServiceUnavailable",
-                                      "injected fault: the server is currently unable to handle the request")
+                return _injected_error(burst)
             return await self._route(request, path)
         except errors.ApiError as exc:
             return _error(exc)
@@ -577,8 +589,21 @@ class ApiServer:
                 seconds = float(spec["refuseConnectionsSeconds"])
                 asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(
                     self.refuse_connections(seconds)))
+                self.faults.fired["refusedConnections"] = self.faults.fired.get("refusedConnections", 0) + 1
                 done["refuseConnectionsSeconds"] = seconds
+            if spec.get("sshDrop"):
+                self.faults.ssh_drop_left = int(spec["sshDrop"].get("count", 1))
+                done["sshDrop"] = spec["sshDrop"]
+            if spec.get("slowPhases"):
+                slow = spec["slowPhases"]
+                try:
+                    self.faults.slow_phases(float(slow.get("factor", 2.0)), float(slow.get("seconds", 10.0)))
+                except ValueError as exc:
+                    raise errors.bad_request(str(exc)) from None
+                done["slowPhases"] = slow
             return _json({"applied": done})
+        if path == "/twin/v1/faults" and request.method == "GET":
+            return _json(self.faults.describe())
         for (method, route), handler in self._twin_routes.items():
             if method != request.method:
                 continue

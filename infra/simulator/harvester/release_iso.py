@@ -34,6 +34,7 @@ from .versions import RELEASES_PATH, VERSIONS, HarvesterVersion, version_of_chan
 
 if TYPE_CHECKING:
     from ..apiserver.server import ApiServer
+    from ..apiserver.tls import TlsMaterial
 
 VOLUME_LABEL = "COS_LIVE"         # harvester-installer package/harvester-os manifest.yaml `iso.label`
 RELEASE_FILE = "harvester-release.yaml"
@@ -194,20 +195,44 @@ class PublishedRelease:
 
 
 class ReleaseServer:
-    """Publishes each simulated version's ISO on the twin's listener (public, Range-capable)."""
+    """Publishes each simulated version's ISO (public, Range-capable) on a listener of its own, as a lab's
+    release mirror is a server of its own: an API server restarting (an injected refused-connections fault)
+    does not take the mirror down. The twin's API listener serves the same paths too."""
 
     def __init__(self, server: "ApiServer") -> None:
         self.server = server
         self._tmp = tempfile.TemporaryDirectory(prefix="harvester-twin-releases-")   # removed with the server
         self.directory = Path(self._tmp.name)
         self._published: dict[str, PublishedRelease] = {}
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
 
     @property
     def base_url(self) -> str:
-        return self.server.url
+        return self._url or self.server.url
 
     def install(self) -> None:
         self.server.add_product_route(RELEASES_PATH, self.handle, public=True)
+
+    async def start(self, tls: "TlsMaterial") -> None:
+        """The mirror's own listener on 127.0.0.1 (the twin's certificate, so the same CA trusts it)."""
+        from ..apiserver.tls import server_ssl_context
+
+        app = web.Application()
+        app.router.add_route("*", RELEASES_PATH + "{rest:.*}",
+                             lambda request: self.handle(request, request.match_info["rest"]))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_ssl_context(tls))
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes no public accessor for the bound port
+        assert server is not None and server.sockets
+        self._url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     def close(self) -> None:
         self._tmp.cleanup()

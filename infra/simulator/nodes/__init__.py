@@ -90,7 +90,8 @@ class NodeFleet:
         sshd = NodeSshd(name, self.login, new_host_key(),
                         run_command=lambda line, stdin, hung_up: shell.run(line, stdin, RANCHER_UID,
                                                                            hung_up=hung_up),
-                        sftp_interface=NodeSftp, sftp_view=SftpView(system, self.files))
+                        sftp_interface=NodeSftp, sftp_view=SftpView(system, self.files),
+                        drop_mid_command=self.twin.server.faults.take_ssh_drop)
         sshd.listen()
         node = SimulatedNode(system, sshd, NodePower(self.twin, system, sshd))
         self.nodes[name] = node
@@ -140,7 +141,7 @@ class NodeFleet:
 
     def stop(self) -> None:
         for node in self.nodes.values():
-            node.sshd.go_dark()
+            node.sshd.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- twin routes ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,7 @@ from ..shell import Output, to_bytes, to_text
 log = logging.getLogger(__name__)
 USER = "rancher"
 CLIENT_CLOSE_WAIT_SECONDS = 5.0
+DROP_AFTER_EXEC_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,10 @@ class _ChannelStdin:
 
 class NodeSshd:
     def __init__(self, name: str, login: NodeLogin, host_key: paramiko.PKey, run_command: RunCommand,
-                 sftp_interface: type[paramiko.SFTPServerInterface] | None = None, sftp_view: object = None) -> None:
+                 sftp_interface: type[paramiko.SFTPServerInterface] | None = None, sftp_view: object = None,
+                 drop_mid_command: Callable[[], bool] = lambda: False) -> None:
         self.name = name
+        self.drop_mid_command = drop_mid_command      # fault injection: lose this command's connection
         self.login = login
         self.host_key = host_key
         self.run_command = run_command
@@ -129,6 +133,7 @@ class NodeSshd:
         self.host = "127.0.0.1"
         self.port = 0
         self._listener: socket.socket | None = None
+        self._placeholder: socket.socket | None = None    # holds the port while the node is dark
         self._transports: set[paramiko.Transport] = set()
         self._lock = threading.Lock()
         self.commands_served = 0
@@ -142,24 +147,37 @@ class NodeSshd:
         return self._listener is not None
 
     # --- lifecycle ------------------------------------------------------------------------------------
+    def _socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)   # the placeholder and the listener share it
+        return sock
+
     def listen(self) -> None:
         """Accept connections (again) on this node's port; the first call picks a free port."""
         with self._lock:
             if self._listener is not None:
                 return
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener = self._socket()
             listener.bind((self.host, self.port))
             listener.listen(16)
             self.port = listener.getsockname()[1]
             self._listener = listener
+            if self._placeholder is not None:
+                self._placeholder.close()
+                self._placeholder = None
         threading.Thread(target=self._accept_loop, args=(listener,), daemon=True,
                          name=f"sshd-{self.name}-accept").start()
 
     def go_dark(self) -> None:
-        """Refuse new connections and drop every session (the node is shutting down)."""
+        """Refuse new connections and drop every session (the node is shutting down). The port stays bound (not
+        listening: connecting is refused), or another socket on the machine could take it while the node is
+        down, and the node could not listen on it again after the reboot."""
         with self._lock:
             listener, self._listener = self._listener, None
+            if listener is not None and self._placeholder is None:
+                self._placeholder = self._socket()
+                self._placeholder.bind((self.host, self.port))
         if listener is not None:
             try:
                 # close() alone leaves a thread blocked in accept() holding the port in LISTEN,
@@ -169,6 +187,14 @@ class NodeSshd:
                 pass
             listener.close()
         self.drop_sessions()
+
+    def close(self) -> None:
+        """The node is gone for good (the twin stops): dark, and its port released."""
+        self.go_dark()
+        with self._lock:
+            if self._placeholder is not None:
+                self._placeholder.close()
+                self._placeholder = None
 
     def drop_sessions(self) -> int:
         with self._lock:
@@ -219,12 +245,16 @@ class NodeSshd:
             transport.close()
 
     def exec(self, channel: paramiko.Channel, command: str) -> None:
+        drop = self.drop_mid_command()
         try:
             output = self.run_command(command, _ChannelStdin(channel), lambda: channel.closed)
         except Exception:  # noqa: BLE001 - a command bug must answer like a crashed program, not hang
             log.exception("sshd %s: command failed: %s", self.name, command)
             output = Output(1, "", "simulated node: internal error running the command\n")
         self.commands_served += 1
+        if drop:
+            self._drop_mid_command(channel, command, output)
+            return
         try:
             if output.stdout:
                 channel.sendall(to_bytes(output.stdout))
@@ -239,3 +269,24 @@ class NodeSshd:
             pass                                  # the session dropped (node going down): nothing to answer
         finally:
             channel.close()
+
+    def _drop_mid_command(self, channel: paramiko.Channel, command: str, output: Output) -> None:
+        """Injected: the command ran, half its output went out, then the connection is lost (no exit status)."""
+        log.info("sshd %s: injected fault: dropping the connection mid-command: %s", self.name, command)
+        # Mid-command means after the exec request was answered: dropping sooner would look like a failed
+        # exec. The client closes its stdin once it has the answer (the harness does at once); wait for that,
+        # a bounded while (a client that keeps stdin open is dropped after it).
+        waited = 0.0
+        while not channel.eof_received and not channel.closed and waited < DROP_AFTER_EXEC_WAIT_SECONDS:
+            time.sleep(0.01)
+            waited += 0.01
+        stdout = to_bytes(output.stdout)
+        try:
+            if stdout[:len(stdout) // 2]:
+                channel.sendall(stdout[:len(stdout) // 2])
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        transport = channel.get_transport()
+        if transport is not None:
+            transport.close()
+        channel.close()
