@@ -34,6 +34,7 @@ T = TypeVar("T")
 DEFAULT_RECONNECT_BUDGET = Budget("SSH session rebuilt", 300)
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"     # changes on every boot; kubelet reports it too
 _NEEDS_PASSWORD = "a password is required"                 # sudo -n's words when the user has no NOPASSWD
+TRANSPORT_SETTLE_SECONDS = 1.0          # a dropped transport's thread ends within this of closing its channels
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,20 @@ class SshNode:
                 channel.status_event.wait(min(remaining, 0.25))
             else:
                 select.select([channel], [], [], min(remaining, 0.25))
+        if channel.exit_status == -1:         # closed with no exit status: the command was cut off
+            self._raise_if_transport_dropped(transport)
         return channel.recv_exit_status(), b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace")
+
+    @staticmethod
+    def _raise_if_transport_dropped(transport: paramiko.Transport) -> None:
+        """A channel closed without an exit status because its connection dropped is a drop, not "exit -1".
+        paramiko closes a dead transport's channels (which also marks their status ready) before it marks
+        the transport inactive, so give its thread a moment to finish (bounded: a live transport whose
+        server closed the channel, e.g. after a signal, costs at most this wait)."""
+        if transport.is_active():
+            transport.join(TRANSPORT_SETTLE_SECONDS)
+        if not transport.is_active():
+            raise TransportDropped("the connection dropped before the command's exit status arrived")
 
     # --- files -------------------------------------------------------------------------------------
     def get(self, remote_path: str, local_path: Path, *, budget: Budget | None = None) -> Path:
