@@ -55,28 +55,48 @@ class CleanupStack:
         self._collectors.append((description, collect))
 
     def run(self, *, failed: bool = False) -> list[str]:
-        """Evidence first (only after a failure), then every undo, newest first; returns what failed."""
+        """Evidence first (only after a failure), then every undo, newest first; returns what failed.
+
+        An interrupt (Ctrl-C, SIGTERM) arriving meanwhile does not cut the undos short: evidence collection
+        stops, the undo it hit runs once more (it may not have finished), the others run, and the interrupt is
+        raised again at the end."""
         failures: list[str] = []
+        interrupt: KeyboardInterrupt | None = None
         collectors, self._collectors = list(self._collectors), []
         for description, collect in collectors if failed else ():
             try:
                 collect()
                 log.info("collected: %s", description)
+            except KeyboardInterrupt as exc:
+                interrupt = exc
+                log.warning("interrupted while collecting %s: no more evidence; the cleanup still runs", description)
+                break
             except Exception as exc:  # noqa: BLE001 - evidence must never replace the real failure
                 log.error("collecting %s failed: %s", description, exc)
         if self.keep:
             for description, _ in reversed(self._actions):
                 log.warning("kept for inspection (--keep-on-failure): %s", description)
             self._actions.clear()
-            return failures
         while self._actions:
             description, action = self._actions.pop()
-            try:
-                action()
-                log.info("cleaned up: %s", description)
-            except Exception as exc:  # noqa: BLE001 - one failed undo must not stop the rest
-                log.error("cleanup failed: %s: %s", description, exc)
-                failures.append(f"{description}: {exc}")
+            for attempt in (1, 2):
+                try:
+                    action()
+                    log.info("cleaned up: %s", description)
+                except KeyboardInterrupt as exc:
+                    interrupt = interrupt or exc
+                    if attempt == 1:
+                        log.warning("interrupted during the cleanup (%s): running that undo again and the rest "
+                                    "before stopping", description)
+                        continue
+                    log.error("cleanup failed: %s: interrupted twice", description)
+                    failures.append(f"{description}: interrupted twice")
+                except Exception as exc:  # noqa: BLE001 - one failed undo must not stop the rest
+                    log.error("cleanup failed: %s: %s", description, exc)
+                    failures.append(f"{description}: {exc}")
+                break
+        if interrupt is not None:
+            raise interrupt
         return failures
 
     def __len__(self) -> int:
