@@ -6,7 +6,7 @@ from typing import Any
 
 from infra.cleanup import CleanupStack
 from infra.cluster import Release
-from infra.kube import Kube, NotFound
+from infra.kube import ApiFailure, Kube, NotFound
 from infra.waits.budget import Budget
 
 from ..names import HARVESTER, RUN_ID_LABEL, SYSTEM_NAMESPACE
@@ -28,6 +28,34 @@ def upgrades_under_way(kube: Kube) -> list[str]:
             for u in found if _under_way(u)]
 
 
+NODES_UPGRADING = "node upgrade is in progressing"      # the upgrade webhook's refusal to delete (sic)
+
+
+def _nodes_done(upgrade: dict[str, Any] | None) -> bool:
+    if upgrade is None or not _under_way(upgrade):
+        return True
+    conditions = (upgrade.get("status") or {}).get("conditions") or []
+    return all(c.get("status") != "Unknown" for c in conditions if c.get("type") == "NodesUpgraded")
+
+
+def delete_run_upgrades(kube: Kube, run_id: str, budget: Budget) -> None:
+    """An Upgrade stays in harvester-system after it ends (its record is in the report by then). Deleting one
+    still under way is Harvester's own "start over an upgrade" (an interrupted run). While its nodes upgrade
+    Harvester refuses (they cannot be stopped half-way): wait, within `budget`, for them to finish, then delete."""
+    for upgrade in kube.list(HARVESTER, "Upgrade", SYSTEM_NAMESPACE, label_selector=f"{RUN_ID_LABEL}={run_id}"):
+        name = upgrade["metadata"]["name"]
+        try:
+            deleted = kube.delete(HARVESTER, "Upgrade", name, SYSTEM_NAMESPACE)
+        except ApiFailure as exc:
+            if NODES_UPGRADING not in exc.message:
+                raise
+            kube.wait_for(HARVESTER, "Upgrade", name, _nodes_done, budget=budget, namespace=SYSTEM_NAMESPACE,
+                          awaited=f"the nodes of {name} to finish upgrading (Harvester refuses to delete it before)")
+            deleted = kube.delete(HARVESTER, "Upgrade", name, SYSTEM_NAMESPACE)
+        if deleted:
+            kube.wait_for_gone(HARVESTER, "Upgrade", name, namespace=SYSTEM_NAMESPACE, budget=budget)
+
+
 @dataclass
 class UpgradeRun:
     kube: Kube
@@ -42,6 +70,8 @@ class UpgradeRun:
     def start(cls, kube: Kube, release: Release, *, run_id: str, cleanup: CleanupStack, budget: Budget) -> "UpgradeRun":
         """Offer the release (its Version, made or reused) and create an Upgrade to it, as the UI does."""
         ensure_version(kube, release, run_id, cleanup, budget)
+        # Undo first (the server names the Upgrade, so the undo finds it by the run's label).
+        cleanup.defer(f"delete the Upgrade of run {run_id}", lambda: delete_run_upgrades(kube, run_id, budget))
         body = upgrade_manifest(release.version, run_id, annotations=release.annotations)
         body["spec"]["logEnabled"] = True
         upgrade = kube.create(body)
