@@ -10,19 +10,32 @@ and helm (`.cache/bin/helm`, `helm-3`) there (see infra.kube.install). `kubectl_
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tenacity
 import yaml
 
 from infra.scratch import scratch_dir
 
 from .install import BIN_DIR, HELM_NAME, helm_name, kubectl_name
 
+log = logging.getLogger("harvester_e2e.kubectl")
 _MINOR = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.\d+)?(?:[-+].*)?$")
+# What kubectl prints when the API server is away or overloaded (the `api_unavailable` class of infra.waits):
+# 5xx and 429 answers with or without a Status body (client-go's generic words for each), also while it
+# downloads the OpenAPI schema to validate a manifest, and a refused or dropped connection.
+_TRANSIENT = re.compile(r"Error from server \((ServiceUnavailable|TooManyRequests|InternalError|ServerTimeout|Timeout)\)"
+                        r"|the server is currently unable to handle the request"                       # 503
+                        r"|the server has received too many requests"                                   # 429
+                        r"|an error on the server \(.*\) has prevented the request from succeeding"    # 500, 5xx
+                        r"|the server was unable to return a response in the time allotted"             # 504
+                        r"|The connection to the server \S+ was refused|Unable to connect to the server"
+                        r"|connect: connection refused|connection reset by peer|http2: server sent GOAWAY")
 
 
 class KubectlMissing(RuntimeError):
@@ -83,6 +96,12 @@ class KubectlResult:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    @property
+    def transient(self) -> bool:
+        """Failed for a reason that passes (the API server restarting, overloaded, unreachable), not an answer:
+        never an admission webhook's denial, which comes as an InternalError too."""
+        return not self.ok and bool(_TRANSIENT.search(self.stderr)) and "denied the request" not in self.stderr
+
     def json(self) -> Any:
         return json.loads(self.stdout)
 
@@ -93,19 +112,38 @@ class KubectlResult:
 
 class Kubectl:
     def __init__(self, kubeconfig: Path, *, context: str | None = None, binary: str | Path | None = None,
-                 minor: str | None = None, timeout_s: float = 60.0) -> None:
+                 minor: str | None = None, timeout_s: float = 60.0, unavailable_budget: float = 300.0) -> None:
         self.binary = str(binary or kubectl_binary(minor))
         self.kubeconfig = Path(kubeconfig)
         self.context = context
         self.timeout_s = timeout_s
+        self.unavailable_budget = unavailable_budget     # as Kube's: how long an unavailable API is ridden through
         self._cache = str(scratch_dir("kubectl-cache"))
 
     def run(self, *args: str, stdin: str | None = None) -> KubectlResult:
+        """Run kubectl; a transient failure (see `KubectlResult.transient`) runs it again, with back-off, within
+        `unavailable_budget`, as the Kube client does; the last result is returned either way."""
         command = [self.binary, f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self._cache}",
                    *([f"--context={self.context}"] if self.context else []), *args]
-        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=self.timeout_s,
-                              check=False)
-        return KubectlResult(tuple(args), done.returncode, done.stdout, done.stderr)
+
+        def attempt() -> KubectlResult:
+            done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=self.timeout_s,
+                                  check=False)
+            return KubectlResult(tuple(args), done.returncode, done.stdout, done.stderr)
+
+        def note(state: tenacity.RetryCallState) -> None:
+            result = state.outcome.result() if state.outcome else None
+            log.warning("api_unavailable: kubectl %s: attempt %d failed (%s); retrying in %.1fs", args[0] if args
+                        else "", state.attempt_number, (result.stderr.strip().splitlines() or [""])[-1][:200]
+                        if result else "", state.next_action.sleep if state.next_action else 0.0)
+
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_result(lambda r: r.transient),
+                                     wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),
+                                     stop=tenacity.stop_after_delay(self.unavailable_budget), before_sleep=note,
+                                     retry_error_callback=lambda state: state.outcome.result() if state.outcome
+                                     else None)
+        result: KubectlResult = retrying(attempt)
+        return result
 
     def apply(self, manifest: dict[str, Any]) -> KubectlResult:
         """`kubectl apply -f - -o json` (client-side apply, as a person runs it)."""
