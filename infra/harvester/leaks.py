@@ -48,6 +48,7 @@ LEAK_KINDS: tuple[LeakKind, ...] = (
     LeakKind("kubevirt.io/v1", "VirtualMachine"),
     LeakKind(LOADBALANCER, "IPPool"),
     LeakKind(LOADBALANCER, "LoadBalancer"),
+    LeakKind("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", "a VM network an IPPool scenario made"),
 )
 
 
