@@ -13,7 +13,7 @@ RESULTS := allure-results
 REPORT  := allure-report
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
-.PHONY: all setup kube-clients kube-proto test e2e e2e-existing report bench nightly gate clean
+.PHONY: all setup kube-clients kube-proto test e2e e2e-existing report bench nightly gate chaos clean
 
 all: test
 
@@ -98,6 +98,13 @@ nightly: setup
 
 gate: $(STAMP)
 	$(BIN)/harvester-e2e gate artifacts/matrix/nightly/allure-results --markdown artifacts/matrix/nightly/gate.md
+
+# The upgrade, precheck and IPPool stories CHAOS_RUNS times each against labs that inject faults at seeded
+# random moments, then CHAOS_INTERRUPTS runs interrupted by SIGINT/SIGTERM; figures and artifacts/chaos/*/summary.json.
+CHAOS_RUNS ?= 20
+CHAOS_INTERRUPTS ?= 10
+chaos: setup
+	$(BIN)/harvester-e2e chaos --runs $(CHAOS_RUNS) --interrupts $(CHAOS_INTERRUPTS) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules $(KUBE_BIN) .cache/kube-proto $(RESULTS) $(REPORT) artifacts

@@ -11,6 +11,7 @@
   harvester-e2e matrix MATRIX.yaml [--parallel N] [--backend B] [--config FILE] [--list] ...
   harvester-e2e gate RESULTS_DIR [--policy ci/gate.yaml] [--markdown FILE] [--release-version V]
   harvester-e2e cleanup --run-id ID [--uri URI | --config FILE] [--dry-run]   (or --list)
+  harvester-e2e chaos [--runs N] [--seed S] [--stories upgrade,precheck,ippool] [--interrupts N]   (faults, interrupts)
 """
 from __future__ import annotations
 
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("repro",): lambda rest: __import__("infra.repro", fromlist=["main"]).main(rest),
                 ("matrix",): lambda rest: __import__("infra.matrix.cli", fromlist=["main"]).main(rest),
                 ("gate",): lambda rest: __import__("infra.gate", fromlist=["main"]).main(rest),
-                ("cleanup",): lambda rest: __import__("infra.provision.cleanup_cli", fromlist=["main"]).main(rest)}
+                ("cleanup",): lambda rest: __import__("infra.provision.cleanup_cli", fromlist=["main"]).main(rest),
+                ("chaos",): lambda rest: __import__("infra.chaos.cli", fromlist=["main"]).main(rest)}
     for words, handler in commands.items():
         if tuple(argv[:len(words)]) == words:
             return handler(argv[len(words):])
