@@ -49,7 +49,7 @@ def _sim_up(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="harvester-e2e sim up",
                                      description="Run a simulated Harvester in the foreground until Ctrl-C.")
     parser.add_argument("--version", default="v1.4.2", help=f"one of: {', '.join(SIMULATED_VERSIONS)}")
-    parser.add_argument("--kubeconfig", type=Path, default=Path.cwd() / "twin.kubeconfig")
+    parser.add_argument("--kubeconfig", type=Path, default=Path.cwd() / "simulator.kubeconfig")
     parser.add_argument("--time-scale", type=float, default=60.0)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--port", type=int, default=0)

@@ -202,7 +202,7 @@ class Cluster:
     known_hosts: Path | None = None            # the run's known_hosts file (never ~/.ssh)
     power_control: NodePower | None = None
     harvester_api: Endpoint | None = None      # Harvester's own API at the VIP (support bundles)
-    ranchers: list[RancherAccess] = field(default_factory=list)   # a lab has one; the twin one per line
+    ranchers: list[RancherAccess] = field(default_factory=list)   # a lab has one; the simulator one per line
     guests: list[GuestAccess] = field(default_factory=list)
     lb_addresses: AddressRange | None = None
     releases: dict[str, Release] = field(default_factory=dict)

@@ -39,7 +39,7 @@ class _Model(BaseModel):
 class SimulatedSettings(_Model):
     time_scale: float = Field(60.0, gt=0, description="simulated seconds per wall-clock second")
     nodes: int = Field(3, ge=1, le=7, description="nodes in the simulated cluster")
-    startup_timeout_s: float = Field(60.0, gt=0, description="budget for the twin to start serving")
+    startup_timeout_s: float = Field(60.0, gt=0, description="budget for the simulator to start serving")
     node_password: SecretStr | None = Field(None, description="turns on password login (and sudo password) "
                                             "for user rancher on the simulated nodes; off by default")
 
@@ -325,7 +325,7 @@ UPGRADE_PHASES = ("LogReady", "ImageReady", "RepoReady", "NodesPrepared", "Syste
 
 
 class ReleaseSettings(_Model):
-    """An upgrade target as a Version names it (on the simulated backend the twin serves every release)."""
+    """An upgrade target as a Version names it (on the simulated backend the simulator serves every release)."""
 
     version: str
     iso_url: str = Field(description="https:// or http:// URL of the release ISO")
@@ -352,7 +352,7 @@ class UpgradeSettings(_Model):
     phase_budgets_min: dict[str, float] = Field(default_factory=dict,
                                                 description="per-phase budget overrides, e.g. {NodesUpgraded: 90}")
     stall_window_min: float | None = Field(None, gt=0, description="no visible change for this long = stalled; "
-                                           "default 10 (real clusters) or 30 simulated minutes on the twin")
+                                           "default 10 (real clusters) or 30 simulated minutes on the simulator")
     progress: Literal["auto", "on", "off"] = "auto"
 
     @field_validator("phase_budgets_min")
@@ -411,7 +411,7 @@ class RunConfig(_Model):
         return [secret for secret in found if secret]
 
     def stall_window_seconds(self) -> float:
-        """The twin compresses time, so its default window is 30 simulated minutes in real seconds."""
+        """The simulator compresses time, so its default window is 30 simulated minutes in real seconds."""
         if self.upgrade.stall_window_min is not None:
             return self.upgrade.stall_window_min * 60.0
         if self.backend == "simulated":

@@ -1,7 +1,7 @@
 """A lab that is a simulated Harvester: what a lab hands a QA engineer, written into a directory.
 
 `harvester-e2e sim up --lab-dir DIR` (foreground) and `harvester-e2e lab run` (a lab for one suite run)
-start a twin and write, as a lab's inventory would give them:
+start a simulator and write, as a lab's inventory would give them:
 
 - `DIR/kubeconfig`: several contexts, the cluster's own (`harvester-lab`, an x509 admin certificate as
   RKE2 writes it) current, and others that point at clusters that do not answer;
@@ -11,7 +11,7 @@ start a twin and write, as a lab's inventory would give them:
 - `DIR/guest-<name>.kubeconfig`: a guest RKE2 cluster the lab runs, provisioned through its Rancher;
 - `DIR/lab.yaml`: the run configuration for `--backend existing`.
 
-The run that reads lab.yaml knows nothing of the twin: no twin token, no ready file, no `/twin/v1`.
+The run that reads lab.yaml knows nothing of the simulator: no simulator token, no ready file, no `/simulator/v1`.
 What the lab set up for itself (the VM image, the cloud credential, the guest) is the lab's, not a run's.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import yaml
 from pydantic import SecretStr
 
-from infra.backends.simulated import TwinProcess, start_twin_process
+from infra.backends.simulated import SimulatorProcess, start_simulator_process
 from infra.cluster import GuestTemplate, RancherAccess
 from infra.harvester.guest.cluster import FLEET_DEFAULT, PROVISIONING, provisioning_manifests
 from infra.kube import Kube
@@ -54,15 +54,15 @@ TIME_SCALE = 60.0
 class Lab:
     directory: Path
     version: str
-    twin: TwinProcess
-    workdir: Path                      # the twin's own files (token kubeconfig, ready file): not the lab's
+    simulator: SimulatorProcess
+    workdir: Path                      # the simulator's own files (token kubeconfig, ready file): not the lab's
 
     @property
     def config(self) -> Path:
         return self.directory / "lab.yaml"
 
     def stop(self) -> None:
-        self.twin.stop()
+        self.simulator.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -144,15 +144,15 @@ def _guest(directory: Path, rancher: RancherAccess, budget: Budget) -> tuple[str
 
 def build(directory: Path, version: str, *, nodes: int = 3, time_scale: float = TIME_SCALE,
           budget: Budget = Budget("lab start", 120)) -> Lab:
-    """Start a twin and write the lab's files into `directory` (made if missing, 0700)."""
+    """Start a simulator and write the lab's files into `directory` (made if missing, 0700)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    workdir = Path(tempfile.mkdtemp(prefix="harvester-lab-twin-"))
+    workdir = Path(tempfile.mkdtemp(prefix="harvester-lab-simulator-"))
     key = generate_keypair(directory / "ssh", "id_ed25519", comment="harvester-lab")
-    twin = start_twin_process(version, time_scale=time_scale, nodes=nodes, budget=budget, workdir=workdir,
+    simulator = start_simulator_process(version, time_scale=time_scale, nodes=nodes, budget=budget, workdir=workdir,
                               ssh_authorized_key=key.public_key_file,
                               client_cert_kubeconfig=workdir / "admin-x509.kubeconfig", node_prefix=NODE_PREFIX)
-    lab = Lab(directory, version, twin, workdir)
+    lab = Lab(directory, version, simulator, workdir)
     try:
         _write(lab, key.private_key_file, budget)
     except BaseException:
@@ -162,7 +162,7 @@ def build(directory: Path, version: str, *, nodes: int = 3, time_scale: float = 
 
 
 def _write(lab: Lab, key_file: Path, budget: Budget) -> None:
-    info, directory = lab.twin.info, lab.directory
+    info, directory = lab.simulator.info, lab.directory
     admin = yaml.safe_load(Path(info["clientCertKubeconfig"]).read_text())
     kubeconfig = write_kubeconfig(directory, admin)
     _ssh_config(directory, info["nodes"], key_file)
@@ -237,7 +237,7 @@ def running(directory: Path, version: str, **options: Any) -> Iterator[Lab]:
 
 
 def serve_foreground(directory: Path, version: str, *, nodes: int, time_scale: float) -> int:
-    """`harvester-e2e sim up --lab-dir`: the lab until Ctrl-C (or SIGTERM), then the twin is stopped."""
+    """`harvester-e2e sim up --lab-dir`: the lab until Ctrl-C (or SIGTERM), then the simulator is stopped."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -245,11 +245,11 @@ def serve_foreground(directory: Path, version: str, *, nodes: int, time_scale: f
         print(f"Lab ready: Harvester {version} ({nodes} nodes, x{time_scale:g}) in {lab.directory}", flush=True)
         print(f"  harvester-e2e run --config {lab.config}", flush=True)
         print(f"  kubectl --kubeconfig {lab.directory / 'kubeconfig'} get nodes", flush=True)
-        print(f"  ssh -F {lab.directory / 'ssh' / 'config'} {lab.twin.info['nodes'][0]['name']}", flush=True)
+        print(f"  ssh -F {lab.directory / 'ssh' / 'config'} {lab.simulator.info['nodes'][0]['name']}", flush=True)
         print("Ctrl-C stops it.", flush=True)
-        while not stop.wait(1.0):                  # until a signal, or the twin dies by itself
-            if lab.twin.exit_reason() is not None:
-                print(f"error: {lab.twin.exit_reason()}", file=sys.stderr)
+        while not stop.wait(1.0):                  # until a signal, or the simulator dies by itself
+            if lab.simulator.exit_reason() is not None:
+                print(f"error: {lab.simulator.exit_reason()}", file=sys.stderr)
                 return 1
     return 0
 

@@ -1,4 +1,4 @@
-"""Fixtures for the harness's own tests: a twin on 127.0.0.1, clients for it, kubectl."""
+"""Fixtures for the harness's own tests: a simulator on 127.0.0.1, clients for it, kubectl."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from infra.backends.simulated import TwinProcess, cluster_from_twin, start_twin_process
+from infra.backends.simulated import SimulatorProcess, cluster_from_simulator, start_simulator_process
 from infra.cluster import Cluster
 from infra.kube import Kube
 from infra.kube.kubectl import kubectl_binary
@@ -18,26 +18,26 @@ from infra.waits.budget import Budget
 UPSTREAM_CRDS = Path(__file__).resolve().parent / "data" / "upstream-crds"
 
 
-def twin_request(kubeconfig: Path, path: str, body: dict | None = None) -> dict:
+def simulator_request(kubeconfig: Path, path: str, body: dict | None = None) -> dict:
     """A call to the simulator's own endpoints (fault injection, node power) for the simulator's tests."""
-    from infra.backends.twin_client import TwinClient
+    from infra.backends.simulator_client import SimulatorClient
 
-    return TwinClient(kubeconfig)._call("POST" if body is not None else "GET", path, body)  # noqa: SLF001
-
-
-def start_twin(version: str = "v1.4.2", tmp: Path | None = None, time_scale: float = 60.0) -> TwinProcess:
-    return start_twin_process(version, time_scale=time_scale, nodes=3, workdir=tmp,
-                              budget=Budget("twin start in tests", 60))
+    return SimulatorClient(kubeconfig)._call("POST" if body is not None else "GET", path, body)  # noqa: SLF001
 
 
-def cluster_of(twin: TwinProcess, run_id: str, key_file: Path | None = None) -> Cluster:
-    """The `Cluster` the simulated backend would hand a scenario for this twin (its releases, nodes, APIs)."""
-    return cluster_from_twin(twin, run_id, key_file, None, known_hosts=twin.workdir / "known_hosts")
+def start_simulator(version: str = "v1.4.2", tmp: Path | None = None, time_scale: float = 60.0) -> SimulatorProcess:
+    return start_simulator_process(version, time_scale=time_scale, nodes=3, workdir=tmp,
+                              budget=Budget("simulator start in tests", 60))
+
+
+def cluster_of(simulator: SimulatorProcess, run_id: str, key_file: Path | None = None) -> Cluster:
+    """The `Cluster` the simulated backend would hand a scenario for this simulator (its releases, nodes, APIs)."""
+    return cluster_from_simulator(simulator, run_id, key_file, None, known_hosts=simulator.workdir / "known_hosts")
 
 
 @pytest.fixture(scope="session")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
-    process = start_twin("v1.4.2", tmp_path_factory.mktemp("twin"))
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    process = start_simulator("v1.4.2", tmp_path_factory.mktemp("simulator"))
     try:
         yield process
     finally:
@@ -45,23 +45,23 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
 
 
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], TwinProcess]]:
-    """One twin per version for a module, started on first use. Tests put back what they change."""
-    started: dict[str, TwinProcess] = {}
+def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], SimulatorProcess]]:
+    """One simulator per version for a module, started on first use. Tests put back what they change."""
+    started: dict[str, SimulatorProcess] = {}
 
-    def get(version: str) -> TwinProcess:
+    def get(version: str) -> SimulatorProcess:
         if version not in started:
-            started[version] = start_twin(version, tmp_path_factory.mktemp(f"twin-{version}"))
+            started[version] = start_simulator(version, tmp_path_factory.mktemp(f"simulator-{version}"))
         return started[version]
 
     yield get
-    for twin in started.values():
-        twin.stop()
+    for simulator in started.values():
+        simulator.stop()
 
 
 @pytest.fixture(scope="session")
-def kube(twin: TwinProcess) -> Kube:
-    return Kube(twin.kubeconfig, unavailable_budget=20)
+def kube(simulator: SimulatorProcess) -> Kube:
+    return Kube(simulator.kubeconfig, unavailable_budget=20)
 
 
 @pytest.fixture
@@ -76,15 +76,15 @@ Kubectl = Callable[..., subprocess.CompletedProcess]
 
 
 @pytest.fixture(scope="session")
-def kubectl(twin: TwinProcess) -> Kubectl:
-    return kubectl_runner(twin)
+def kubectl(simulator: SimulatorProcess) -> Kubectl:
+    return kubectl_runner(simulator)
 
 
-def kubectl_runner(twin: TwinProcess, minor: str | None = None, home: Path | None = None) -> Kubectl:
-    """Run the project's kubectl (`minor`, or the newest) against a twin; a missing binary fails the test
+def kubectl_runner(simulator: SimulatorProcess, minor: str | None = None, home: Path | None = None) -> Kubectl:
+    """Run the project's kubectl (`minor`, or the newest) against a simulator; a missing binary fails the test
     with `make setup` named (kubectl_binary raises), it never skips."""
     binary = kubectl_binary(minor)
-    env = {**os.environ, "KUBECONFIG": str(twin.kubeconfig), "HOME": str(home or twin.workdir)}
+    env = {**os.environ, "KUBECONFIG": str(simulator.kubeconfig), "HOME": str(home or simulator.workdir)}
 
     def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         result = subprocess.run([str(binary), *args], input=input, capture_output=True, text=True, env=env,

@@ -1,9 +1,9 @@
-"""A lab that is a twin, and a run that does not know it (backend parity).
+"""A lab that is a simulator, and a run that does not know it (backend parity).
 
 `infra.lab` starts a simulated Harvester and writes what a lab hands a QA engineer: a kubeconfig of several
 contexts, an SSH inventory, a guest cluster's kubeconfig, CAs and `lab.yaml`. A run with that file uses
-`--backend existing` and must get every fact where a real cluster offers it: the twin counts the calls made
-to its own `/twin/v1` endpoints, and the run must make none. The whole suite on a lab is `make e2e-existing`;
+`--backend existing` and must get every fact where a real cluster offers it: the simulator counts the calls made
+to its own `/simulator/v1` endpoints, and the run must make none. The whole suite on a lab is `make e2e-existing`;
 here a bounded selection, one row or more of every story, runs in a child process.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from infra.backends.twin_client import TwinClient
+from infra.backends.simulator_client import SimulatorClient
 from infra.config import load_config
 from infra.lab import CONTEXT, NODE_PREFIX, Lab, running, upgrade_target
 
@@ -65,7 +65,7 @@ def test_upgrade_targets_are_what_qa_would_pick() -> None:
     assert upgrade_target("master-ce188325-head", offered) is None
 
 
-def test_a_run_against_the_lab_passes_or_skips_naming_what_it_lacks_and_never_calls_the_twin(
+def test_a_run_against_the_lab_passes_or_skips_naming_what_it_lacks_and_never_calls_the_simulator(
         lab: Lab, tmp_path: Path) -> None:
     junit = tmp_path / "junit.xml"
     command = [sys.executable, "-m", "infra.cli", "run", "--config", str(lab.config), f"--alluredir={tmp_path}/allure",
@@ -91,4 +91,4 @@ def test_a_run_against_the_lab_passes_or_skips_naming_what_it_lacks_and_never_ca
                    "keeps_volumes", "cloud_provider", "preflight", "cluster_upgrades_to_the_target")
     assert [s for s in every_story if not any(s in name for name in outcomes["passed"])] == [], outcomes
     assert all(any(reason in message for reason in SKIP_REASONS) for message in outcomes["skipped"]), outcomes
-    assert TwinClient(lab.twin.kubeconfig).info()["twinCalls"] == 0, "the run called the twin's own endpoints"
+    assert SimulatorClient(lab.simulator.kubeconfig).info()["simulatorCalls"] == 0, "the run called the simulator's own endpoints"

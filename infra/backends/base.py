@@ -37,7 +37,7 @@ class Backend(abc.ABC):
 
     def keep(self, cluster: Cluster) -> None:
         """--keep-on-failure: keep this failed scenario's cluster for a person to look at. A lab or libvirt
-        cluster outlives the run anyway; the simulated backend keeps the twin's process running."""
+        cluster outlives the run anyway; the simulated backend keeps the simulator's process running."""
 
     def kept_summary(self) -> list[str]:
         """How to reach what `keep` kept, and how to stop it (printed at the end of the run)."""

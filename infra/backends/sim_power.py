@@ -3,9 +3,9 @@
 Each node of a simulated cluster is a domain in libvirt's in-process test driver (`test:///default`),
 named and marked (metadata) with the run id. `Cluster.power(node, action)` performs the operation on the
 domain through libvirt (which refuses what libvirt refuses, e.g. starting a running domain) and then
-bridges it to the twin over HTTPS: `POST /twin/v1/nodes/{name}/power {"action": ...}`, where the node
-really goes down and comes back (SSH, Node conditions, boot id). If the twin refuses (its node is still
-shutting down, say), the domain is put back into the state the twin reports, and the refusal is raised.
+bridges it to the simulator over HTTPS: `POST /simulator/v1/nodes/{name}/power {"action": ...}`, where the node
+really goes down and comes back (SSH, Node conditions, boot id). If the simulator refuses (its node is still
+shutting down, say), the domain is put back into the state the simulator reports, and the refusal is raised.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 from infra.cluster import Cluster
 
 from .base import BackendError
-from .twin_client import TwinClient, TwinRefused
+from .simulator_client import SimulatorClient, SimulatorRefused
 
 log = logging.getLogger("harvester_e2e.backends.sim_power")
 SIMULATED_NODES_URI = "test:///default"
@@ -39,7 +39,7 @@ class SimulatedNodePower:
 
         self.run_id = run_id
         self.cluster = cluster
-        self.twin = TwinClient(cluster.kubeconfig, cluster.context)
+        self.simulator = SimulatorClient(cluster.kubeconfig, cluster.context)
         self.conn = open_connection(SIMULATED_NODES_URI)
         self.domains: dict[str, str] = {}
         from infra.provision.audit import remove_domain
@@ -48,7 +48,7 @@ class SimulatedNodePower:
             for node in cluster.nodes:
                 name = f"{run_id}-{cluster.name}-{node.name}"
                 self.domains[node.name] = name
-                remove_domain(self.conn, name)        # left by an earlier twin of this run and version
+                remove_domain(self.conn, name)        # left by an earlier simulator of this run and version
                 self.conn.defineXML(_domain_xml(name, run_id, node.name, cluster.name)).create()
         except BaseException:
             self.close()
@@ -72,22 +72,22 @@ class SimulatedNodePower:
             operations[parsed]()
         except libvirt.libvirtError as exc:
             raise BackendError(f"libvirt refused to {parsed.value} {node}: {exc.get_error_message()}") from None
-        log.info("node %s: %s through libvirt (domain %s), bridging it to the twin", node, parsed.value,
+        log.info("node %s: %s through libvirt (domain %s), bridging it to the simulator", node, parsed.value,
                  self.domains[node])
         try:
-            self.twin.power(node, parsed.value)
-        except TwinRefused as exc:
+            self.simulator.power(node, parsed.value)
+        except SimulatorRefused as exc:
             message = exc.message
-            self._follow_twin(node)
+            self._follow_simulator(node)
             if exc.status == 404 and "no such" not in message.lower() and "not found" not in message.lower():
-                message = "the twin has no node power endpoint (POST /twin/v1/nodes/{name}/power)"
+                message = "the simulator has no node power endpoint (POST /simulator/v1/nodes/{name}/power)"
             raise BackendError(f"the simulated cluster refused to {parsed.value} {node}: {message}") from None
 
-    def _follow_twin(self, node: str) -> None:
-        """After a refusal, make the domain's state the twin's (off, or anything else = running)."""
+    def _follow_simulator(self, node: str) -> None:
+        """After a refusal, make the domain's state the simulator's (off, or anything else = running)."""
         try:
-            power: str | None = self.twin.node_power_states().get(node)
-        except (TwinRefused, OSError, ValueError):
+            power: str | None = self.simulator.node_power_states().get(node)
+        except (SimulatorRefused, OSError, ValueError):
             return
         domain = self.domain(node)
         if power == "off" and domain.isActive():

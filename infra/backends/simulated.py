@@ -1,6 +1,6 @@
-"""The default backend: a Harvester twin per version, each its own child process on 127.0.0.1.
+"""The default backend: a Harvester simulator per version, each its own child process on 127.0.0.1.
 
-The harness talks to it only over the wire (HTTPS with the twin's CA, bearer token), exactly as
+The harness talks to it only over the wire (HTTPS with the simulator's CA, bearer token), exactly as
 to a real cluster. Children die with the parent (PR_SET_PDEATHSIG) and are stopped by SIGTERM.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from infra.waits.budget import Budget
 
 from .base import Backend, BackendError
 from .sim_power import attach_node_power, detach_node_power
-from .twin_client import TwinClient
+from .simulator_client import SimulatorClient
 
 NEWEST_SIMULATED_BUILD = "master-ce188325-head"
 SIMULATED_RANCHERS = RANCHER_VERSIONS
@@ -45,7 +45,7 @@ def _die_with_parent() -> None:
 
 
 @dataclass
-class TwinProcess:
+class SimulatorProcess:
     version: str
     process: subprocess.Popen[bytes]
     workdir: Path
@@ -54,7 +54,7 @@ class TwinProcess:
     info: dict[str, Any] = field(default_factory=dict)     # the ready file: URL, nodes' SSH ports and host keys
 
     def exit_reason(self) -> str | None:
-        """None while the twin runs; once it has exited, why its API will never answer again."""
+        """None while the simulator runs; once it has exited, why its API will never answer again."""
         if self.process.poll() is None:
             return None
         return (f"the simulated Harvester {self.version} exited with status {self.process.returncode}; "
@@ -76,17 +76,17 @@ class TwinProcess:
                 self.process.wait(5)
 
 
-KEPT_FILE = "kept.json"        # in a twin's workdir: a twin kept running after the run (`sim down` stops it)
+KEPT_FILE = "kept.json"        # in a simulator's workdir: a simulator kept running after the run (`sim down` stops it)
 
 
-def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: Budget,
+def start_simulator_process(version: str, *, time_scale: float, nodes: int, budget: Budget,
                        workdir: Path | None = None, ssh_authorized_key: Path | None = None,
                        ssh_password_file: Path | None = None, outlive_parent: bool = False,
-                       client_cert_kubeconfig: Path | None = None, node_prefix: str | None = None) -> TwinProcess:
-    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harvester-twin-{version}-"))
+                       client_cert_kubeconfig: Path | None = None, node_prefix: str | None = None) -> SimulatorProcess:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harvester-simulator-{version}-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    kubeconfig, ready, log_path = workdir / "kubeconfig", workdir / "ready.json", workdir / "twin.log"
-    ready.unlink(missing_ok=True)     # a file left by an earlier twin must not pass for this one
+    kubeconfig, ready, log_path = workdir / "kubeconfig", workdir / "ready.json", workdir / "simulator.log"
+    ready.unlink(missing_ok=True)     # a file left by an earlier simulator must not pass for this one
     command = [sys.executable, "-m", "infra.simulator", "--version", version, "--kubeconfig", str(kubeconfig),
                "--ready-file", str(ready), "--time-scale", str(time_scale), "--nodes", str(nodes),
                "--log-level", "INFO"]
@@ -100,19 +100,19 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
         command += ["--node-name-prefix", node_prefix]
     if client_cert_kubeconfig is not None:    # an admin's x509 kubeconfig, as RKE2 writes it
         command += ["--client-cert-kubeconfig", str(client_cert_kubeconfig)]
-    with open(log_path, "ab") as log_file:      # appended: a restarted twin keeps its predecessor's log
-        # A twin that may be kept after the run (--keep-on-failure) is its own session and does not die
-        # with its parent; every other twin does, so nothing outlives a killed run.
+    with open(log_path, "ab") as log_file:      # appended: a restarted simulator keeps its predecessor's log
+        # A simulator that may be kept after the run (--keep-on-failure) is its own session and does not die
+        # with its parent; every other simulator does, so nothing outlives a killed run.
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=Path(__file__).resolve().parents[2],
                                    preexec_fn=None if outlive_parent else _die_with_parent,
                                    start_new_session=outlive_parent)
-    twin = TwinProcess(version, process, workdir, kubeconfig, log_path)
+    simulator = SimulatorProcess(version, process, workdir, kubeconfig, log_path)
 
     def ready_or_dead() -> bool:
         if process.poll() is not None:
             raise BackendError(f"the simulated Harvester {version} exited with status {process.returncode} "
-                               f"before serving; its log ends with:\n{twin.stderr_tail()}")
+                               f"before serving; its log ends with:\n{simulator.stderr_tail()}")
         return ready.exists()
 
     try:
@@ -120,14 +120,14 @@ def start_twin_process(version: str, *, time_scale: float, nodes: int, budget: B
                           wait=tenacity.wait_exponential(multiplier=0.02, max=0.25),
                           stop=tenacity.stop_after_delay(budget.seconds))(ready_or_dead)
     except tenacity.RetryError:
-        twin.stop()
+        simulator.stop()
         raise BackendError(f"budget '{budget.name}' ({budget.seconds:.0f}s) ran out waiting for the simulated "
-                           f"Harvester {version} to serve; its log ends with:\n{twin.stderr_tail()}") from None
+                           f"Harvester {version} to serve; its log ends with:\n{simulator.stderr_tail()}") from None
     except BackendError:
-        twin.stop()
+        simulator.stop()
         raise
-    twin.info = json.loads(ready.read_text())
-    return twin
+    simulator.info = json.loads(ready.read_text())
+    return simulator
 
 
 class SimulatedBackend(Backend):
@@ -135,74 +135,74 @@ class SimulatedBackend(Backend):
 
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
-        self._twins: dict[str, TwinProcess] = {}
+        self._simulators: dict[str, SimulatorProcess] = {}
         self._clusters: dict[str, Cluster] = {}
-        self._retired: list[tuple[Cluster, TwinProcess]] = []
-        self.kept: list[tuple[Cluster, TwinProcess]] = []
+        self._retired: list[tuple[Cluster, SimulatorProcess]] = []
+        self.kept: list[tuple[Cluster, SimulatorProcess]] = []
 
     def acquire(self, harvester_version: str | None = None) -> Cluster:
         harvester_version = harvester_version or self.default_version
         self._stop_retired()
-        if harvester_version in self._clusters and self._twins[harvester_version].process.poll() is None:
+        if harvester_version in self._clusters and self._simulators[harvester_version].process.poll() is None:
             return self._clusters[harvester_version]
-        if harvester_version in self._twins:
-            dead = self._twins[harvester_version]
+        if harvester_version in self._simulators:
+            dead = self._simulators[harvester_version]
             log.warning("the simulated Harvester %s exited with status %s; starting a new one. Its log ends with:\n%s",
                         harvester_version, dead.process.returncode, dead.stderr_tail())
             self._clusters[harvester_version].close_sessions()
         sim = self.config.simulated
         run_dir = (self.config.artifacts_dir / self.config.run_id).resolve()
-        workdir = run_dir / f"twin-{harvester_version}"
+        workdir = run_dir / f"simulator-{harvester_version}"
         keys = generate_keypair(run_dir / "ssh")            # the run's own key; the nodes authorize it
         password_file = None
         if sim.node_password is not None:
             password_file = run_dir / "ssh" / "node-password"
             password_file.touch(mode=0o600)
             password_file.write_text(sim.node_password.get_secret_value())
-        twin = start_twin_process(harvester_version, time_scale=sim.time_scale, nodes=sim.nodes, workdir=workdir,
+        simulator = start_simulator_process(harvester_version, time_scale=sim.time_scale, nodes=sim.nodes, workdir=workdir,
                                   budget=Budget("simulated cluster start", sim.startup_timeout_s),
                                   ssh_authorized_key=keys.public_key_file, ssh_password_file=password_file,
                                   outlive_parent=self.config.keep_on_failure)
-        self._twins[harvester_version] = twin
-        cluster = cluster_from_twin(twin, self.config.run_id, keys.private_key_file, sim.node_password,
+        self._simulators[harvester_version] = simulator
+        cluster = cluster_from_simulator(simulator, self.config.run_id, keys.private_key_file, sim.node_password,
                                     known_hosts=run_dir / "known_hosts", target=self.config.upgrade.target)
         self._clusters[harvester_version] = cluster
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         return cluster
 
     def retire(self, cluster: Cluster) -> None:
-        """An upgraded twin is not handed to another scenario. It keeps serving until this scenario's
+        """An upgraded simulator is not handed to another scenario. It keeps serving until this scenario's
         cleanup is done, and is stopped when the next cluster is acquired (or at the end of the run)."""
         if self._clusters.get(cluster.harvester_version) is cluster:
             del self._clusters[cluster.harvester_version]
-            self._retired.append((cluster, self._twins.pop(cluster.harvester_version)))
+            self._retired.append((cluster, self._simulators.pop(cluster.harvester_version)))
 
     def keep(self, cluster: Cluster) -> None:
         """--keep-on-failure: this (failed) scenario's cluster keeps running after the run, and only it."""
-        pairs: list[tuple[Cluster, TwinProcess]] = []
+        pairs: list[tuple[Cluster, SimulatorProcess]] = []
         for version, candidate in list(self._clusters.items()):
             if candidate is cluster:
-                pairs.append((cluster, self._twins.pop(version)))
+                pairs.append((cluster, self._simulators.pop(version)))
                 del self._clusters[version]
         for retired in list(self._retired):
             if retired[0] is cluster:
                 self._retired.remove(retired)
                 pairs.append(retired)
-        for kept_cluster, twin in pairs:
+        for kept_cluster, simulator in pairs:
             kept_cluster.close_sessions()
             detach_node_power(kept_cluster)
-            (twin.workdir / KEPT_FILE).write_text(json.dumps({
-                "runId": self.config.run_id, "version": twin.version, "pid": twin.process.pid,
-                "kubeconfig": str(twin.kubeconfig), "knownHosts": str(kept_cluster.known_hosts or ""),
+            (simulator.workdir / KEPT_FILE).write_text(json.dumps({
+                "runId": self.config.run_id, "version": simulator.version, "pid": simulator.process.pid,
+                "kubeconfig": str(simulator.kubeconfig), "knownHosts": str(kept_cluster.known_hosts or ""),
                 "nodes": [{"name": n.name, "host": n.ssh_host, "port": n.ssh_port, "user": n.ssh_user,
                            "keyFile": str(n.ssh_key_file or "")} for n in kept_cluster.nodes]}, indent=2))
-            self.kept.append((kept_cluster, twin))
+            self.kept.append((kept_cluster, simulator))
 
     def kept_summary(self) -> list[str]:
         lines = []
-        for cluster, twin in self.kept:
-            lines += [f"kept the simulated Harvester {twin.version} of a failed scenario (pid {twin.process.pid}):",
-                      f"  export KUBECONFIG={twin.kubeconfig}",
+        for cluster, simulator in self.kept:
+            lines += [f"kept the simulated Harvester {simulator.version} of a failed scenario (pid {simulator.process.pid}):",
+                      f"  export KUBECONFIG={simulator.kubeconfig}",
                       *(f"  ssh -p {n.ssh_port} -i {n.ssh_key_file} -o UserKnownHostsFile={cluster.known_hosts} "
                         f"{n.ssh_user}@{n.ssh_host}   # {n.name}" for n in cluster.nodes),
                       f"  stop it: harvester-e2e sim down {self.config.run_id}"]
@@ -210,35 +210,35 @@ class SimulatedBackend(Backend):
 
     def _stop_retired(self) -> None:
         while self._retired:
-            cluster, twin = self._retired.pop()
+            cluster, simulator = self._retired.pop()
             cluster.close_sessions()
             detach_node_power(cluster)
-            twin.stop()
+            simulator.stop()
 
     def release_all(self) -> None:
         self._stop_retired()
         for cluster in self._clusters.values():
             cluster.close_sessions()
             detach_node_power(cluster)
-        for twin in self._twins.values():
-            twin.stop()
-        self._twins.clear()
+        for simulator in self._simulators.values():
+            simulator.stop()
+        self._simulators.clear()
         self._clusters.clear()
 
 
 def stop_kept(artifacts_dir: Path, run_id: str) -> list[str]:
-    """`harvester-e2e sim down RUN_ID`: stop the twins a run kept (--keep-on-failure); what was stopped."""
+    """`harvester-e2e sim down RUN_ID`: stop the simulators a run kept (--keep-on-failure); what was stopped."""
     stopped = []
-    for record_path in sorted((artifacts_dir / run_id).glob(f"twin-*/{KEPT_FILE}")):
+    for record_path in sorted((artifacts_dir / run_id).glob(f"simulator-*/{KEPT_FILE}")):
         record = json.loads(record_path.read_text())
         pid = int(record["pid"])
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             cmdline = []
-        if b"infra.simulator" in cmdline:         # that pid is still our twin (not a reused pid)
+        if b"infra.simulator" in cmdline:         # that pid is still our simulator (not a reused pid)
             os.kill(pid, signal.SIGTERM)
-            try:                                  # a twin stops serving within a second or two
+            try:                                  # a simulator stops serving within a second or two
                 tenacity.Retrying(retry=tenacity.retry_if_result(bool), wait=tenacity.wait_fixed(0.1),
                                   stop=tenacity.stop_after_delay(10))(Path(f"/proc/{pid}").exists)
             except tenacity.RetryError:
@@ -250,27 +250,27 @@ def stop_kept(artifacts_dir: Path, run_id: str) -> list[str]:
     return stopped
 
 
-def cluster_from_twin(twin: TwinProcess, run_id: str, key_file: Path | None, password: Any, *,
+def cluster_from_simulator(simulator: SimulatorProcess, run_id: str, key_file: Path | None, password: Any, *,
                       known_hosts: Path, target: str | None = None) -> Cluster:
-    """The `Cluster` a running twin is, from its ready file: what it offers, as a lab would offer it."""
-    info = twin.info
+    """The `Cluster` a running simulator is, from its ready file: what it offers, as a lab would offer it."""
+    info = simulator.info
     nodes = [NodeHandle(n["name"], n["sshHost"], n["sshPort"], ssh_user=n["sshUser"], ssh_key_file=key_file,
                         ssh_password=password, ssh_host_key=n["hostKey"]) for n in info.get("nodes", [])]
-    api = Endpoint.from_kubeconfig(twin.kubeconfig)
-    cluster = Cluster(name=f"twin-{twin.version}", backend="simulated", kubeconfig=twin.kubeconfig,
-                      harvester_version=twin.version, run_id=run_id, nodes=nodes, known_hosts=known_hosts,
-                      faults=TwinClient(twin.kubeconfig), releases=_releases(info, api.ca_file),
+    api = Endpoint.from_kubeconfig(simulator.kubeconfig)
+    cluster = Cluster(name=f"simulator-{simulator.version}", backend="simulated", kubeconfig=simulator.kubeconfig,
+                      harvester_version=simulator.version, run_id=run_id, nodes=nodes, known_hosts=known_hosts,
+                      faults=SimulatorClient(simulator.kubeconfig), releases=_releases(info, api.ca_file),
                       target=target or NEWEST_SIMULATED_BUILD)
-    cluster.gone = twin.exit_reason        # a dead twin fails fast instead of being retried for minutes
+    cluster.gone = simulator.exit_reason        # a dead simulator fails fast instead of being retried for minutes
     vip = info.get("harvesterApi") or {}     # Harvester's API at the VIP: its own CA, Rancher API keys
     if vip.get("url"):
         cluster.harvester_api = Endpoint(vip["url"], token=_secret(vip.get("apiKey")),
-                                         ca_file=_pem_file(twin.workdir / "vip-ca.pem", vip.get("caPem")))
+                                         ca_file=_pem_file(simulator.workdir / "vip-ca.pem", vip.get("caPem")))
     network = (info.get("lab") or {}).get("vmNetwork") or {}
     template = GuestTemplate(network=f"{network.get('namespace', 'default')}/{network.get('name', 'vm-network')}")
     for index, rancher in enumerate(info.get("ranchers") or []):     # one simulated Rancher per line
         cluster.ranchers.append(RancherAccess(rancher["url"], token=_secret(rancher["apiKey"]),
-                                              ca_file=_pem_file(twin.workdir / f"rancher-{index}-ca.pem",
+                                              ca_file=_pem_file(simulator.workdir / f"rancher-{index}-ca.pem",
                                                                 rancher.get("caPem")),
                                               guest_template=template))
     reserved = (info.get("lab") or {}).get("loadBalancerRange")     # the lab's addresses for IPPools
@@ -298,10 +298,10 @@ def _pem_file(path: Path, pem: str | None) -> Path | None:
 
 
 def run_foreground(argv: list[str]) -> int:
-    """`harvester-e2e sim up`: the twin in this process, printing the export line once it serves."""
+    """`harvester-e2e sim up`: the simulator in this process, printing the export line once it serves."""
     from infra.simulator.__main__ import main
 
-    def announce(_twin: object, info: dict[str, object]) -> None:
+    def announce(_simulator: object, info: dict[str, object]) -> None:
         print(f"Simulated Harvester {info['harvesterVersion']} serving at {info['url']} "
               f"(time scale x{info['timeScale']}). Ctrl-C stops it.", flush=True)
         print(f"export KUBECONFIG={info['kubeconfig']}", flush=True)

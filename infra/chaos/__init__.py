@@ -2,7 +2,7 @@
 
 A chaos run is one story selection run by `harvester-e2e run --backend existing` against a lab (a simulated
 Harvester posing as one, `infra.lab`) that this driver started: the driver holds the simulator's fault
-endpoint (`/twin/v1/faults`, through the twin's own token) and injects one fault class at seeded random
+endpoint (`/simulator/v1/faults`, through the simulator's own token) and injects one fault class at seeded random
 moments, while the run knows nothing of it. Its verdicts (JUnit XML) are compared with a fault-free run of
 the same selection; what it left behind is audited after it exits.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from infra.backends.twin_client import TwinClient
+from infra.backends.simulator_client import SimulatorClient
 from infra.lab import Lab
 
 from .faults import FaultClass, Injection, Injector, fired_count, plan, schedule
@@ -28,7 +28,7 @@ class ChaosRun:
     fault: str | None                   # None: the fault-free run
     outcome: RunOutcome
     injections: list[Injection] = field(default_factory=list)
-    fired: int = 0                      # how often the twin says the injected faults acted
+    fired: int = 0                      # how often the simulator says the injected faults acted
     differs: dict[str, tuple[str, str]] = field(default_factory=dict)   # scenario -> (fault-free, this run)
     # Differences of a run that ended before any of its faults was injected: not false failures (there was
     # no fault), but the fault-free verdicts did not hold either; reported on their own.
@@ -74,10 +74,10 @@ class StoryResult:
 
 
 def _during(injections: list[Injection], record: dict[str, Any]) -> Callable[[Lab, RunningStory], Callable[[], dict]]:
-    """Start injecting once the run has started (through the lab's twin token, never the run's credentials);
+    """Start injecting once the run has started (through the lab's simulator token, never the run's credentials);
     the returned function stops the injector and reads what fired."""
     def start(lab: Lab, running: RunningStory) -> Callable[[], dict]:
-        endpoint = TwinClient(lab.twin.kubeconfig)
+        endpoint = SimulatorClient(lab.simulator.kubeconfig)
         before = endpoint.fault_state()["fired"]
         injector = Injector(endpoint, injections)
         injector.start(running.started)

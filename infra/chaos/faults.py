@@ -30,7 +30,7 @@ Spec = dict[str, Any]
 
 
 class FaultEndpoint(Protocol):
-    """The simulator's fault endpoint (`infra.backends.twin_client.TwinClient`)."""
+    """The simulator's fault endpoint (`infra.backends.simulator_client.SimulatorClient`)."""
 
     def inject(self, **spec: Any) -> dict[str, Any]: ...
 
@@ -41,8 +41,8 @@ class FaultEndpoint(Protocol):
 class FaultClass:
     name: str                                  # short, for tables and --faults
     title: str                                 # what a reader of the report understands
-    make: Callable[[random.Random], Spec]      # one injection's `POST /twin/v1/faults` body
-    fired_keys: tuple[str, ...]                # the twin's `fired` counters this class moves (prefixes)
+    make: Callable[[random.Random], Spec]      # one injection's `POST /simulator/v1/faults` body
+    fired_keys: tuple[str, ...]                # the simulator's `fired` counters this class moves (prefixes)
 
 
 def _burst(codes: tuple[int, ...]) -> Callable[[random.Random], Spec]:
@@ -76,7 +76,7 @@ class Injection:
     at_s: float                                # planned: seconds after the run started
     spec: Spec
     done_at_s: float | None = None             # when it was injected (None: the run ended first)
-    applied: dict[str, Any] | None = None      # what the twin said it armed
+    applied: dict[str, Any] | None = None      # what the simulator said it armed
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def schedule(rng: random.Random, faults: list[FaultClass], runs: int) -> list[Fa
 
 
 def fired_count(fault: FaultClass, before: dict[str, int], after: dict[str, int]) -> int:
-    """How often the twin says this class's faults acted during the run (0 for classes it does not count)."""
+    """How often the simulator says this class's faults acted during the run (0 for classes it does not count)."""
     return sum(after.get(key, 0) - before.get(key, 0) for key in after
                if any(key.startswith(prefix) for prefix in fault.fired_keys))
 

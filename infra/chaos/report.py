@@ -85,7 +85,7 @@ def render(data: dict[str, Any], console: Console | None = None) -> None:
                           _ok(story["runs_ended_before_a_fault_with_other_verdicts"]),
                           f"{data['wall_s'].get(name, 0):.0f}s")
         console.print(table)
-        classes = Table(title="Faults by class (injected: calls the twin accepted; fired: requests answered with "
+        classes = Table(title="Faults by class (injected: calls the simulator accepted; fired: requests answered with "
                               "the fault, watches closed, SSH commands cut off, simulated steps slowed)")
         for column in ("fault class", "what", "runs", "injected", "fired", "false failures", "flakes", "leftovers"):
             classes.add_column(column, justify="left" if column in ("fault class", "what") else "right")

@@ -1,4 +1,4 @@
-"""Run the twin in the foreground: `python -m infra.simulator --version v1.4.2 --kubeconfig PATH`.
+"""Run the simulator in the foreground: `python -m infra.simulator --version v1.4.2 --kubeconfig PATH`.
 
 Writes the kubeconfig (and, on request, one that logs in with a client certificate, and one Rancher
 kubeconfig per `--rancher`), then a JSON ready file (for a parent process), and runs until SIGINT
@@ -22,7 +22,7 @@ from .harvester.versions import UnknownVersionError, version_names
 from .kubeconfig import client_certificate_kubeconfig_dict, write_config, write_kubeconfig
 from .nodes import NodeLogin
 from .rancher.releases import RANCHER_VERSIONS, RancherRelease, UnknownRancherVersion
-from .twin import Twin, start_twin
+from .simulator import Simulator, start_simulator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--node-name-prefix", default="harvester-node", metavar="PREFIX",
                         help="nodes are named PREFIX-0, PREFIX-1, ... (their hostnames)")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--ready-file", type=Path, help="written (JSON) once the twin serves")
+    parser.add_argument("--ready-file", type=Path, help="written (JSON) once the simulator serves")
     parser.add_argument("--bookmark-interval", type=float, default=5.0)
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--ssh-authorized-key", type=Path, metavar="FILE",
@@ -55,49 +55,49 @@ def _stopping(signum: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def release_mirror(twin: Twin) -> list[dict[str, str]]:
+def release_mirror(simulator: Simulator) -> list[dict[str, str]]:
     """Every simulated release's ISO as the lab's release mirror offers it: URL and sha512 (what a
     Version's isoURL and isoChecksum take), in release order."""
     from .harvester.versions import VERSIONS
 
     mirror = []
     for version in VERSIONS.values():
-        published = twin.releases.publish(version)
-        mirror.append({"version": version.name, "isoURL": twin.releases.iso_url(version),
+        published = simulator.releases.publish(version)
+        mirror.append({"version": version.name, "isoURL": simulator.releases.iso_url(version),
                        "isoChecksum": published.checksum})
     return mirror
 
 
-def ready_info(twin: Twin, args: argparse.Namespace) -> dict[str, Any]:
-    """The ready file: how to reach everything this twin offers, as a lab's inventory would say it."""
-    vip = twin.vip
-    assert vip is not None and twin.vip_key is not None
+def ready_info(simulator: Simulator, args: argparse.Namespace) -> dict[str, Any]:
+    """The ready file: how to reach everything this simulator offers, as a lab's inventory would say it."""
+    vip = simulator.vip
+    assert vip is not None and simulator.vip_key is not None
     rancher_dir = args.rancher_dir or args.kubeconfig.parent
     ranchers = []
-    for rancher in twin.ranchers:
+    for rancher in simulator.ranchers:
         path = write_config(rancher_dir / f"rancher-{rancher.release.version}.kubeconfig", rancher.kubeconfig())
         ranchers.append(rancher.describe(path))
     info: dict[str, Any] = {
-        "url": twin.url, "kubeconfig": str(args.kubeconfig), "pid": os.getpid(),
-        "harvesterVersion": twin.version.name, "timeScale": args.time_scale,
-        "nodes": twin.nodes.describe() if twin.nodes else [],
-        "caPem": twin.tls.ca_cert_pem.decode(),
-        "harvesterApi": {"url": vip.url, "caPem": vip.tls.ca_cert_pem.decode(), "apiKey": twin.vip_key.bearer},
+        "url": simulator.url, "kubeconfig": str(args.kubeconfig), "pid": os.getpid(),
+        "harvesterVersion": simulator.version.name, "timeScale": args.time_scale,
+        "nodes": simulator.nodes.describe() if simulator.nodes else [],
+        "caPem": simulator.tls.ca_cert_pem.decode(),
+        "harvesterApi": {"url": vip.url, "caPem": vip.tls.ca_cert_pem.decode(), "apiKey": simulator.vip_key.bearer},
         "ranchers": ranchers,
         "lab": lab_description(),
-        "releases": release_mirror(twin),
+        "releases": release_mirror(simulator),
     }
     if args.client_cert_kubeconfig:
-        cert, key = make_client_certificate(twin.tls.client_ca_cert_pem, twin.tls.client_ca_key_pem,
+        cert, key = make_client_certificate(simulator.tls.client_ca_cert_pem, simulator.tls.client_ca_key_pem,
                                             "system:admin", ("system:masters",))
         write_config(args.client_cert_kubeconfig,
-                     client_certificate_kubeconfig_dict(twin.url, twin.tls.ca_cert_pem, cert, key))
+                     client_certificate_kubeconfig_dict(simulator.url, simulator.tls.ca_cert_pem, cert, key))
         info["clientCertKubeconfig"] = str(args.client_cert_kubeconfig)
     return info
 
 
 async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
-    twin = await start_twin(args.version, node_count=args.nodes, time_scale=args.time_scale, port=args.port,
+    simulator = await start_simulator(args.version, node_count=args.nodes, time_scale=args.time_scale, port=args.port,
                             bookmark_interval=args.bookmark_interval,
                             node_login=NodeLogin.from_files(args.ssh_authorized_key, args.ssh_password_file),
                             rancher_versions=tuple(args.rancher), node_prefix=args.node_name_prefix)
@@ -106,16 +106,16 @@ async def serve(args: argparse.Namespace, announce) -> None:  # noqa: ANN001
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stopping, signum, stop)
     try:
-        write_kubeconfig(args.kubeconfig, twin.url, twin.tls.ca_cert_pem, twin.token)
-        info = ready_info(twin, args)
+        write_kubeconfig(args.kubeconfig, simulator.url, simulator.tls.ca_cert_pem, simulator.token)
+        info = ready_info(simulator, args)
         if args.ready_file:
             tmp = args.ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(info))
             tmp.replace(args.ready_file)
-        announce(twin, info)
+        announce(simulator, info)
         await stop.wait()
     finally:
-        await twin.stop()
+        await simulator.stop()
 
 
 def main(argv: list[str] | None = None, announce=None) -> int:  # noqa: ANN001
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None, announce=None) -> int:  # noqa: ANN001
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(args, announce or (lambda twin, info: None)))
+        asyncio.run(serve(args, announce or (lambda simulator, info: None)))
     except UnknownVersionError as exc:
         print(f"error: --version: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Kubeconfig files for the twin: the CA is embedded so clients verify the server."""
+"""Kubeconfig files for the simulator: the CA is embedded so clients verify the server."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 
-def kubeconfig_dict(server_url: str, ca_pem: bytes, token: str, name: str = "harvester-twin") -> dict:
+def kubeconfig_dict(server_url: str, ca_pem: bytes, token: str, name: str = "harvester-simulator") -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Config",
@@ -26,7 +26,7 @@ def write_kubeconfig(path: Path, server_url: str, ca_pem: bytes, token: str) -> 
 
 
 def client_certificate_kubeconfig_dict(server_url: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
-                                       name: str = "harvester-twin") -> dict:
+                                       name: str = "harvester-simulator") -> dict:
     """As RKE2's own rke2.yaml: the admin logs in with a client certificate (CN system:admin, O system:masters)."""
     config = kubeconfig_dict(server_url, ca_pem, "", name)
     config["users"][0]["user"] = {"client-certificate-data": base64.b64encode(cert_pem).decode(),
@@ -35,7 +35,7 @@ def client_certificate_kubeconfig_dict(server_url: str, ca_pem: bytes, cert_pem:
 
 
 def write_config(path: Path, config: dict) -> Path:
-    """Write any kubeconfig privately (0600), as the twin writes its own."""
+    """Write any kubeconfig privately (0600), as the simulator writes its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

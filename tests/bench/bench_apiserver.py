@@ -24,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.backends.simulated import start_twin_process  # noqa: E402
+from infra.backends.simulated import start_simulator_process  # noqa: E402
 from infra.kube import Kube  # noqa: E402
 from infra.waits.budget import Budget  # noqa: E402
 
@@ -146,16 +146,16 @@ def reaction_times(kube: Kube, ns: str, trials: int, poll: float | None) -> list
 
 
 def main() -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-twin-"))
-    twin = start_twin_process("v1.4.2", time_scale=60, nodes=3, workdir=workdir, budget=Budget("bench twin", 60))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-simulator-"))
+    simulator = start_simulator_process("v1.4.2", time_scale=60, nodes=3, workdir=workdir, budget=Budget("bench simulator", 60))
     try:
-        kube = Kube(twin.kubeconfig)
+        kube = Kube(simulator.kubeconfig)
         ns = "bench"
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         kube.create(cm("target", ns, a="1"))
         figures: dict[str, str] = {}
         figures["GET/s, kubernetes client, 1 connection"] = f"{gets_per_second_client(kube, ns):.0f}"
-        figures["GET/s, raw HTTPS keep-alive, 4 threads"] = f"{gets_per_second_raw(twin.kubeconfig, ns):.0f}"
+        figures["GET/s, raw HTTPS keep-alive, 4 threads"] = f"{gets_per_second_raw(simulator.kubeconfig, ns):.0f}"
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench-list"}})
         figures["list 1,000 ConfigMaps, median of 5 (ms)"] = f"{list_thousand(kube, 'bench-list') * 1000:.0f}"
         latencies = watch_latency(kube, ns)
@@ -173,7 +173,7 @@ def main() -> int:
         print(json.dumps(figures), file=sys.stderr)
         return 0
     finally:
-        twin.stop()
+        simulator.stop()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 - command round trip on an open session (a new channel per command), p50 / p95;
 - a new session (TCP, key exchange, public-key auth), p50 / p95;
-- `sudo kubectl get nodes` over SSH (runs the real kubectl against the twin), p50 / p95;
+- `sudo kubectl get nodes` over SSH (runs the real kubectl against the simulator), p50 / p95;
 - a reboot over SSH until the session answers with a new boot id (time scale x60).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.backends.simulated import start_twin_process  # noqa: E402
+from infra.backends.simulated import start_simulator_process  # noqa: E402
 from infra.ssh import KnownHosts, SshNode, SshTarget, generate_keypair  # noqa: E402
 from infra.waits.budget import Budget  # noqa: E402
 
@@ -43,10 +43,10 @@ def ms(values: list[float]) -> str:
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-ssh-"))
     keys = generate_keypair(workdir / "ssh")
-    twin = start_twin_process("v1.4.2", time_scale=60, nodes=3, workdir=workdir / "twin",
-                              budget=Budget("bench twin", 60), ssh_authorized_key=keys.public_key_file)
+    simulator = start_simulator_process("v1.4.2", time_scale=60, nodes=3, workdir=workdir / "simulator",
+                              budget=Budget("bench simulator", 60), ssh_authorized_key=keys.public_key_file)
     try:
-        node = twin.info["nodes"][0]
+        node = simulator.info["nodes"][0]
         target = SshTarget(node["name"], node["sshHost"], node["sshPort"], key_file=keys.private_key_file,
                            host_key=node["hostKey"])
         known = KnownHosts(workdir / "known_hosts")
@@ -73,7 +73,7 @@ def main() -> int:
         session.close()
         return 0
     finally:
-        twin.stop()
+        simulator.stop()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.backends.simulated import cluster_from_twin, start_twin_process  # noqa: E402
+from infra.backends.simulated import cluster_from_simulator, start_simulator_process  # noqa: E402
 from infra.cleanup import CleanupStack  # noqa: E402
 from infra.config import load_config  # noqa: E402
 from infra.harvester.upgrade import UpgradeRun, UpgradeStalled  # noqa: E402
@@ -22,18 +22,18 @@ from infra.waits.budget import Budget  # noqa: E402
 def timed_upgrade(source: str, target: str, time_scale: float) -> tuple[float, UpgradeAttempt]:
     config = load_config(None, environ={}, cli={"simulated.time_scale": time_scale, "upgrade.progress": "off"})
     workdir = Path(tempfile.mkdtemp())
-    twin = start_twin_process(source, time_scale=time_scale, nodes=3, workdir=workdir,
-                              budget=Budget("bench twin", 60))
+    simulator = start_simulator_process(source, time_scale=time_scale, nodes=3, workdir=workdir,
+                              budget=Budget("bench simulator", 60))
     try:
-        kube = Kube(twin.kubeconfig)
-        release = cluster_from_twin(twin, "bench-upgrade", None, None, known_hosts=workdir / "known_hosts").release(target)
+        kube = Kube(simulator.kubeconfig)
+        release = cluster_from_simulator(simulator, "bench-upgrade", None, None, known_hosts=workdir / "known_hosts").release(target)
         started = time.monotonic()
         run = UpgradeRun.start(kube, release, run_id="bench-upgrade", cleanup=CleanupStack(),
                                budget=Budget("Version gone", 10))
         attempt = follow(run, config)
         return time.monotonic() - started, attempt
     finally:
-        twin.stop()
+        simulator.stop()
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Shared by the API-server semantics tests: real kubectl binaries, the protobuf schema made from one, a twin."""
+"""Shared by the API-server semantics tests: real kubectl binaries, the protobuf schema made from one, a simulator."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from infra.backends.simulated import TwinProcess
+from infra.backends.simulated import SimulatorProcess
 from infra.simulator.apimachinery import protobuf
 
-from ..conftest import start_twin
+from ..conftest import start_simulator
 
 # Real kubectl releases of several minors (the Cloud SDK ships them side by side); the PATH one otherwise.
 KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
@@ -39,13 +39,13 @@ def make_schema(directory: Path, minor: int = 32) -> Path:
 
 
 @pytest.fixture(scope="module")
-def proto_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
-    """A v1.5.1 twin that reads protobuf bodies with the schema of kubectl 1.32."""
+def proto_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    """A v1.5.1 simulator that reads protobuf bodies with the schema of kubectl 1.32."""
     schema = make_schema(tmp_path_factory.mktemp("kube-proto"))
     previous = os.environ.get(protobuf.ENV_VAR)
     os.environ[protobuf.ENV_VAR] = str(schema)
     try:
-        process = start_twin("v1.5.1", tmp_path_factory.mktemp("twin-v1.5.1"))
+        process = start_simulator("v1.5.1", tmp_path_factory.mktemp("simulator-v1.5.1"))
     finally:
         if previous is None:
             os.environ.pop(protobuf.ENV_VAR, None)
@@ -60,11 +60,11 @@ def proto_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess
 Kubectl = Callable[..., subprocess.CompletedProcess]
 
 
-def kubectl_for(twin: TwinProcess, minor: int = 32) -> Kubectl:
+def kubectl_for(simulator: SimulatorProcess, minor: int = 32) -> Kubectl:
     binary = kubectl_binary(minor)
     if binary is None:
         pytest.skip(f"kubectl 1.{minor} is not installed")
-    env = {**os.environ, "KUBECONFIG": str(twin.kubeconfig), "HOME": str(twin.workdir)}
+    env = {**os.environ, "KUBECONFIG": str(simulator.kubeconfig), "HOME": str(simulator.workdir)}
 
     def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         result = subprocess.run([str(binary), *args], input=input, capture_output=True, text=True, env=env,
@@ -98,9 +98,9 @@ def comparable(obj: dict[str, Any], name: str) -> dict[str, Any]:
     return clone
 
 
-def raw_request(twin: TwinProcess, method: str, path: str, body: Any = None,
+def raw_request(simulator: SimulatorProcess, method: str, path: str, body: Any = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """One HTTPS request to the twin with its token and CA; (status, decoded JSON body or text)."""
+    """One HTTPS request to the simulator with its token and CA; (status, decoded JSON body or text)."""
     import base64
     import ssl
     import tempfile
@@ -109,7 +109,7 @@ def raw_request(twin: TwinProcess, method: str, path: str, body: Any = None,
 
     import yaml
 
-    config = yaml.safe_load(twin.kubeconfig.read_text())
+    config = yaml.safe_load(simulator.kubeconfig.read_text())
     cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
     with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as ca:
         ca.write(base64.b64decode(cluster["certificate-authority-data"]))

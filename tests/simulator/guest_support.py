@@ -1,6 +1,6 @@
 """Shared pieces of the guest-cluster tests: a lab of their own, guests provisioned through Rancher.
 
-A lab is a twin started with simulated Ranchers (`python -m infra.simulator --rancher ...`). A guest
+A lab is a simulator started with simulated Ranchers (`python -m infra.simulator --rancher ...`). A guest
 is asked for as Rancher Manager users ask for one: a HarvesterConfig and a provisioning Cluster in
 `fleet-default` of that Rancher's local cluster; its kubeconfig is the Secret Rancher publishes.
 """
@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import tenacity
 import yaml
 
-from infra.backends.simulated import TwinProcess
+from infra.backends.simulated import SimulatorProcess
 from infra.harvester.guest import charts
 from infra.harvester.guest import cluster as guests
 from infra.harvester.names import RUN_ID_LABEL
@@ -36,9 +36,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Lab:
-    """A twin with its Ranchers, reached only over the wire (the ready file says where)."""
+    """A simulator with its Ranchers, reached only over the wire (the ready file says where)."""
 
-    process: TwinProcess
+    process: SimulatorProcess
     info: dict[str, Any]
     _ranchers: dict[str, Kube] = field(default_factory=dict)
 
@@ -66,7 +66,7 @@ class LabHost(Kube):
 def start_lab(tmp: Path, ranchers: tuple[str, ...] = tuple(RANCHERS.values()), *,
               extra: tuple[str, ...] = (), budget: Budget = Budget("lab start in tests", 60)) -> Lab:
     tmp.mkdir(parents=True, exist_ok=True)
-    kubeconfig, ready, log_path = tmp / "kubeconfig", tmp / "ready.json", tmp / "twin.log"
+    kubeconfig, ready, log_path = tmp / "kubeconfig", tmp / "ready.json", tmp / "simulator.log"
     command = [sys.executable, "-m", "infra.simulator", "--version", "v1.4.2", "--kubeconfig", str(kubeconfig),
                "--ready-file", str(ready), "--time-scale", "60", "--nodes", "3", "--log-level", "INFO", *extra]
     for version in ranchers:
@@ -74,21 +74,21 @@ def start_lab(tmp: Path, ranchers: tuple[str, ...] = tuple(RANCHERS.values()), *
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=REPO_ROOT, env={**os.environ})
-    twin = TwinProcess("v1.4.2", process, tmp, kubeconfig, log_path)
+    simulator = SimulatorProcess("v1.4.2", process, tmp, kubeconfig, log_path)
 
     def ready_or_dead() -> bool:
         if process.poll() is not None:
-            raise AssertionError(f"the lab exited with {process.returncode}:\n{twin.stderr_tail()}")
+            raise AssertionError(f"the lab exited with {process.returncode}:\n{simulator.stderr_tail()}")
         return ready.exists()
 
     try:
         tenacity.Retrying(retry=tenacity.retry_if_result(lambda ok: not ok), wait=tenacity.wait_fixed(0.1),
                           stop=tenacity.stop_after_delay(budget.seconds), reraise=True)(ready_or_dead)
     except BaseException:
-        twin.stop()
+        simulator.stop()
         raise
-    twin.info = json.loads(ready.read_text())
-    return Lab(twin, twin.info)
+    simulator.info = json.loads(ready.read_text())
+    return Lab(simulator, simulator.info)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Protobuf request bodies: kube's envelope decoded into the JSON object kube would store.
 
 The decoder is checked on a schema built here (no kubectl needed), then end to end: real kubectl 1.32 and 1.33
-write built-in kinds as `application/vnd.kubernetes.protobuf`, and what the twin stores must equal what the same
+write built-in kinds as `application/vnd.kubernetes.protobuf`, and what the simulator stores must equal what the same
 command stores when sent as JSON.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from infra.simulator.apimachinery import protobuf
 from infra.simulator.apiserver import errors, server
 
-from .apiserver_support import comparable, get_json, kubectl_binary, kubectl_for, make_schema, proto_twin  # noqa: F401
+from .apiserver_support import comparable, get_json, kubectl_binary, kubectl_for, make_schema, proto_simulator  # noqa: F401
 
 F = descriptor_pb2.FieldDescriptorProto
 META, RUNTIME = "k8s.io.apimachinery.pkg.apis.meta.v1", "k8s.io.apimachinery.pkg.runtime"
@@ -240,8 +240,8 @@ def _fill(words: list[str], **values: str) -> list[str]:
 @pytest.mark.kubectl
 @pytest.mark.parametrize("minor", [32, 33])
 @pytest.mark.parametrize("what", sorted(CREATES))
-def test_kubectl_protobuf_create_stores_what_json_stores(proto_twin, what: str, minor: int) -> None:  # noqa: ANN001, F811
-    kubectl = kubectl_for(proto_twin, minor)
+def test_kubectl_protobuf_create_stores_what_json_stores(proto_simulator, what: str, minor: int) -> None:  # noqa: ANN001, F811
+    kubectl = kubectl_for(proto_simulator, minor)
     ns = f"pb-{what}-{minor}"
     if what != "namespace":
         kubectl("create", "namespace", ns, check=False)
@@ -258,8 +258,8 @@ def test_kubectl_protobuf_create_stores_what_json_stores(proto_twin, what: str, 
 
 @pytest.mark.kubectl
 @pytest.mark.parametrize("minor", [32, 33])
-def test_kubectl_replace_label_annotate_after_protobuf_creates(proto_twin, minor: int) -> None:  # noqa: ANN001, F811
-    kubectl = kubectl_for(proto_twin, minor)
+def test_kubectl_replace_label_annotate_after_protobuf_creates(proto_simulator, minor: int) -> None:  # noqa: ANN001, F811
+    kubectl = kubectl_for(proto_simulator, minor)
     ns = f"pb-edit-{minor}"
     kubectl("create", "namespace", ns, check=False)
     kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=a=1")

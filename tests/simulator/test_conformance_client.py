@@ -1,4 +1,4 @@
-"""The twin behaves like kube-apiserver for the `kubernetes` Python client (dynamic and typed)."""
+"""The simulator behaves like kube-apiserver for the `kubernetes` Python client (dynamic and typed)."""
 from __future__ import annotations
 
 import json
@@ -39,18 +39,18 @@ def gadget(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
 
 
 # --- transport and auth -------------------------------------------------------------------------
-def _cluster(twin) -> dict[str, Any]:  # noqa: ANN001
-    return yaml.safe_load(twin.kubeconfig.read_text())
+def _cluster(simulator) -> dict[str, Any]:  # noqa: ANN001
+    return yaml.safe_load(simulator.kubeconfig.read_text())
 
 
-def test_server_certificate_is_verified_against_the_run_ca(twin) -> None:  # noqa: ANN001
-    server = _cluster(twin)["clusters"][0]["cluster"]["server"]
+def test_server_certificate_is_verified_against_the_run_ca(simulator) -> None:  # noqa: ANN001
+    server = _cluster(simulator)["clusters"][0]["cluster"]["server"]
     with pytest.raises(urllib.error.URLError) as caught:
         urllib.request.urlopen(server + "/version", context=ssl.create_default_context(), timeout=5)
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
 
 
-def test_requests_without_the_token_get_401(twin, kube: Kube) -> None:  # noqa: ANN001
+def test_requests_without_the_token_get_401(simulator, kube: Kube) -> None:  # noqa: ANN001
     config = kubernetes.client.Configuration()
     config.host = kube.api_client.configuration.host
     config.ssl_ca_cert = kube.api_client.configuration.ssl_ca_cert
@@ -268,12 +268,12 @@ def test_watch_sends_bookmarks_when_asked(kube: Kube, namespace: str) -> None:
     assert "BOOKMARK" in kinds
 
 
-def test_a_too_old_resource_version_is_410_gone(kube: Kube, twin, namespace: str) -> None:  # noqa: ANN001
+def test_a_too_old_resource_version_is_410_gone(kube: Kube, simulator, namespace: str) -> None:  # noqa: ANN001
     core = kubernetes.client.CoreV1Api(kube.api_client)
     rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old", "namespace": namespace}})
-    from ..conftest import twin_request as _twin_request
-    _twin_request(twin.kubeconfig, "/twin/v1/faults", {"compact": True})
+    from ..conftest import simulator_request as _simulator_request
+    _simulator_request(simulator.kubeconfig, "/simulator/v1/faults", {"compact": True})
     with pytest.raises(ApiException) as caught:
         list(kubernetes.watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version=rv,
                                              timeout_seconds=2))
@@ -321,12 +321,12 @@ def test_wait_for_names_the_budget_and_the_last_seen_state_when_it_runs_out(kube
     assert caught.value.evidence
 
 
-def test_wait_for_survives_dropped_watches(kube: Kube, twin, namespace: str) -> None:  # noqa: ANN001
-    from ..conftest import twin_request as _twin_request
+def test_wait_for_survives_dropped_watches(kube: Kube, simulator, namespace: str) -> None:  # noqa: ANN001
+    from ..conftest import simulator_request as _simulator_request
     kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drop", "namespace": namespace}})
 
     def drop_then_change() -> None:
-        _twin_request(twin.kubeconfig, "/twin/v1/faults", {"dropWatches": True, "compact": True})
+        _simulator_request(simulator.kubeconfig, "/simulator/v1/faults", {"dropWatches": True, "compact": True})
         kube.patch("v1", "ConfigMap", "drop", {"data": {"k": "v"}}, namespace=namespace)
 
     timer = threading.Timer(0.5, drop_then_change)
@@ -337,10 +337,10 @@ def test_wait_for_survives_dropped_watches(kube: Kube, twin, namespace: str) -> 
     assert obj is not None and obj["data"] == {"k": "v"}
 
 
-def test_wait_for_rides_through_an_unavailable_api(kube: Kube, twin, namespace: str) -> None:  # noqa: ANN001
-    from ..conftest import twin_request as _twin_request
+def test_wait_for_rides_through_an_unavailable_api(kube: Kube, simulator, namespace: str) -> None:  # noqa: ANN001
+    from ..conftest import simulator_request as _simulator_request
     kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "outage", "namespace": namespace}})
-    _twin_request(twin.kubeconfig, "/twin/v1/faults", {"errorBurst": {"count": 4, "code": 503}, "dropWatches": True})
+    _simulator_request(simulator.kubeconfig, "/simulator/v1/faults", {"errorBurst": {"count": 4, "code": 503}, "dropWatches": True})
     obj = kube.wait_for("v1", "ConfigMap", "outage", lambda o: o is not None, budget=Budget("ride outage", 20),
                         awaited="the configmap", namespace=namespace)
     assert obj is not None

@@ -1,7 +1,7 @@
-"""The twin behaves like kube-apiserver for real kubectl: what QA types works, at every simulated version
+"""The simulator behaves like kube-apiserver for real kubectl: what QA types works, at every simulated version
 with the kubectl minor that version's RKE2 ships, and with every other kubectl minor the project pins.
 
-One twin per version (started once, stopped when the next version's cells begin), one kubectl HOME per
+One simulator per version (started once, stopped when the next version's cells begin), one kubectl HOME per
 cell (its own discovery cache). `python -m tests.simulator.kubectl_matrix` prints the result table.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Iterator
 import pytest
 import yaml
 
-from infra.backends.simulated import TwinProcess
-from infra.backends.twin_client import TwinClient
+from infra.backends.simulated import SimulatorProcess
+from infra.backends.simulator_client import SimulatorClient
 from infra.kube.install import pinned_kubectl_minors
 from infra.kube.kubectl import kubectl_minor
 from infra.simulator.harvester.versions import get_version, version_names
 
-from ..conftest import UPSTREAM_CRDS, Kubectl, kubectl_runner, start_twin
+from ..conftest import UPSTREAM_CRDS, Kubectl, kubectl_runner, start_simulator
 
 pytestmark = pytest.mark.kubectl
 
@@ -44,7 +44,7 @@ def matrix_cells() -> list[tuple[str, str]]:
             continue
         older = [v for v in versions if number(own[v]) <= number(minor)]
         cells.append((older[-1] if older else versions[0], minor))
-    return sorted(cells, key=lambda cell: versions.index(cell[0]))       # grouped by version: one twin at a time
+    return sorted(cells, key=lambda cell: versions.index(cell[0]))       # grouped by version: one simulator at a time
 
 
 def cell_id(cell: tuple[str, str]) -> str:
@@ -58,7 +58,7 @@ CELLS = matrix_cells()
 class Cell:
     version: str
     minor: str
-    twin: TwinProcess
+    simulator: SimulatorProcess
     kubectl: Kubectl
     namespace: str
     home: Path
@@ -74,34 +74,34 @@ class Cell:
         self.kubectl("create", "-f", "-", input=json.dumps(manifest))
 
     def open_watches(self) -> int:
-        return int(TwinClient(self.twin.kubeconfig).info()["openWatches"])
+        return int(SimulatorClient(self.simulator.kubeconfig).info()["openWatches"])
 
     def await_watch_from(self, process: subprocess.Popen[str], opened_before: int) -> None:
-        """Until kubectl's watch is open on the twin (this test is about kubectl, not the harness's waits):
+        """Until kubectl's watch is open on the simulator (this test is about kubectl, not the harness's waits):
         at most 15 s, polled every 50 ms; kubectl exiting first fails the test with what it printed."""
         deadline = time.monotonic() + 15
         while self.open_watches() <= opened_before:
             if process.poll() is not None:
                 raise AssertionError(f"kubectl exited ({process.returncode}) before watching: {process.stderr.read()}")  # type: ignore[union-attr]
             if time.monotonic() > deadline:
-                raise AssertionError("kubectl opened no watch on the twin within 15 s")
+                raise AssertionError("kubectl opened no watch on the simulator within 15 s")
             time.sleep(0.05)
 
     def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.twin.kubeconfig), "HOME": str(self.home), "PATH": "/usr/bin:/bin"}
+        return {"KUBECONFIG": str(self.simulator.kubeconfig), "HOME": str(self.home), "PATH": "/usr/bin:/bin"}
 
 
-class OneTwinAtATime:
-    """Cells come grouped by version (CELLS order): keep only the current version's twin running."""
+class OneSimulatorAtATime:
+    """Cells come grouped by version (CELLS order): keep only the current version's simulator running."""
 
     def __init__(self, tmp: pytest.TempPathFactory) -> None:
         self.tmp = tmp
-        self.current: TwinProcess | None = None
+        self.current: SimulatorProcess | None = None
 
-    def get(self, version: str) -> TwinProcess:
+    def get(self, version: str) -> SimulatorProcess:
         if self.current is None or self.current.version != version:
             self.stop()
-            self.current = start_twin(version, self.tmp.mktemp(f"kubectl-twin-{version}"))
+            self.current = start_simulator(version, self.tmp.mktemp(f"kubectl-simulator-{version}"))
         return self.current
 
     def stop(self) -> None:
@@ -111,23 +111,23 @@ class OneTwinAtATime:
 
 
 @pytest.fixture(scope="module")
-def version_twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneTwinAtATime]:
-    twins = OneTwinAtATime(tmp_path_factory)
-    yield twins
-    twins.stop()
+def version_simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneSimulatorAtATime]:
+    simulators = OneSimulatorAtATime(tmp_path_factory)
+    yield simulators
+    simulators.stop()
 
 
 @pytest.fixture(scope="module", params=CELLS, ids=cell_id)
-def cell(request: pytest.FixtureRequest, version_twins: OneTwinAtATime,
+def cell(request: pytest.FixtureRequest, version_simulators: OneSimulatorAtATime,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cell]:
     version, minor = request.param
-    twin = version_twins.get(version)
+    simulator = version_simulators.get(version)
     home = tmp_path_factory.mktemp(f"kubectl-{minor}-home")
-    kubectl = kubectl_runner(twin, minor, home)
+    kubectl = kubectl_runner(simulator, minor, home)
     namespace = f"kctl-{uuid.uuid4().hex[:8]}"
     kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Namespace",
                                                     "metadata": {"name": namespace}}))
-    yield Cell(version, minor, twin, kubectl, namespace, home)
+    yield Cell(version, minor, simulator, kubectl, namespace, home)
     kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
@@ -422,11 +422,11 @@ def test_dry_run_server(cell: Cell) -> None:
     assert cell.kubectl("get", "cm", name, "-n", cell.namespace, check=False).returncode == 1
 
 
-# ---- the upstream CRDs (their own twin: they replace the project's own) ---------------------------------
+# ---- the upstream CRDs (their own simulator: they replace the project's own) ---------------------------------
 
 @pytest.mark.skipif(not UPSTREAM_CRDS.is_dir(), reason="upstream CRDs (tests/data/upstream-crds) not present")
 def test_upstream_crds_apply_cleanly(tmp_path: Path) -> None:
-    fresh = start_twin("v1.5.1", tmp_path)
+    fresh = start_simulator("v1.5.1", tmp_path)
     try:
         kubectl = kubectl_runner(fresh, NEWEST_MINOR, tmp_path)
         for path in sorted(UPSTREAM_CRDS.glob("*.yaml")):

@@ -97,7 +97,7 @@ def test_an_unknown_version_or_repository_fails_as_helm_says() -> None:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
-    with host_kube(tmp_path_factory.mktemp("guest-charts-twin")) as kube:
+    with host_kube(tmp_path_factory.mktemp("guest-charts-simulator")) as kube:
         yield kube
 
 

@@ -22,7 +22,7 @@ POOL_BLOCKS: dict[str, ippool.AddressBlock] = {}      # guest name -> the block 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
-    with host_kube(tmp_path_factory.mktemp("guest-lb-twin")) as kube:
+    with host_kube(tmp_path_factory.mktemp("guest-lb-simulator")) as kube:
         yield kube
 
 

@@ -16,7 +16,7 @@ from .guest_support import host_kube, BUDGET, RUN_ID, a_guest, installer
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
-    with host_kube(tmp_path_factory.mktemp("guest-volumes-twin")) as kube:
+    with host_kube(tmp_path_factory.mktemp("guest-volumes-simulator")) as kube:
         yield kube
 
 

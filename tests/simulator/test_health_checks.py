@@ -8,7 +8,7 @@ from infra.kube import Kube
 from infra.waits.budget import Budget, WaitTimeout
 
 
-def test_a_healthy_twin_passes_every_check(kube: Kube) -> None:
+def test_a_healthy_simulator_passes_every_check(kube: Kube) -> None:
     assert len(health.wait_nodes_ready(kube, Budget("nodes Ready", 10))) == 3
     assert "custom-" in health.assert_machines_consistent(kube)
     assert health.wait_managed_charts_ready(kube, Budget("charts", 10))
@@ -51,12 +51,12 @@ def test_a_dead_simulated_cluster_fails_fast_with_the_reason(tmp_path) -> None: 
     from infra.kube import ApiFailure
     from infra.kube import Kube as KubeClient
 
-    from ..conftest import start_twin
+    from ..conftest import start_simulator
 
-    twin = start_twin("v1.4.2", tmp_path)
-    kube = KubeClient(twin.kubeconfig, unavailable_budget=300, gone=twin.exit_reason)
-    twin.process.kill()
-    twin.process.wait(10)
+    simulator = start_simulator("v1.4.2", tmp_path)
+    kube = KubeClient(simulator.kubeconfig, unavailable_budget=300, gone=simulator.exit_reason)
+    simulator.process.kill()
+    simulator.process.wait(10)
     started = time.monotonic()
     with pytest.raises(ApiFailure) as caught:
         kube.list("v1", "Node")

@@ -1,4 +1,4 @@
-"""Real helm against the twin: the harness's helm (3 and the newest) reads the twin's releases, the nodes'
+"""Real helm against the simulator: the harness's helm (3 and the newest) reads the simulator's releases, the nodes'
 helm 3 installs from the simulated rancher-charts repository, and the operator's remedy for the
 RC -> master hang (harvester/harvester#8001) is a real `helm upgrade` that lets the upgrade complete."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from infra.backends.simulated import TwinProcess, start_twin_process
+from infra.backends.simulated import SimulatorProcess, start_simulator_process
 from infra.cleanup import CleanupStack
 from infra.cluster import Cluster
 from infra.harvester.helm import history_from_api
@@ -50,26 +50,26 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     return generate_keypair(tmp_path_factory.mktemp("helm-ssh-keys"))
 
 
-def start_with_ssh(version: str, workdir: Path, keys: KeyPair, time_scale: float = 60) -> TwinProcess:
-    return start_twin_process(version, time_scale=time_scale, nodes=3, workdir=workdir,
-                              budget=Budget("twin start in tests", 60), ssh_authorized_key=keys.public_key_file)
+def start_with_ssh(version: str, workdir: Path, keys: KeyPair, time_scale: float = 60) -> SimulatorProcess:
+    return start_simulator_process(version, time_scale=time_scale, nodes=3, workdir=workdir,
+                              budget=Budget("simulator start in tests", 60), ssh_authorized_key=keys.public_key_file)
 
 
-def ssh_cluster_of(twin: TwinProcess, keys: KeyPair) -> Cluster:
-    return cluster_of(twin, "helm-tests", keys.private_key_file)
+def ssh_cluster_of(simulator: SimulatorProcess, keys: KeyPair) -> Cluster:
+    return cluster_of(simulator, "helm-tests", keys.private_key_file)
 
 
 @pytest.fixture(scope="module")
 def rc_cluster(tmp_path_factory: pytest.TempPathFactory, keys: KeyPair) -> Iterator[Cluster]:
-    """A v1.5.0-rc2 twin left as it starts (tests here only read it, or write what they check)."""
+    """A v1.5.0-rc2 simulator left as it starts (tests here only read it, or write what they check)."""
     workdir = tmp_path_factory.mktemp("helm-rc")
-    twin = start_with_ssh(RC, workdir, keys)
-    cluster = ssh_cluster_of(twin, keys)
+    simulator = start_with_ssh(RC, workdir, keys)
+    cluster = ssh_cluster_of(simulator, keys)
     try:
         yield cluster
     finally:
         cluster.close_sessions()
-        twin.stop()
+        simulator.stop()
 
 
 # ---- the chart repository --------------------------------------------------------------------------------
@@ -100,10 +100,10 @@ def test_every_chart_version_a_simulated_rancher_ships_is_in_the_repository(rc_c
     assert served == shipped
 
 
-# ---- the harness's helm reads the twin's releases -----------------------------------------------------------
+# ---- the harness's helm reads the simulator's releases -----------------------------------------------------------
 
 @pytest.mark.parametrize("major", ["3", None], ids=["helm-3", "helm-newest"])
-def test_real_helm_lists_and_reads_the_twins_releases(rc_cluster: Cluster, major: str | None, tmp_path: Path) -> None:
+def test_real_helm_lists_and_reads_the_simulators_releases(rc_cluster: Cluster, major: str | None, tmp_path: Path) -> None:
     helm, kubeconfig = helm_binary(major), rc_cluster.kubeconfig
     deps = get_version(RC).rancher_dependencies
     listed = run_helm(helm, kubeconfig, tmp_path, "list", "-A", "-o", "json")
@@ -141,10 +141,10 @@ def test_a_chart_version_the_repository_lacks_fails_with_helms_message(rc_cluste
 # ---- the operator's remedy, end to end ------------------------------------------------------------------------
 
 def test_the_remedy_is_a_real_helm_upgrade_and_the_stalled_upgrade_completes(keys: KeyPair, tmp_path: Path) -> None:
-    twin = start_with_ssh(RC, tmp_path, keys, time_scale=600)
-    cluster = ssh_cluster_of(twin, keys)
+    simulator = start_with_ssh(RC, tmp_path, keys, time_scale=600)
+    cluster = ssh_cluster_of(simulator, keys)
     try:
-        kube = Kube(twin.kubeconfig, unavailable_budget=30)
+        kube = Kube(simulator.kubeconfig, unavailable_budget=30)
         run = UpgradeRun.start(kube, cluster.release(TARGET), run_id="t-remedy", cleanup=CleanupStack(),
                                budget=Budget("Version gone", 10))
 
@@ -173,4 +173,4 @@ def test_the_remedy_is_a_real_helm_upgrade_and_the_stalled_upgrade_completes(key
         assert setting["value"] == TARGET
     finally:
         cluster.close_sessions()
-        twin.stop()
+        simulator.stop()

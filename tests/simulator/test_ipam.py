@@ -1,4 +1,4 @@
-"""The twin's IPPool webhook, IPAM controller and load balancer controller, over the wire.
+"""The simulator's IPPool webhook, IPAM controller and load balancer controller, over the wire.
 
 Behaviour follows load-balancer-harvester (docs/harvester-facts.md §2.1-§2.3); the defect of a whole-object write
 without status is reproduced, not patched over. Pools use 203.0.113.0/24 (RFC 5737) only.
@@ -20,7 +20,7 @@ from infra.waits.budget import Budget
 
 API = ippool.LB_API
 VALIDATOR = 'admission webhook "validator.harvester-system.harvester-load-balancer-webhook" denied the request: '
-BUDGET = Budget("twin IPAM reaction", 20)
+BUDGET = Budget("simulator IPAM reaction", 20)
 
 Obj = dict[str, Any]
 

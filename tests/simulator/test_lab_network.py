@@ -8,24 +8,24 @@ import json
 
 import pytest
 
-from infra.backends.simulated import TwinProcess
+from infra.backends.simulated import SimulatorProcess
 from infra.kube import Kube
 from infra.simulator.guest.dhcp import DhcpServer, NoFreeAddress
 
 ROUTE = "network.harvesterhci.io/route"
 
 
-def test_the_vm_network_carries_harvesters_route_annotation(kube: Kube, twin: TwinProcess) -> None:
+def test_the_vm_network_carries_harvesters_route_annotation(kube: Kube, simulator: SimulatorProcess) -> None:
     nad = kube.get("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", "vm-network", "default")
     route = json.loads(nad["metadata"]["annotations"][ROUTE])
-    network = twin.info["lab"]["vmNetwork"]
+    network = simulator.info["lab"]["vmNetwork"]
     assert route == {"mode": "auto", "serverIPAddr": network["dhcpServer"], "cidr": network["cidr"],
                      "gateway": network["gateway"], "connectivity": "true"}
     assert nad["metadata"]["labels"]["network.harvesterhci.io/type"] == "L2VlanNetwork"
 
 
-def test_the_ready_file_describes_the_lab_network(twin: TwinProcess) -> None:
-    lab = twin.info["lab"]
+def test_the_ready_file_describes_the_lab_network(simulator: SimulatorProcess) -> None:
+    lab = simulator.info["lab"]
     network = ipaddress.ip_network(lab["vmNetwork"]["cidr"])
     assert (lab["vmNetwork"]["namespace"], lab["vmNetwork"]["name"]) == ("default", "vm-network")
     dhcp = [ipaddress.ip_address(lab["vmNetwork"]["dhcpRange"][k]) for k in ("start", "end")]

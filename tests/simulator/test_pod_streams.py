@@ -35,7 +35,7 @@ needs_kubectl = pytest.mark.skipif(not KUBECTLS, reason="kubectl is not installe
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
-    with host_kube(tmp_path_factory.mktemp("pod-streams-twin")) as kube:
+    with host_kube(tmp_path_factory.mktemp("pod-streams-simulator")) as kube:
         yield kube
 
 
@@ -194,7 +194,7 @@ def test_errors_before_the_upgrade(guest: guests.GuestCluster, data_pod: str) ->
 
 
 def test_a_container_that_is_not_running_has_no_process(host: Kube) -> None:
-    """A pod bound to a node whose container has not started (the host twin runs no kubelet for new pods)."""
+    """A pod bound to a node whose container has not started (the host simulator runs no kubelet for new pods)."""
     pod = _pod("waiting")
     pod["metadata"]["namespace"] = "default"
     pod["spec"]["nodeName"] = "harvester-node-0"

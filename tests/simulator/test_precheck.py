@@ -1,7 +1,7 @@
 """Checking an upgrade's admission without starting one, and the Then-steps failing for the right reason.
 
 When the product misbehaves (a release admits what it should refuse, or refuses with other words),
-the precheck scenario must fail and say what differed. These tests run the step logic against twins
+the precheck scenario must fail and say what differed. These tests run the step logic against simulators
 whose behaviour does not match the row's expectation.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra.backends import Cluster
-from infra.backends.simulated import TwinProcess
+from infra.backends.simulated import SimulatorProcess
 from infra.cleanup import CleanupStack
 from infra.harvester import leaks, precheck
 from infra.harvester import machines as capi
@@ -21,7 +21,7 @@ from infra.kube import Kube
 from infra.waits.budget import Budget
 from steps import precheck as steps
 
-from ..conftest import cluster_of as cluster_of_twin
+from ..conftest import cluster_of as cluster_of_simulator
 
 
 RUN = "e2e-precheck-tests"
@@ -32,13 +32,13 @@ COUNT_MISMATCH = "nodes({nodes}) and machines({machines}) do not match, check th
 GONE = Budget("Version gone", 10)
 
 
-def cluster_of(twin: TwinProcess) -> Cluster:
-    return cluster_of_twin(twin, RUN)
+def cluster_of(simulator: SimulatorProcess) -> Cluster:
+    return cluster_of_simulator(simulator, RUN)
 
 
-def admit(twin: TwinProcess, kube: Kube, target: str, stack: CleanupStack) -> precheck.AdmissionResult:
-    """Would an upgrade to `target` (the twin's own release of it) be admitted?"""
-    return precheck.check_upgrade_admission(kube, cluster_of(twin).release(target), RUN, stack, GONE)
+def admit(simulator: SimulatorProcess, kube: Kube, target: str, stack: CleanupStack) -> precheck.AdmissionResult:
+    """Would an upgrade to `target` (the simulator's own release of it) be admitted?"""
+    return precheck.check_upgrade_admission(kube, cluster_of(simulator).release(target), RUN, stack, GONE)
 
 
 def admission_with(cluster: Cluster, kind: str, stack: CleanupStack) -> tuple[steps.Admission, capi.Injection]:
@@ -49,48 +49,48 @@ def admission_with(cluster: Cluster, kind: str, stack: CleanupStack) -> tuple[st
     return steps.Admission(result, len(nodes), len(machines)), injection
 
 
-def test_a_healthy_cluster_is_admitted_and_the_version_made_for_it_is_removed(twins) -> None:  # noqa: ANN001
-    twin = twins("v1.5.1")
-    kube = Kube(twin.kubeconfig)
+def test_a_healthy_cluster_is_admitted_and_the_version_made_for_it_is_removed(simulators) -> None:  # noqa: ANN001
+    simulator = simulators("v1.5.1")
+    kube = Kube(simulator.kubeconfig)
     stack = CleanupStack()
-    result = admit(twin, kube, "master-ce188325-head", stack)
+    result = admit(simulator, kube, "master-ce188325-head", stack)
     assert result.admitted and result.code == 201 and result.message == ""
     assert result.would_create and result.would_create["metadata"]["name"].startswith("hvst-upgrade-")
     version = kube.get(HARVESTER, "Version", "master-ce188325-head", "harvester-system")
     assert version["metadata"]["labels"][RUN_ID_LABEL] == RUN
-    release = cluster_of(twin).release("master-ce188325-head")
+    release = cluster_of(simulator).release("master-ce188325-head")
     assert (version["spec"]["isoURL"], version["spec"]["isoChecksum"]) == (release.iso_url, release.iso_checksum)
     assert release.iso_url.endswith("/harvester-master-amd64.iso")
     assert kube.list(HARVESTER, "Upgrade", "harvester-system") == [], "a dry run starts nothing"
-    assert admit(twin, kube, "master-ce188325-head", stack).admitted, "the Version is reused"
+    assert admit(simulator, kube, "master-ce188325-head", stack).admitted, "the Version is reused"
     assert len(stack) == 1
     assert stack.run() == []
     assert kube.find(HARVESTER, "Version", "master-ce188325-head", "harvester-system") is None
     assert leaks.audit(kube, RUN).clean
 
 
-def test_a_version_someone_else_made_is_reused_and_left_alone(twins) -> None:  # noqa: ANN001
-    twin = twins("v1.5.1")
-    kube = Kube(twin.kubeconfig)
+def test_a_version_someone_else_made_is_reused_and_left_alone(simulators) -> None:  # noqa: ANN001
+    simulator = simulators("v1.5.1")
+    kube = Kube(simulator.kubeconfig)
     kube.create({"apiVersion": HARVESTER, "kind": "Version", "metadata": {"name": "v1.5.2", "namespace":
                  "harvester-system"}, "spec": {"isoURL": "https://example.invalid/theirs.iso"}})
     try:
         stack = CleanupStack()
-        assert admit(twin, kube, "v1.5.2", stack).admitted
+        assert admit(simulator, kube, "v1.5.2", stack).admitted
         assert len(stack) == 0
         assert kube.get(HARVESTER, "Version", "v1.5.2", "harvester-system")["spec"]["isoURL"].endswith("theirs.iso")
     finally:
         kube.delete(HARVESTER, "Version", "v1.5.2", "harvester-system")
 
 
-def test_a_webhook_500_is_an_answer_not_an_outage_so_it_is_not_retried(twins) -> None:  # noqa: ANN001
-    twin = twins("v1.4.2")
-    kube = Kube(twin.kubeconfig, unavailable_budget=300)
+def test_a_webhook_500_is_an_answer_not_an_outage_so_it_is_not_retried(simulators) -> None:  # noqa: ANN001
+    simulator = simulators("v1.4.2")
+    kube = Kube(simulator.kubeconfig, unavailable_budget=300)
     stack = CleanupStack()
     try:
         capi.inject_orphan(kube, "provisioning", RUN, stack, budget=Budget("removal", 10))
         started = time.monotonic()
-        result = admit(twin, kube, "master-ce188325-head", stack)
+        result = admit(simulator, kube, "master-ce188325-head", stack)
         assert time.monotonic() - started < 5
         assert (result.admitted, result.code, result.reason, result.webhook) == \
             (False, 500, "InternalError", "validator.harvesterhci.io")
@@ -99,9 +99,9 @@ def test_a_webhook_500_is_an_answer_not_an_outage_so_it_is_not_retried(twins) ->
         assert stack.run() == []
 
 
-def test_a_release_that_admits_what_the_row_says_it_refuses_fails_the_scenario_saying_so(twins) -> None:  # noqa: ANN001
+def test_a_release_that_admits_what_the_row_says_it_refuses_fails_the_scenario_saying_so(simulators) -> None:  # noqa: ANN001
     """v1.5.0 lacks the strict match: run against the v1.5.1 row's expectation, the Then step must fail."""
-    cluster = cluster_of(twins("v1.5.0"))
+    cluster = cluster_of(simulators("v1.5.0"))
     stack = CleanupStack()
     try:
         admission, injection = admission_with(cluster, "running-no-noderef", stack)
@@ -116,8 +116,8 @@ def test_a_release_that_admits_what_the_row_says_it_refuses_fails_the_scenario_s
         assert stack.run() == []
 
 
-def test_a_release_that_refuses_what_the_row_calls_a_gap_fails_the_scenario_saying_so(twins) -> None:  # noqa: ANN001
-    cluster = cluster_of(twins("v1.5.1"))
+def test_a_release_that_refuses_what_the_row_calls_a_gap_fails_the_scenario_saying_so(simulators) -> None:  # noqa: ANN001
+    cluster = cluster_of(simulators("v1.5.1"))
     stack = CleanupStack()
     try:
         admission, injection = admission_with(cluster, "running-no-noderef", stack)
@@ -132,8 +132,8 @@ def test_a_release_that_refuses_what_the_row_calls_a_gap_fails_the_scenario_sayi
         assert stack.run() == []
 
 
-def test_a_denial_with_other_words_or_another_reason_fails_the_scenario_showing_both(twins) -> None:  # noqa: ANN001
-    cluster = cluster_of(twins("v1.5.1"))
+def test_a_denial_with_other_words_or_another_reason_fails_the_scenario_showing_both(simulators) -> None:  # noqa: ANN001
+    cluster = cluster_of(simulators("v1.5.1"))
     stack = CleanupStack()
     try:
         admission, injection = admission_with(cluster, "node-names-gone-machine", stack)
@@ -159,8 +159,8 @@ def test_a_denial_with_other_words_or_another_reason_fails_the_scenario_showing_
     assert leaks.audit(cluster.kube(), RUN).clean
 
 
-def test_the_denial_names_step_finds_the_machine_or_says_why_not(twins) -> None:  # noqa: ANN001
-    cluster = cluster_of(twins("v1.5.1"))
+def test_the_denial_names_step_finds_the_machine_or_says_why_not(simulators) -> None:  # noqa: ANN001
+    cluster = cluster_of(simulators("v1.5.1"))
     stack = CleanupStack()
     try:
         admission, injection = admission_with(cluster, "no-phase", stack)
@@ -172,8 +172,8 @@ def test_the_denial_names_step_finds_the_machine_or_says_why_not(twins) -> None:
         assert stack.run() == []
 
 
-def test_the_leak_audit_lists_what_carries_the_run_label_and_skips_kinds_not_served(twins) -> None:  # noqa: ANN001
-    kube = Kube(twins("v1.5.1").kubeconfig)
+def test_the_leak_audit_lists_what_carries_the_run_label_and_skips_kinds_not_served(simulators) -> None:  # noqa: ANN001
+    kube = Kube(simulators("v1.5.1").kubeconfig)
     stack = CleanupStack()
     try:
         machine = capi.inject_orphan(kube, "provisioning", RUN, stack, budget=Budget("removal", 10))
@@ -188,4 +188,4 @@ def test_the_leak_audit_lists_what_carries_the_run_label_and_skips_kinds_not_ser
     finally:
         assert stack.run() == []
     assert leaks.audit(kube, RUN).clean
-    assert leaks.main(["--kubeconfig", str(twins("v1.5.1").kubeconfig), "--run-id", RUN]) == 0
+    assert leaks.main(["--kubeconfig", str(simulators("v1.5.1").kubeconfig), "--run-id", RUN]) == 0

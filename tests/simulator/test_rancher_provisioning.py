@@ -1,5 +1,5 @@
-"""Simulated Rancher Managers beside the twin: each its own HTTPS listener, CA and API key, Rancher's
-local cluster at /k8s/clusters/local, and guest RKE2 clusters provisioned on the twin's VMs from a
+"""Simulated Rancher Managers beside the simulator: each its own HTTPS listener, CA and API key, Rancher's
+local cluster at /k8s/clusters/local, and guest RKE2 clusters provisioned on the simulator's VMs from a
 provisioning Cluster and a HarvesterConfig, reported and removed as Rancher does."""
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_a_cluster_is_provisioned_reported_and_removed_as_rancher_does(lab: Lab,
     rancher.delete(PROVISIONING, "Cluster", "prov", WORKSPACE)
     rancher.wait_for_gone(PROVISIONING, "Cluster", "prov", budget=WAIT, namespace=WORKSPACE)
     assert host_vms(host, "prov") == []
-    assert host.list("v1", "PersistentVolumeClaim", "default", label_selector="guestcluster.twin.harvesterhci.io/name=prov") == []
+    assert host.list("v1", "PersistentVolumeClaim", "default", label_selector="guestcluster.simulator.harvesterhci.io/name=prov") == []
     rancher.wait_for_gone("v1", "Secret", "prov-kubeconfig", budget=WAIT, namespace=WORKSPACE)
     rancher.wait_for_gone("rke-machine-config.cattle.io/v1", "HarvesterConfig", "nc-prov-pool", budget=WAIT,
                           namespace=WORKSPACE)

@@ -1,5 +1,5 @@
-"""Every object the twin seeds satisfies the CRD schema it claims: the upstream CRDs in tests/data and the
-twin's own. A real cluster's objects passed its API server's validation; a seeded one must too, or a client
+"""Every object the simulator seeds satisfies the CRD schema it claims: the upstream CRDs in tests/data and the
+simulator's own. A real cluster's objects passed its API server's validation; a seeded one must too, or a client
 that replaces it (`kubectl replace` of a Machine) fails where it would not on a real cluster."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from infra.simulator.harvester.versions import VERSIONS
 
 from ..conftest import UPSTREAM_CRDS
 
-TWIN_CRDS = Path(seed.__file__).resolve().parent / "crds"
+SIMULATOR_CRDS = Path(seed.__file__).resolve().parent / "crds"
 
 
 def _schemas(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -31,7 +31,7 @@ def _schemas(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return schemas
 
 
-@pytest.mark.parametrize("source", [UPSTREAM_CRDS, TWIN_CRDS], ids=["upstream", "twin"])
+@pytest.mark.parametrize("source", [UPSTREAM_CRDS, SIMULATOR_CRDS], ids=["upstream", "simulator"])
 @pytest.mark.parametrize("version", sorted(VERSIONS))
 def test_seeded_objects_satisfy_their_crd_schema(version: str, source: Path) -> None:
     schemas = _schemas(source)

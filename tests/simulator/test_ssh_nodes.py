@@ -1,7 +1,7 @@
 """Simulated nodes over real SSH, through the harness's own client (infra/ssh).
 
 Every command a scenario uses, as a Harvester node answers it; a reboot and the session riding
-through it (Node NotReady then Ready, seen through the API); power operations through the twin
+through it (Node NotReady then Ready, seen through the API); power operations through the simulator
 endpoint; host-key pinning and a changed key; password login that never reaches a log.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import yaml
 from pydantic import SecretStr
 from pytest_bdd import scenarios
 
-from infra.backends.simulated import TwinProcess, start_twin_process
-from infra.backends.twin_client import TwinRefused
+from infra.backends.simulated import SimulatorProcess, start_simulator_process
+from infra.backends.simulator_client import SimulatorRefused
 from infra.kube import Kube
 from infra.kube.predicates import condition_status
 from infra.report.redact import install_log_redaction, uninstall_log_redaction
@@ -45,7 +45,7 @@ from infra.ssh import (
 from infra.ssh.known_hosts import describe, public_key
 from infra.waits.budget import Budget, WaitTimeout
 
-from ..conftest import twin_request as _twin_request
+from ..conftest import simulator_request as _simulator_request
 
 scenarios("node_power.feature")
 
@@ -58,39 +58,39 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 
 
 @pytest.fixture(scope="module")
-def ssh_twin(tmp_path_factory: pytest.TempPathFactory, keys: KeyPair) -> Iterator[TwinProcess]:
-    twin = start_twin_process("v1.4.2", time_scale=60, nodes=3, workdir=tmp_path_factory.mktemp("ssh-twin"),
-                              budget=Budget("twin start in tests", 60), ssh_authorized_key=keys.public_key_file)
+def ssh_simulator(tmp_path_factory: pytest.TempPathFactory, keys: KeyPair) -> Iterator[SimulatorProcess]:
+    simulator = start_simulator_process("v1.4.2", time_scale=60, nodes=3, workdir=tmp_path_factory.mktemp("ssh-simulator"),
+                              budget=Budget("simulator start in tests", 60), ssh_authorized_key=keys.public_key_file)
     try:
-        yield twin
+        yield simulator
     finally:
-        twin.stop()
+        simulator.stop()
 
 
-def node_info(twin: TwinProcess, name: str) -> dict[str, Any]:
-    return next(n for n in twin.info["nodes"] if n["name"] == name)
+def node_info(simulator: SimulatorProcess, name: str) -> dict[str, Any]:
+    return next(n for n in simulator.info["nodes"] if n["name"] == name)
 
 
-def target(twin: TwinProcess, name: str, keys: KeyPair | None = None, *, pin: bool = True,
+def target(simulator: SimulatorProcess, name: str, keys: KeyPair | None = None, *, pin: bool = True,
            password: str | None = None) -> SshTarget:
-    info = node_info(twin, name)
+    info = node_info(simulator, name)
     return SshTarget(name, info["sshHost"], info["sshPort"], key_file=keys.private_key_file if keys else None,
                      password=SecretStr(password) if password else None, host_key=info["hostKey"] if pin else None)
 
 
 @pytest.fixture
-def node0(ssh_twin: TwinProcess, keys: KeyPair, tmp_path: Path) -> Iterator[SshNode]:
-    with SshNode(target(ssh_twin, "harvester-node-0", keys), KnownHosts(tmp_path / "known_hosts")) as node:
+def node0(ssh_simulator: SimulatorProcess, keys: KeyPair, tmp_path: Path) -> Iterator[SshNode]:
+    with SshNode(target(ssh_simulator, "harvester-node-0", keys), KnownHosts(tmp_path / "known_hosts")) as node:
         yield node
 
 
-def twin_call(twin: TwinProcess, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    return _twin_request(twin.kubeconfig, path, body)
+def simulator_call(simulator: SimulatorProcess, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _simulator_request(simulator.kubeconfig, path, body)
 
 
-def twin_refusal(twin: TwinProcess, path: str, body: dict[str, Any]) -> tuple[int, str]:
-    with pytest.raises(TwinRefused) as caught:
-        twin_call(twin, path, body)
+def simulator_refusal(simulator: SimulatorProcess, path: str, body: dict[str, Any]) -> tuple[int, str]:
+    with pytest.raises(SimulatorRefused) as caught:
+        simulator_call(simulator, path, body)
     return caught.value.status, caught.value.message
 
 
@@ -101,12 +101,12 @@ def test_os_release_names_the_harvester_version(node0: SshNode) -> None:
     assert node0.os_release()["PRETTY_NAME"] == "Harvester v1.4.2"
 
 
-def test_rke2_kubeconfig_is_roots_and_reaches_the_twin(node0: SshNode, ssh_twin: TwinProcess, tmp_path: Path) -> None:
+def test_rke2_kubeconfig_is_roots_and_reaches_the_simulator(node0: SshNode, ssh_simulator: SimulatorProcess, tmp_path: Path) -> None:
     plain = node0.run("cat /etc/rancher/rke2/rke2.yaml")
     assert plain.exit_status == 1
     assert plain.stderr == "cat: /etc/rancher/rke2/rke2.yaml: Permission denied\n"
     config = yaml.safe_load(node0.sudo("cat /etc/rancher/rke2/rke2.yaml", check=True).stdout)
-    assert config["clusters"][0]["cluster"]["server"] == ssh_twin.info["url"]
+    assert config["clusters"][0]["cluster"]["server"] == ssh_simulator.info["url"]
     fetched = tmp_path / "rke2.yaml"
     fetched.write_text(yaml.safe_dump(config))
     names = [n["metadata"]["name"] for n in Kube(fetched).list("v1", "Node")]
@@ -135,10 +135,10 @@ def test_kubectl_absent_is_command_not_found() -> None:
     assert (under_sudo.status, under_sudo.stderr) == (1, "sudo: kubectl: command not found\n")
 
 
-def test_helm_history_comes_from_the_release_secrets(node0: SshNode, ssh_twin: TwinProcess) -> None:
-    secrets = Kube(ssh_twin.kubeconfig).list("v1", "Secret", "cattle-fleet-system", label_selector="owner=helm,name=fleet")
+def test_helm_history_comes_from_the_release_secrets(node0: SshNode, ssh_simulator: SimulatorProcess) -> None:
+    secrets = Kube(ssh_simulator.kubeconfig).list("v1", "Secret", "cattle-fleet-system", label_selector="owner=helm,name=fleet")
     expected = history_entries(secrets)
-    assert expected, "the twin seeds fleet's Helm history"
+    assert expected, "the simulator seeds fleet's Helm history"
     as_yaml = node0.sudo("helm history fleet -n cattle-fleet-system -o yaml", check=True)
     assert yaml.safe_load(as_yaml.stdout) == expected
     as_json = node0.sudo("helm history fleet --namespace=cattle-fleet-system -o json", check=True)
@@ -199,7 +199,7 @@ def test_lists_and_pipes(node0: SshNode) -> None:
 
 
 def test_a_command_past_its_timeout_is_abandoned_and_stopped_on_the_node(node0: SshNode,
-                                                                      ssh_twin: TwinProcess) -> None:
+                                                                      ssh_simulator: SimulatorProcess) -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout, match=r"`sudo -n -- sh -c 'kubectl get nodes --watch'` on harvester-node-0 "
                                              r"did not finish within 2s"):
@@ -208,7 +208,7 @@ def test_a_command_past_its_timeout_is_abandoned_and_stopped_on_the_node(node0: 
     assert node0.run("true").ok, "the session is still usable after a timed-out command"
 
     def watching_kubectl() -> list[str]:
-        found = subprocess.run(["pgrep", "-P", str(ssh_twin.process.pid), "-f", "kubectl get nodes --watch"],
+        found = subprocess.run(["pgrep", "-P", str(ssh_simulator.process.pid), "-f", "kubectl get nodes --watch"],
                                capture_output=True, text=True)
         return found.stdout.split()
 
@@ -235,9 +235,9 @@ def test_sftp_get(node0: SshNode, tmp_path: Path) -> None:
 
 # --- reboots and power ------------------------------------------------------------------------------------
 def test_reboot_rides_through_and_the_node_goes_not_ready_then_ready(
-        ssh_twin: TwinProcess, keys: KeyPair, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        ssh_simulator: SimulatorProcess, keys: KeyPair, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="harvester_e2e")
-    kube = Kube(ssh_twin.kubeconfig)
+    kube = Kube(ssh_simulator.kubeconfig)
     node = "harvester-node-1"
     seen: dict[str, Any] = {}
 
@@ -247,7 +247,7 @@ def test_reboot_rides_through_and_the_node_goes_not_ready_then_ready(
 
     watcher = threading.Thread(target=watch_not_ready)
     watcher.start()
-    with SshNode(target(ssh_twin, node, keys), KnownHosts(tmp_path / "known_hosts")) as session:
+    with SshNode(target(ssh_simulator, node, keys), KnownHosts(tmp_path / "known_hosts")) as session:
         before = session.boot_id()
         started = time.monotonic()
         after = session.reboot(Budget("node back after reboot", 60))
@@ -264,72 +264,72 @@ def test_reboot_rides_through_and_the_node_goes_not_ready_then_ready(
     assert back["status"]["nodeInfo"]["bootID"] == after
     assert not back["spec"].get("taints")
     assert "ssh_transport_dropped" in caplog.text and "session rebuilt" in caplog.text
-    journal = SshNode(target(ssh_twin, node, keys), KnownHosts(tmp_path / "known_hosts")).run(
+    journal = SshNode(target(ssh_simulator, node, keys), KnownHosts(tmp_path / "known_hosts")).run(
         "journalctl -u rke2-server --no-pager").stdout
     assert "Stopped Rancher Kubernetes Engine v2 (server)." in journal and f"-- Boot {after.replace('-', '')} --" in journal
     assert took < 30, f"a simulated reboot (about 2 s at x60) took {took:.1f}s"
 
 
-def test_power_endpoint_shutdown_start_and_destroy(ssh_twin: TwinProcess, keys: KeyPair, tmp_path: Path) -> None:
+def test_power_endpoint_shutdown_start_and_destroy(ssh_simulator: SimulatorProcess, keys: KeyPair, tmp_path: Path) -> None:
     node = "harvester-node-2"
-    path = f"/twin/v1/nodes/{node}/power"
-    kube = Kube(ssh_twin.kubeconfig)
-    session = SshNode(target(ssh_twin, node, keys), KnownHosts(tmp_path / "known_hosts"))
+    path = f"/simulator/v1/nodes/{node}/power"
+    kube = Kube(ssh_simulator.kubeconfig)
+    session = SshNode(target(ssh_simulator, node, keys), KnownHosts(tmp_path / "known_hosts"))
     session.wait_reachable(Budget("node up", 10))
 
-    assert twin_call(ssh_twin, path, {"action": "shutdown"})["previousPower"] == "running"
+    assert simulator_call(ssh_simulator, path, {"action": "shutdown"})["previousPower"] == "running"
     with pytest.raises(WaitTimeout) as refused:
         session.wait_reachable(Budget("SSH while the node is off", 1.5))
     assert node in str(refused.value) and "Unable to connect" in refused.value.last_seen
     kube.wait_for("v1", "Node", node, lambda o: condition_status(o, "Ready") == "Unknown",
                   budget=Budget("Node NotReady while off", 30), awaited="Ready Unknown")
-    assert twin_refusal(ssh_twin, path, {"action": "reboot"}) == (409, f"node {node} is off: it is not running")
+    assert simulator_refusal(ssh_simulator, path, {"action": "reboot"}) == (409, f"node {node} is off: it is not running")
 
-    twin_call(ssh_twin, path, {"action": "start"})
+    simulator_call(ssh_simulator, path, {"action": "start"})
     session.wait_reachable(Budget("SSH after start", 30))
     kube.wait_for("v1", "Node", node, lambda o: condition_status(o, "Ready") == "True",
                   budget=Budget("Node Ready after start", 30), awaited="Ready True")
-    assert twin_refusal(ssh_twin, path, {"action": "start"}) == (409, f"node {node} is running: it is not off")
+    assert simulator_refusal(ssh_simulator, path, {"action": "start"}) == (409, f"node {node} is running: it is not off")
 
-    twin_call(ssh_twin, path, {"action": "destroy"})
+    simulator_call(ssh_simulator, path, {"action": "destroy"})
     with pytest.raises(WaitTimeout):
         session.wait_reachable(Budget("SSH after destroy", 1.0))
-    twin_call(ssh_twin, path, {"action": "start"})
+    simulator_call(ssh_simulator, path, {"action": "start"})
     session.wait_reachable(Budget("SSH after start", 30))
     session.close()
 
-    assert twin_refusal(ssh_twin, path, {"action": "hibernate"})[0] == 400
-    assert twin_refusal(ssh_twin, "/twin/v1/nodes/no-such-node/power", {"action": "reboot"}) == \
+    assert simulator_refusal(ssh_simulator, path, {"action": "hibernate"})[0] == 400
+    assert simulator_refusal(ssh_simulator, "/simulator/v1/nodes/no-such-node/power", {"action": "reboot"}) == \
         (404, 'node "no-such-node" not found')
 
 
-def test_a_dropped_connection_is_rebuilt_on_the_next_command(node0: SshNode, ssh_twin: TwinProcess) -> None:
+def test_a_dropped_connection_is_rebuilt_on_the_next_command(node0: SshNode, ssh_simulator: SimulatorProcess) -> None:
     node0.run("true", check=True)
-    dropped = twin_call(ssh_twin, "/twin/v1/nodes/harvester-node-0/disconnect", {})
+    dropped = simulator_call(ssh_simulator, "/simulator/v1/nodes/harvester-node-0/disconnect", {})
     assert dropped["droppedSessions"] >= 1
     assert node0.run("hostname", check=True).stdout == "harvester-node-0\n"
     assert node0.reconnects == 1
 
 
 # --- host keys ----------------------------------------------------------------------------------------------
-def test_nodes_endpoint_publishes_the_keys_the_nodes_present(ssh_twin: TwinProcess, keys: KeyPair,
+def test_nodes_endpoint_publishes_the_keys_the_nodes_present(ssh_simulator: SimulatorProcess, keys: KeyPair,
                                                              tmp_path: Path) -> None:
-    listed = twin_call(ssh_twin, "/twin/v1/nodes")["items"]
-    assert [n["sshPort"] for n in listed] == [n["sshPort"] for n in ssh_twin.info["nodes"]]
+    listed = simulator_call(ssh_simulator, "/simulator/v1/nodes")["items"]
+    assert [n["sshPort"] for n in listed] == [n["sshPort"] for n in ssh_simulator.info["nodes"]]
     assert len({n["sshPort"] for n in listed}) == 3 and len({n["hostKey"] for n in listed}) == 3
     known = KnownHosts(tmp_path / "known_hosts")
-    for node in listed:       # trust on first use records exactly the key the twin published
-        SshNode(target(ssh_twin, node["name"], keys, pin=False), known).run("true", check=True)
+    for node in listed:       # trust on first use records exactly the key the simulator published
+        SshNode(target(ssh_simulator, node["name"], keys, pin=False), known).run("true", check=True)
         recorded = known.known_key(node["sshHost"], node["sshPort"])
         assert recorded is not None and describe(recorded) == f"ssh-ed25519 {node['hostKeyFingerprint']}"
 
 
-def test_a_changed_host_key_is_refused_with_both_fingerprints(ssh_twin: TwinProcess, keys: KeyPair,
+def test_a_changed_host_key_is_refused_with_both_fingerprints(ssh_simulator: SimulatorProcess, keys: KeyPair,
                                                               tmp_path: Path) -> None:
-    node0, node1 = node_info(ssh_twin, "harvester-node-0"), node_info(ssh_twin, "harvester-node-1")
+    node0, node1 = node_info(ssh_simulator, "harvester-node-0"), node_info(ssh_simulator, "harvester-node-1")
     known_hosts = tmp_path / "known_hosts"      # recorded earlier in the run: node-1's key at node-0's address
     known_hosts.write_text(f"[127.0.0.1]:{node0['sshPort']} {node1['hostKey']}\n")
-    session = SshNode(target(ssh_twin, "harvester-node-0", keys, pin=False), KnownHosts(known_hosts),
+    session = SshNode(target(ssh_simulator, "harvester-node-0", keys, pin=False), KnownHosts(known_hosts),
                       reconnect_budget=Budget("SSH session rebuilt", 60))
     started = time.monotonic()
     with pytest.raises(HostKeyChanged) as caught:
@@ -346,48 +346,48 @@ def test_a_changed_host_key_is_refused_with_both_fingerprints(ssh_twin: TwinProc
         SshNode(pinned_wrong, KnownHosts(tmp_path / "pinned")).run("true")
 
 
-def test_pinned_key_connects_and_strict_mode_refuses_unknown(ssh_twin: TwinProcess, keys: KeyPair,
+def test_pinned_key_connects_and_strict_mode_refuses_unknown(ssh_simulator: SimulatorProcess, keys: KeyPair,
                                                             tmp_path: Path) -> None:
-    pinned = SshNode(target(ssh_twin, "harvester-node-0", keys), KnownHosts(tmp_path / "pinned"))
+    pinned = SshNode(target(ssh_simulator, "harvester-node-0", keys), KnownHosts(tmp_path / "pinned"))
     assert pinned.run("true").ok
     strict = KnownHosts(tmp_path / "strict", trust_on_first_use=False)
     with pytest.raises(UnknownHostKey):
-        SshNode(target(ssh_twin, "harvester-node-0", keys, pin=False), strict).run("true")
-    assert public_key(node_info(ssh_twin, "harvester-node-0")["hostKey"]) == \
-        KnownHosts(tmp_path / "pinned").known_key("127.0.0.1", node_info(ssh_twin, "harvester-node-0")["sshPort"])
+        SshNode(target(ssh_simulator, "harvester-node-0", keys, pin=False), strict).run("true")
+    assert public_key(node_info(ssh_simulator, "harvester-node-0")["hostKey"]) == \
+        KnownHosts(tmp_path / "pinned").known_key("127.0.0.1", node_info(ssh_simulator, "harvester-node-0")["sshPort"])
 
 
 # --- password login -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def password_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
-    workdir = tmp_path_factory.mktemp("password-twin")
+def password_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    workdir = tmp_path_factory.mktemp("password-simulator")
     password_file = workdir / "node-password"
     password_file.touch(mode=0o600)
     password_file.write_text(NODE_PASSWORD)
-    twin = start_twin_process("v1.4.2", time_scale=60, nodes=1, workdir=workdir,
-                              budget=Budget("twin start in tests", 60), ssh_password_file=password_file)
+    simulator = start_simulator_process("v1.4.2", time_scale=60, nodes=1, workdir=workdir,
+                              budget=Budget("simulator start in tests", 60), ssh_password_file=password_file)
     try:
-        yield twin
+        yield simulator
     finally:
-        twin.stop()
+        simulator.stop()
 
 
-def test_password_login_and_sudo_never_log_the_password(password_twin: TwinProcess, keys: KeyPair, tmp_path: Path,
+def test_password_login_and_sudo_never_log_the_password(password_simulator: SimulatorProcess, keys: KeyPair, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     uninstall_log_redaction()       # prove the harness never writes it, rather than the redactor hiding it
     try:
         caplog.set_level(logging.DEBUG)
         known = KnownHosts(tmp_path / "known_hosts")
-        session = SshNode(target(password_twin, "harvester-node-0", password=NODE_PASSWORD), known)
+        session = SshNode(target(password_simulator, "harvester-node-0", password=NODE_PASSWORD), known)
         assert session.run("whoami", check=True).stdout == "rancher\n"
         assert session.run("sudo -n whoami").stderr == "sudo: a password is required\n"
         assert session.sudo("whoami", check=True).stdout == "root\n"       # falls back to sudo -S
         assert session.sudo("cat /etc/hostname", check=True).stdout == "harvester-node-0\n"
-        wrong = SshNode(target(password_twin, "harvester-node-0", password="not-" + NODE_PASSWORD), known)
+        wrong = SshNode(target(password_simulator, "harvester-node-0", password="not-" + NODE_PASSWORD), known)
         with pytest.raises(SshAuthFailed) as refused:
             wrong.run("true")
         with pytest.raises(SshAuthFailed, match="refused authentication with key"):
-            SshNode(target(password_twin, "harvester-node-0", keys), known).run("true")
+            SshNode(target(password_simulator, "harvester-node-0", keys), known).run("true")
         texts = [caplog.text, str(refused.value), repr(refused.value), repr(session.target), repr(session)]
         assert not any(NODE_PASSWORD in text for text in texts)
         assert "Auth" in caplog.text, "the debug log of the login was captured"

@@ -1,7 +1,7 @@
-"""The twin's upgrade, over the wire, against what harvester/harvester's upgrade controller and scripts do.
+"""The simulator's upgrade, over the wire, against what harvester/harvester's upgrade controller and scripts do.
 
 Every expectation is written from the upstream source at the simulated tags and at ce188325 (see
-docs/fidelity.md for the file and tag of each), not from the twin's code.
+docs/fidelity.md for the file and tag of each), not from the simulator's code.
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Iterator
 import pytest
 import yaml
 
-from infra.backends.simulated import TwinProcess, start_twin_process
+from infra.backends.simulated import SimulatorProcess, start_simulator_process
 from infra.harvester.helm import history_from_api
 from infra.kube import Kube
 from infra.simulator.harvester.release_iso import build_iso, iso_files, read_iso
 from infra.simulator.harvester.versions import get_version
 from infra.waits.budget import Budget
 
-from ..conftest import start_twin
+from ..conftest import start_simulator
 from .upgrade_support import (HARVESTER, NS, apply_manifests_log, condition, helm_upgrade_over_api, http, includes,
                               label_sequence, node_state_sequences, release_iso_path, start_upgrade, state, terminal,
                               version_object, wait_until, watch_upgrade)
@@ -29,68 +29,68 @@ from .upgrade_support import (HARVESTER, NS, apply_manifests_log, condition, hel
 FAST = 600
 
 
-def twin_of(version: str, tmp: Path, nodes: int = 3) -> TwinProcess:
-    return start_twin_process(version, time_scale=FAST, nodes=nodes, workdir=tmp / f"twin-{version}-{nodes}",
-                              budget=Budget("twin start in tests", 60))
+def simulator_of(version: str, tmp: Path, nodes: int = 3) -> SimulatorProcess:
+    return start_simulator_process(version, time_scale=FAST, nodes=nodes, workdir=tmp / f"simulator-{version}-{nodes}",
+                              budget=Budget("simulator start in tests", 60))
 
 
 @pytest.fixture
-def twin_factory(tmp_path: Path) -> Iterator:  # noqa: ANN001
-    started: list[TwinProcess] = []
+def simulator_factory(tmp_path: Path) -> Iterator:  # noqa: ANN001
+    started: list[SimulatorProcess] = []
 
-    def make(version: str, nodes: int = 3) -> tuple[TwinProcess, Kube]:
-        twin = twin_of(version, tmp_path, nodes)
-        started.append(twin)
-        return twin, Kube(twin.kubeconfig, unavailable_budget=10)
+    def make(version: str, nodes: int = 3) -> tuple[SimulatorProcess, Kube]:
+        simulator = simulator_of(version, tmp_path, nodes)
+        started.append(simulator)
+        return simulator, Kube(simulator.kubeconfig, unavailable_budget=10)
 
     yield make
-    for twin in started:
-        twin.stop()
+    for simulator in started:
+        simulator.stop()
 
 
 # ---- the release server ---------------------------------------------------------------------------------
 
 def test_each_release_iso_is_served_publicly_as_a_real_iso_with_ranges_and_checksums(tmp_path: Path) -> None:
-    twin = start_twin("v1.4.2", tmp_path, time_scale=FAST)
+    simulator = start_simulator("v1.4.2", tmp_path, time_scale=FAST)
     try:
-        status, headers, iso = http(twin, release_iso_path("v1.5.1"))          # no token: a public server
+        status, headers, iso = http(simulator, release_iso_path("v1.5.1"))          # no token: a public server
         assert status == 200 and headers["Content-Type"] == "application/x-iso9660-image"
         assert iso[32769:32774] == b"CD001", "an ISO9660 primary volume descriptor at sector 16"
         files = read_iso(iso)
         assert files["harvester-release.yaml"].decode() == get_version("v1.5.1").release_file_text()
         assert "bundle/metadata.yaml" in files
-        status, headers, part = http(twin, release_iso_path("v1.5.1"), headers={"Range": "bytes=32769-32773"})
+        status, headers, part = http(simulator, release_iso_path("v1.5.1"), headers={"Range": "bytes=32769-32773"})
         assert (status, part, headers["Content-Range"]) == (206, b"CD001", f"bytes 32769-32773/{len(iso)}")
-        status, headers, body = http(twin, release_iso_path("v1.5.1"), method="HEAD")
+        status, headers, body = http(simulator, release_iso_path("v1.5.1"), method="HEAD")
         assert (status, int(headers["Content-Length"]), body) == (200, len(iso), b"")
-        status, _, checksum = http(twin, "/harvester-releases/v1.5.1/harvester-v1.5.1-amd64.sha512")
+        status, _, checksum = http(simulator, "/harvester-releases/v1.5.1/harvester-v1.5.1-amd64.sha512")
         assert checksum.decode() == f"{hashlib.sha512(iso).hexdigest()}  harvester-v1.5.1-amd64.iso\n"
-        status, _, version_yaml = http(twin, "/harvester-releases/v1.5.1/version.yaml")
+        status, _, version_yaml = http(simulator, "/harvester-releases/v1.5.1/version.yaml")
         version = yaml.safe_load(version_yaml)
         assert version["metadata"] == {"name": "v1.5.1", "namespace": NS}
         assert version["spec"]["isoChecksum"] == hashlib.sha512(iso).hexdigest()
         assert version["spec"]["isoURL"].endswith("/harvester-releases/v1.5.1/harvester-v1.5.1-amd64.iso")
         assert version["spec"]["releaseDate"] == "20250627"
-        assert http(twin, "/harvester-releases/master/harvester-master-amd64.iso")[0] == 200
-        assert http(twin, "/harvester-releases/master/version.yaml")[0] == 404, "a dev build has no version.yaml"
-        assert http(twin, "/harvester-releases/v9.9.9/harvester-v9.9.9-amd64.iso")[0] == 404
-        assert http(twin, "/twin/v1/releases/v1.5.1", token=True)[0] == 404, "no twin-only release data"
+        assert http(simulator, "/harvester-releases/master/harvester-master-amd64.iso")[0] == 200
+        assert http(simulator, "/harvester-releases/master/version.yaml")[0] == 404, "a dev build has no version.yaml"
+        assert http(simulator, "/harvester-releases/v9.9.9/harvester-v9.9.9-amd64.iso")[0] == 404
+        assert http(simulator, "/simulator/v1/releases/v1.5.1", token=True)[0] == 404, "no simulator-only release data"
     finally:
-        twin.stop()
+        simulator.stop()
 
 
 # ---- a whole upgrade --------------------------------------------------------------------------------------
 
-def test_v142_to_master_runs_every_stage_as_upstream(twin_factory) -> None:  # noqa: ANN001
-    twin, kube = twin_factory("v1.4.2")
-    name = start_upgrade(kube, twin, "master-ce188325-head")
+def test_v142_to_master_runs_every_stage_as_upstream(simulator_factory) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory("v1.4.2")
+    name = start_upgrade(kube, simulator, "master-ce188325-head")
     captured: dict[str, object] = {}
 
     def capture(obj: dict) -> bool:
         if state(obj) == "PreparingNodes" and "plan" not in captured:
             captured["plan"] = kube.find("upgrade.cattle.io/v1", "Plan", f"{name}-prepare", "cattle-system")
         if condition(obj, "RepoReady").get("status") == "True" and "repo" not in captured:
-            captured["repo"] = http(twin, f"/api/v1/namespaces/{NS}/services/upgrade-repo-{name}:80/proxy/"
+            captured["repo"] = http(simulator, f"/api/v1/namespaces/{NS}/services/upgrade-repo-{name}:80/proxy/"
                                           f"harvester-iso/harvester-release.yaml", token=True)
             captured["service"] = kube.find("v1", "Service", f"upgrade-repo-{name}", NS)
             captured["image"] = kube.find(HARVESTER, "VirtualMachineImage", name, NS)
@@ -141,7 +141,7 @@ def test_v142_to_master_runs_every_stage_as_upstream(twin_factory) -> None:  # n
     assert kube.find(HARVESTER, "VirtualMachineImage", name, NS) is None
     assert kube.list("upgrade.cattle.io/v1", "Plan", "cattle-system", label_selector=f"harvesterhci.io/upgrade={name}") == []
     assert kube.find("v1", "Service", f"upgrade-repo-{name}", NS) is not None
-    status, _, body = http(twin, f"/api/v1/namespaces/{NS}/services/upgrade-repo-{name}:80/proxy/harvester-iso/"
+    status, _, body = http(simulator, f"/api/v1/namespaces/{NS}/services/upgrade-repo-{name}:80/proxy/harvester-iso/"
                                  "harvester-release.yaml", token=True)
     assert status == 503 and b"no endpoints available" in body
     assert kube.get(HARVESTER, "Setting", "server-version")["value"] == "master-ce188325-head"
@@ -182,7 +182,7 @@ def test_v142_to_master_runs_every_stage_as_upstream(twin_factory) -> None:  # n
     assert not any(line.startswith(("Running ", "Upgrade repo ready", "All system services")) for line in log)
 
     # a newer Upgrade takes `latestUpgrade` away: the label is deleted, not set to "false"
-    second = start_upgrade(kube, twin, "master-ce188325-head", name="hvst-upgrade-t0002")
+    second = start_upgrade(kube, simulator, "master-ce188325-head", name="hvst-upgrade-t0002")
     watch_upgrade(kube, second, lambda o: state(o) == "LoggingInfraPrepared", seconds=30)
     assert "harvesterhci.io/latestUpgrade" not in kube.get(HARVESTER, "Upgrade", name, NS)["metadata"]["labels"]
 
@@ -192,9 +192,9 @@ def test_v142_to_master_runs_every_stage_as_upstream(twin_factory) -> None:  # n
     ("master-ce188325-head", "v1.5.1", "upgrading from dev versions to non-dev versions is prohibited"),
     ("v1.5.1", "v1.4.2", "downgrading is prohibited"),
 ])
-def test_the_version_guard_fails_completed_only(twin_factory, source: str, target: str, reason: str) -> None:  # noqa: ANN001
-    twin, kube = twin_factory(source, nodes=1)
-    name = start_upgrade(kube, twin, target)
+def test_the_version_guard_fails_completed_only(simulator_factory, source: str, target: str, reason: str) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory(source, nodes=1)
+    name = start_upgrade(kube, simulator, target)
     final = watch_upgrade(kube, name, terminal)[-1]
     assert state(final) == "Failed"
     assert includes(condition(final, "Completed"), {"status": "False", "reason": reason, "message": ""}), \
@@ -206,16 +206,16 @@ def test_the_version_guard_fails_completed_only(twin_factory, source: str, targe
                "a failed upgrade is cleaned up too")
 
 
-def test_a_prerelease_target_is_allowed_from_a_release_and_skip_version_check_is_a_go_bool(twin_factory) -> None:  # noqa: ANN001
-    twin, kube = twin_factory("v1.5.0-rc2", nodes=1)
-    name = start_upgrade(kube, twin, "v1.5.1", annotations={"harvesterhci.io/skip-version-check": "1"})
+def test_a_prerelease_target_is_allowed_from_a_release_and_skip_version_check_is_a_go_bool(simulator_factory) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory("v1.5.0-rc2", nodes=1)
+    name = start_upgrade(kube, simulator, "v1.5.1", annotations={"harvesterhci.io/skip-version-check": "1"})
     watch_upgrade(kube, name, lambda o: state(o) in ("PreparingNodes", "Failed"))
     assert state(kube.get(HARVESTER, "Upgrade", name, NS)) == "PreparingNodes", "ParseBool(\"1\") is true"
 
 
-def test_a_literal_yes_does_not_skip_the_version_check(twin_factory) -> None:  # noqa: ANN001
-    twin, kube = twin_factory("v1.5.0-rc2", nodes=1)
-    name = start_upgrade(kube, twin, "v1.5.1", annotations={"harvesterhci.io/skip-version-check": "yes"})
+def test_a_literal_yes_does_not_skip_the_version_check(simulator_factory) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory("v1.5.0-rc2", nodes=1)
+    name = start_upgrade(kube, simulator, "v1.5.1", annotations={"harvesterhci.io/skip-version-check": "yes"})
     final = watch_upgrade(kube, name, terminal)[-1]
     assert condition(final, "Completed")["reason"] == \
         "cross-version upgrades from/to any prerelease version are prohibited"
@@ -224,20 +224,20 @@ def test_a_literal_yes_does_not_skip_the_version_check(twin_factory) -> None:  #
 # ---- the image download ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["missing", "checksum", "offline"])
-def test_image_download_failures_are_reported_as_the_image_controller_does(twin_factory, case: str) -> None:  # noqa: ANN001
-    twin, kube = twin_factory("v1.4.2", nodes=1)
-    good = version_object(twin, "v1.4.3")
+def test_image_download_failures_are_reported_as_the_image_controller_does(simulator_factory, case: str) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory("v1.4.2", nodes=1)
+    good = version_object(simulator, "v1.4.3")
     url = {"missing": good["spec"]["isoURL"].replace("v1.4.3-amd64.iso", "v1.4.3-amd64.img"),
            "checksum": good["spec"]["isoURL"],
            "offline": "https://releases.rancher.com/harvester/v1.4.3/harvester-v1.4.3-amd64.iso"}[case]
     checksum = "a" * 128 if case == "checksum" else ""
-    name = start_upgrade(kube, twin, "v1.4.3", version=version_object(twin, "v1.4.3", checksum=checksum, iso_url=url))
+    name = start_upgrade(kube, simulator, "v1.4.3", version=version_object(simulator, "v1.4.3", checksum=checksum, iso_url=url))
     seen = watch_upgrade(kube, name, terminal)
     final = seen[-1]
     if case == "missing":
         error = f"expected status code 200 from {url}, got 404 Not Found"
     elif case == "checksum":
-        _, _, iso = http(twin, release_iso_path("v1.4.3"))
+        _, _, iso = http(simulator, release_iso_path("v1.4.3"))
         error = f"the expected checksum {'a' * 128} doesn't match the file actual checksum {hashlib.sha512(iso).hexdigest()}"
     else:
         error = f'Head "{url}": dial tcp: lookup releases.rancher.com on 10.53.0.10:53: no such host'
@@ -256,9 +256,9 @@ def test_image_download_failures_are_reported_as_the_image_controller_does(twin_
 
 # ---- what the ISO says decides the upgrade --------------------------------------------------------------------
 
-def test_a_version_naming_another_iso_upgrades_to_that_iso_on_a_single_node(twin_factory) -> None:  # noqa: ANN001
-    twin, kube = twin_factory("v1.5.1", nodes=1)
-    name = start_upgrade(kube, twin, "v1.5.1", version=version_object(twin, "v1.5.1", iso_of="v1.5.2"))
+def test_a_version_naming_another_iso_upgrades_to_that_iso_on_a_single_node(simulator_factory) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory("v1.5.1", nodes=1)
+    name = start_upgrade(kube, simulator, "v1.5.1", version=version_object(simulator, "v1.5.1", iso_of="v1.5.2"))
     seen = watch_upgrade(kube, name, terminal)
     final = seen[-1]
     assert state(final) == "Succeeded"
@@ -299,7 +299,7 @@ class _IsoHandler(http_server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_release_file_without_rancher_dependencies_fails_the_job_and_completed_has_no_reason(twin_factory) -> None:  # noqa: ANN001
+def test_a_release_file_without_rancher_dependencies_fails_the_job_and_completed_has_no_reason(simulator_factory) -> None:  # noqa: ANN001
     files = iso_files(get_version("v1.5.0"))
     release = yaml.safe_load(files["harvester-release.yaml"])
     del release["rancherDependencies"]
@@ -309,9 +309,9 @@ def test_a_release_file_without_rancher_dependencies_fails_the_job_and_completed
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        twin, kube = twin_factory("v1.4.2", nodes=1)
+        simulator, kube = simulator_factory("v1.4.2", nodes=1)
         url = f"http://127.0.0.1:{server.server_address[1]}/custom.iso"
-        name = start_upgrade(kube, twin, "custom", version=version_object(twin, "custom", iso_of="v1.5.0",
+        name = start_upgrade(kube, simulator, "custom", version=version_object(simulator, "custom", iso_of="v1.5.0",
                                                                           checksum="", iso_url=url))
         final = watch_upgrade(kube, name, terminal, seconds=180)[-1]
     finally:
@@ -327,9 +327,9 @@ def test_a_release_file_without_rancher_dependencies_fails_the_job_and_completed
     assert not any("Upgrading Rancher" in line for line in log)
 
 
-def test_rancher_already_at_the_target_is_skipped_without_dependency_waits(twin_factory) -> None:  # noqa: ANN001
-    twin, kube = twin_factory("v1.5.0", nodes=1)
-    name = start_upgrade(kube, twin, "master-ce188325-head")
+def test_rancher_already_at_the_target_is_skipped_without_dependency_waits(simulator_factory) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory("v1.5.0", nodes=1)
+    name = start_upgrade(kube, simulator, "master-ce188325-head")
     assert state(watch_upgrade(kube, name, terminal)[-1]) == "Succeeded"
     log = apply_manifests_log(kube, name)
     assert "Skip update Rancher. The version is already v2.11.0" in log
@@ -338,9 +338,9 @@ def test_rancher_already_at_the_target_is_skipped_without_dependency_waits(twin_
 
 # ---- harvester/harvester#8001: v1.5.0-rc2 -> the master build of 2025-04-03 ------------------------------------
 
-def test_rc2_to_master_waits_on_each_rc_dependency_in_turn(twin_factory) -> None:  # noqa: ANN001
-    twin, kube = twin_factory("v1.5.0-rc2", nodes=1)
-    name = start_upgrade(kube, twin, "master-ce188325-head")
+def test_rc2_to_master_waits_on_each_rc_dependency_in_turn(simulator_factory) -> None:  # noqa: ANN001
+    simulator, kube = simulator_factory("v1.5.0-rc2", nodes=1)
+    name = start_upgrade(kube, simulator, "master-ce188325-head")
     waits = [("cattle-fleet-system", "fleet", "106.0.0+up0.12.0", "0.12.0"),
              ("cattle-fleet-system", "fleet-crd", "106.0.0+up0.12.0", "0.12.0"),
              ("cattle-system", "rancher-webhook", "106.0.0+up0.7.0", "0.7.0")]

@@ -1,4 +1,4 @@
-"""The upgrade tracker against the twin: stalls, failures, budgets and re-attach, through outages."""
+"""The upgrade tracker against the simulator: stalls, failures, budgets and re-attach, through outages."""
 from __future__ import annotations
 
 import threading
@@ -7,8 +7,8 @@ from typing import Iterator
 
 import pytest
 
-from ..conftest import twin_request as _twin_request
-from infra.backends.simulated import TwinProcess
+from ..conftest import simulator_request as _simulator_request
+from infra.backends.simulated import SimulatorProcess
 from infra.harvester.helm import history_from_api
 from infra.harvester.upgrade import (PhaseBudgetExceeded, PhaseTracker, UpgradeFailed, UpgradeRun, UpgradeStalled,
                                      default_phase_budgets, diagnose)
@@ -17,19 +17,19 @@ from infra.kube import Kube
 from infra.cleanup import CleanupStack
 from infra.waits.budget import Budget
 
-from ..conftest import cluster_of, start_twin
+from ..conftest import cluster_of, start_simulator
 
 
 @pytest.fixture
-def rc_twin(tmp_path: Path) -> Iterator[TwinProcess]:
-    twin = start_twin("v1.5.0-rc2", tmp_path, time_scale=600)
-    yield twin
-    twin.stop()
+def rc_simulator(tmp_path: Path) -> Iterator[SimulatorProcess]:
+    simulator = start_simulator("v1.5.0-rc2", tmp_path, time_scale=600)
+    yield simulator
+    simulator.stop()
 
 
-def start(twin: TwinProcess, kube: Kube, target: str, run_id: str) -> UpgradeRun:
-    """An Upgrade whose Version names the twin's own ISO of `target` (the twin reaches no other server)."""
-    release = cluster_of(twin, run_id).release(target)
+def start(simulator: SimulatorProcess, kube: Kube, target: str, run_id: str) -> UpgradeRun:
+    """An Upgrade whose Version names the simulator's own ISO of `target` (the simulator reaches no other server)."""
+    release = cluster_of(simulator, run_id).release(target)
     return UpgradeRun.start(kube, release, run_id=run_id, cleanup=CleanupStack(), budget=Budget("Version gone", 10))
 
 
@@ -39,13 +39,13 @@ def tracker_for(run: UpgradeRun, kube: Kube, stall_window: float = 4.0, **budget
                                                                lambda ns, r: history_from_api(kube, ns, r)))
 
 
-def test_rc_to_master_stalls_with_a_diagnosis_through_api_outages(rc_twin: TwinProcess) -> None:
-    kube = Kube(rc_twin.kubeconfig, unavailable_budget=30)
-    run = start(rc_twin, kube, "master-ce188325-head", "t-stall")
+def test_rc_to_master_stalls_with_a_diagnosis_through_api_outages(rc_simulator: SimulatorProcess) -> None:
+    kube = Kube(rc_simulator.kubeconfig, unavailable_budget=30)
+    run = start(rc_simulator, kube, "master-ce188325-head", "t-stall")
     faults = [{"errorBurst": {"count": 5, "code": 503}, "dropWatches": True},
               {"unavailableSeconds": 2},
               {"refuseConnectionsSeconds": 2}]
-    timers = [threading.Timer(0.3 + 1.2 * i, _twin_request, (rc_twin.kubeconfig, "/twin/v1/faults", f))
+    timers = [threading.Timer(0.3 + 1.2 * i, _simulator_request, (rc_simulator.kubeconfig, "/simulator/v1/faults", f))
               for i, f in enumerate(faults)]
     for timer in timers:
         timer.start()
@@ -69,33 +69,33 @@ def tracker_phases(stalled: UpgradeStalled) -> list[str]:
 
 
 def test_a_downgrade_fails_at_once_on_completed_false(tmp_path: Path) -> None:
-    twin = start_twin("v1.5.1", tmp_path, time_scale=600)
+    simulator = start_simulator("v1.5.1", tmp_path, time_scale=600)
     try:
-        kube = Kube(twin.kubeconfig)
-        run = start(twin, kube, "v1.4.2", "t-down")
+        kube = Kube(simulator.kubeconfig)
+        run = start(simulator, kube, "v1.4.2", "t-down")
         with pytest.raises(UpgradeFailed) as caught:
             tracker_for(run, kube, stall_window=60).follow()
         assert "downgrading is prohibited" in str(caught.value)
     finally:
-        twin.stop()
+        simulator.stop()
 
 
-def test_reattach_finds_the_upgrade_under_way_by_run_id(rc_twin: TwinProcess) -> None:
-    kube = Kube(rc_twin.kubeconfig)
-    started = start(rc_twin, kube, "master-ce188325-head", "t-reattach")
-    attached = UpgradeRun.attach(Kube(rc_twin.kubeconfig), run_id="t-reattach")
+def test_reattach_finds_the_upgrade_under_way_by_run_id(rc_simulator: SimulatorProcess) -> None:
+    kube = Kube(rc_simulator.kubeconfig)
+    started = start(rc_simulator, kube, "master-ce188325-head", "t-reattach")
+    attached = UpgradeRun.attach(Kube(rc_simulator.kubeconfig), run_id="t-reattach")
     assert (attached.name, attached.target_version) == (started.name, "master-ce188325-head")
     with pytest.raises(UpgradeStalled):
         tracker_for(attached, attached.kube).follow()
 
 
 def test_a_phase_over_its_budget_fails_naming_the_phase(tmp_path: Path) -> None:
-    twin = start_twin("v1.4.2", tmp_path, time_scale=1)      # real time: LogReady takes 20 s
+    simulator = start_simulator("v1.4.2", tmp_path, time_scale=1)      # real time: LogReady takes 20 s
     try:
-        kube = Kube(twin.kubeconfig)
-        run = start(twin, kube, "master-ce188325-head", "t-budget")
+        kube = Kube(simulator.kubeconfig)
+        run = start(simulator, kube, "master-ce188325-head", "t-budget")
         with pytest.raises(PhaseBudgetExceeded) as caught:
             tracker_for(run, kube, stall_window=60, LogReady=0.02).follow()
         assert caught.value.phase == "LogReady" and "budget 1.2s" in str(caught.value)
     finally:
-        twin.stop()
+        simulator.stop()

@@ -1,7 +1,7 @@
-"""The twin's `validator.harvesterhci.io`: Upgrade and Version admission per simulated release.
+"""The simulator's `validator.harvesterhci.io`: Upgrade and Version admission per simulated release.
 
 Expectations here are written from harvester/harvester's validator.go at each tag (docs/harvester-facts.md §1.3), not
-from the twin's flags: the Running check in every simulated release (since v1.2.0), the strict
+from the simulator's flags: the Running check in every simulated release (since v1.2.0), the strict
 Node <-> Machine match only in v1.5.1 and v1.5.2 (master-ce188325-head, the master of 2025-04-02, runs
 v1.5.0's validator), and the later checks (cleanup-pending, pause map, add-ons, " or fix it") in none of
 them; their code is checked in-process on a release that has them. Checked over the wire with the
@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kubernetes.dynamic.exceptions import DynamicApiError
 
-from infra.backends.simulated import TwinProcess
+from infra.backends.simulated import SimulatorProcess
 from infra.cleanup import CleanupStack
 from infra.harvester import machines as capi
 from infra.kube import Kube
@@ -32,7 +32,7 @@ from infra.simulator.controllers import upgrade_webhook as hook
 from infra.simulator.harvester.versions import get_version
 from infra.waits.budget import Budget
 
-from ..conftest import start_twin
+from ..conftest import start_simulator
 
 HARVESTER = "harvesterhci.io/v1beta1"
 CAPI = "cluster.x-k8s.io/v1beta1"
@@ -49,21 +49,21 @@ Obj = dict[str, Any]
 # ---- fixtures and helpers ----------------------------------------------------------------------------
 
 @pytest.fixture
-def fresh_twin(tmp_path: Path) -> Iterator[Callable[[str], TwinProcess]]:
-    """A twin of its own, for tests that break many things at once."""
-    started: list[TwinProcess] = []
+def fresh_simulator(tmp_path: Path) -> Iterator[Callable[[str], SimulatorProcess]]:
+    """A simulator of its own, for tests that break many things at once."""
+    started: list[SimulatorProcess] = []
 
-    def get(version: str) -> TwinProcess:
-        started.append(start_twin(version, tmp_path / f"twin-{version}"))
+    def get(version: str) -> SimulatorProcess:
+        started.append(start_simulator(version, tmp_path / f"simulator-{version}"))
         return started[-1]
 
     yield get
-    for twin in started:
-        twin.stop()
+    for simulator in started:
+        simulator.stop()
 
 
-def client(twin: TwinProcess) -> Kube:
-    return Kube(twin.kubeconfig, unavailable_budget=5)
+def client(simulator: SimulatorProcess) -> Kube:
+    return Kube(simulator.kubeconfig, unavailable_budget=5)
 
 
 def ensure_version(kube: Kube, name: str = "master-ce188325-head", **annotations: str) -> None:
@@ -123,8 +123,8 @@ def expect(kube: Kube, body: Obj, reason: str | None, message: str | None = None
     return answer
 
 
-def kubectl_create(twin: TwinProcess, body: Obj, *, dry_run: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KUBECONFIG": str(twin.kubeconfig), "HOME": str(twin.workdir)}
+def kubectl_create(simulator: SimulatorProcess, body: Obj, *, dry_run: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KUBECONFIG": str(simulator.kubeconfig), "HOME": str(simulator.workdir)}
     args = [str(kubectl_binary()), "create", "-f", "-", "-o", "name"] + (["--dry-run=server"] if dry_run else [])
     return subprocess.run(args, input=yaml.safe_dump(body), capture_output=True, text=True, env=env, timeout=60)
 
@@ -147,14 +147,14 @@ def set_condition(kube: Kube, api_version: str, kind: str, name: str, ctype: str
 # ---- a healthy cluster, and the orphan matrix ------------------------------------------------------------
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
-def test_a_healthy_cluster_admits_the_upgrade_and_a_dry_run_stores_nothing(twins, version: str) -> None:  # noqa: ANN001
-    twin = twins(version)
-    kube = client(twin)
+def test_a_healthy_cluster_admits_the_upgrade_and_a_dry_run_stores_nothing(simulators, version: str) -> None:  # noqa: ANN001
+    simulator = simulators(version)
+    kube = client(simulator)
     ensure_version(kube)
     answer = expect(kube, upgrade(), None)
     assert answer["metadata"]["name"].startswith("hvst-upgrade-")
     assert answer["spec"]["logEnabled"] is True, "the CRD default is applied before admission"
-    result = kubectl_create(twin, upgrade())
+    result = kubectl_create(simulator, upgrade())
     assert result.returncode == 0 and result.stdout.startswith("upgrade.harvesterhci.io/hvst-upgrade-"), result.stderr
     assert upgrades_stored(kube) == []
 
@@ -171,9 +171,9 @@ def _expected_for(version: str, kind: capi.OrphanKind, injection: capi.Injection
 
 @pytest.mark.parametrize("kind", [k.key for k in capi.ORPHAN_KINDS])
 @pytest.mark.parametrize("version", ALL_VERSIONS)
-def test_orphans_with_the_kubernetes_client_and_kubectl(twins, version: str, kind: str) -> None:  # noqa: ANN001
-    twin = twins(version)
-    kube = client(twin)
+def test_orphans_with_the_kubernetes_client_and_kubectl(simulators, version: str, kind: str) -> None:  # noqa: ANN001
+    simulator = simulators(version)
+    kube = client(simulator)
     ensure_version(kube)
     stack = CleanupStack()
     try:
@@ -183,7 +183,7 @@ def test_orphans_with_the_kubernetes_client_and_kubectl(twins, version: str, kin
             expect(kube, upgrade(), None)
         else:
             expect(kube, upgrade(), "InternalError", expected)
-        result = kubectl_create(twin, upgrade())
+        result = kubectl_create(simulator, upgrade())
         if expected is None:
             assert result.returncode == 0, result.stderr
         else:
@@ -196,16 +196,16 @@ def test_orphans_with_the_kubernetes_client_and_kubectl(twins, version: str, kin
     expect(kube, upgrade(), None)          # put back: the next test starts healthy
 
 
-def test_a_denied_real_create_stores_nothing_either(twins) -> None:  # noqa: ANN001
-    twin = twins("v1.5.1")
-    kube = client(twin)
+def test_a_denied_real_create_stores_nothing_either(simulators) -> None:  # noqa: ANN001
+    simulator = simulators("v1.5.1")
+    kube = client(simulator)
     ensure_version(kube)
     stack = CleanupStack()
     try:
         capi.inject_orphan(kube, "provisioning", RUN_ID, stack, budget=Budget("removal", 10))
         code, answer = create(kube, upgrade(), dry_run=False)
         assert (code, answer["reason"]) == (500, "InternalError")
-        result = kubectl_create(twin, upgrade(), dry_run=False)
+        result = kubectl_create(simulator, upgrade(), dry_run=False)
         assert result.returncode == 1 and "is not running" in result.stderr
         assert upgrades_stored(kube) == []
     finally:
@@ -215,9 +215,9 @@ def test_a_denied_real_create_stores_nothing_either(twins) -> None:  # noqa: ANN
 # ---- the order of the checks ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", ["v1.4.2", "v1.5.0", "v1.5.1", "master-ce188325-head"])
-def test_checks_run_in_the_source_order_and_stop_at_the_first_failure(fresh_twin, version: str) -> None:  # noqa: ANN001
+def test_checks_run_in_the_source_order_and_stop_at_the_first_failure(fresh_simulator, version: str) -> None:  # noqa: ANN001
     """Break everything at once, then mend one thing at a time: each denial names the next check."""
-    kube = client(fresh_twin(version))
+    kube = client(fresh_simulator(version))
     ensure_version(kube)
     head = version in HEAD_ONLY
     strict = version in STRICT_MATCH
@@ -225,7 +225,7 @@ def test_checks_run_in_the_source_order_and_stop_at_the_first_failure(fresh_twin
     # a previous Upgrade, let in with skipWebhook while it is the only one
     expect(kube, upgrade(name="previous", **{hook.SKIP_WEBHOOK_ANNOTATION: "true"}), None)
     create(kube, upgrade(name="previous", **{hook.SKIP_WEBHOOK_ANNOTATION: "true"}), dry_run=False)
-    # the controller runs it too: its ISO (releases.rancher.com) is out of the air-gapped twin's reach, so it
+    # the controller runs it too: its ISO (releases.rancher.com) is out of the air-gapped simulator's reach, so it
     # fails; only then is its state label the test's to set
     wait_for_state(kube, "previous", "Failed")
     kube.patch(HARVESTER, "Upgrade", "previous", {"metadata": {"labels": {hook.UPGRADE_STATE_LABEL: "UpgradingNodes"}}},
@@ -298,8 +298,8 @@ def test_checks_run_in_the_source_order_and_stop_at_the_first_failure(fresh_twin
     assert stack.run() == []
 
 
-def test_a_single_replica_volume_that_is_detached_passes_with_the_skip_annotation(twins) -> None:  # noqa: ANN001
-    kube = client(twins("v1.5.1"))
+def test_a_single_replica_volume_that_is_detached_passes_with_the_skip_annotation(simulators) -> None:  # noqa: ANN001
+    kube = client(simulators("v1.5.1"))
     ensure_version(kube)
     kube.create({"apiVersion": "longhorn.io/v1beta2", "kind": "Volume",
                  "metadata": {"name": "pvc-detached", "namespace": "longhorn-system"},
@@ -319,9 +319,9 @@ def test_a_single_replica_volume_that_is_detached_passes_with_the_skip_annotatio
 
 
 @pytest.mark.parametrize("version, annotation_on", [("v1.5.0", "Version"), ("v1.5.1", "Upgrade")])
-def test_skipping_the_disk_check_also_skips_its_internal_ip_read(fresh_twin, version: str,
+def test_skipping_the_disk_check_also_skips_its_internal_ip_read(fresh_simulator, version: str,
                                                                   annotation_on: str) -> None:
-    kube = client(fresh_twin(version))
+    kube = client(fresh_simulator(version))
     kube.patch("v1", "Node", "harvester-node-1", {"metadata": {"annotations": {hook.RKE_INTERNAL_IP_ANNOTATION: None}}})
     ensure_version(kube)
     expect(kube, upgrade(), "InternalError", "node harvester-node-1 doesn't have rke2.io/internal-ip annotation")
@@ -339,11 +339,11 @@ def test_skipping_the_disk_check_also_skips_its_internal_ip_read(fresh_twin, ver
 
 # ---- skipWebhook, pause map, update and delete -------------------------------------------------------------
 
-def test_pause_map_is_read_by_no_simulated_release(twins) -> None:  # noqa: ANN001
+def test_pause_map_is_read_by_no_simulated_release(simulators) -> None:  # noqa: ANN001
     bad_action = {hook.PAUSE_MAP_ANNOTATION: json.dumps({"harvester-node-0": "stop"})}
     not_json = {hook.PAUSE_MAP_ANNOTATION: "nodes"}
     for version in ("v1.5.2", "master-ce188325-head"):
-        kube = client(twins(version))
+        kube = client(simulators(version))
         ensure_version(kube)
         if version in HEAD_ONLY:
             expect(kube, upgrade(**bad_action), "BadRequest",
@@ -369,8 +369,8 @@ def test_pause_map_is_read_by_no_simulated_release(twins) -> None:  # noqa: ANN0
             assert kube.delete(HARVESTER, "Upgrade", name, NS)
 
 
-def test_delete_is_refused_while_nodes_upgrade_or_the_cluster_provisions(twins) -> None:  # noqa: ANN001
-    kube = client(twins("v1.4.2"))
+def test_delete_is_refused_while_nodes_upgrade_or_the_cluster_provisions(simulators) -> None:  # noqa: ANN001
+    kube = client(simulators("v1.4.2"))
     ensure_version(kube)
     name = f"running-{uuid.uuid4().hex[:6]}"
     create(kube, upgrade(name=name, **{hook.SKIP_WEBHOOK_ANNOTATION: "false"}), dry_run=False)
@@ -408,17 +408,17 @@ def test_delete_is_refused_while_nodes_upgrade_or_the_cluster_provisions(twins) 
     ("v1.5.1", {hook.MIN_CERTS_EXPIRATION_ANNOTATION: "0", hook.SKIP_GC_THRESHOLD_ANNOTATION: "maybe"}, None),
     ("master-ce188325-head", {"harvesterhci.io/anything": "x"}, None),
 ])
-def test_the_version_validator_checks_the_annotations_its_release_reads(twins, version: str, annotations: dict,  # noqa: ANN001
+def test_the_version_validator_checks_the_annotations_its_release_reads(simulators, version: str, annotations: dict,  # noqa: ANN001
                                                                          message: str | None) -> None:
-    kube = client(twins(version))
+    kube = client(simulators(version))
     body = {"apiVersion": HARVESTER, "kind": "Version",
             "metadata": {"name": f"v-{uuid.uuid4().hex[:6]}", "namespace": NS, "annotations": annotations},
             "spec": {"isoURL": "https://example.invalid/h.iso"}}
     expect(kube, body, "BadRequest" if message else None, message)
 
 
-def test_the_version_validator_wants_a_sha512_iso_checksum(twins) -> None:  # noqa: ANN001
-    kube = client(twins("v1.5.1"))
+def test_the_version_validator_wants_a_sha512_iso_checksum(simulators) -> None:  # noqa: ANN001
+    kube = client(simulators("v1.5.1"))
     body = {"apiVersion": HARVESTER, "kind": "Version", "metadata": {"name": "bad-sum", "namespace": NS},
             "spec": {"isoURL": "https://example.invalid/h.iso", "isoChecksum": "abc"}}
     expect(kube, body, "BadRequest", "invalid isoChecksum abc")

@@ -1,5 +1,5 @@
-"""x509 client certificates on the twin's kube API, as RKE2's kube-apiserver takes them: a certificate
-from the twin's client CA logs in as its CN with its O as groups (system:masters is admin); one from
+"""x509 client certificates on the simulator's kube API, as RKE2's kube-apiserver takes them: a certificate
+from the simulator's client CA logs in as its CN with its O as groups (system:masters is admin); one from
 any other CA gets 401, not a TLS failure; the token keeps working."""
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    tmp = tmp_path_factory.mktemp("x509-twin")
+    tmp = tmp_path_factory.mktemp("x509-simulator")
     found = start_lab(tmp, ranchers=(), extra=("--client-cert-kubeconfig", str(tmp / "admin-cert.kubeconfig")))
     yield found
     found.stop()
@@ -90,7 +90,7 @@ def test_a_certificate_from_the_server_ca_is_not_a_client_certificate(lab: Lab, 
     server_ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
     assert server_ca.decode() == lab.info["caPem"]
     # Without the server CA's key nobody can sign with it; a self-signed look-alike must fail too.
-    fake = make_tls_material(ca_name="harvester-twin-ca", client_ca_name="harvester-twin-ca")
+    fake = make_tls_material(ca_name="harvester-simulator-ca", client_ca_name="harvester-simulator-ca")
     cert, key = make_client_certificate(fake.client_ca_cert_pem, fake.client_ca_key_pem, "system:admin",
                                         ("system:masters",))
     with pytest.raises(ApiException) as caught:
@@ -99,7 +99,7 @@ def test_a_certificate_from_the_server_ca_is_not_a_client_certificate(lab: Lab, 
 
 
 def test_a_valid_certificate_outside_system_masters_is_authenticated_but_forbidden(tmp_path: Path) -> None:
-    """A certificate of the client CA for alice (O dev) is a login (403, not 401): the twin has no RBAC
+    """A certificate of the client CA for alice (O dev) is a login (403, not 401): the simulator has no RBAC
     binding for anyone but cluster admins. Needs the client CA's key, so the server runs in-process."""
     material = make_tls_material(client_ca_name="rke2-client-ca")
     loop = asyncio.new_event_loop()

@@ -1,4 +1,4 @@
-"""Helpers for the upgrade tests: the twin's release server over HTTPS, Versions naming its ISOs, bounded waits."""
+"""Helpers for the upgrade tests: the simulator's release server over HTTPS, Versions naming its ISOs, bounded waits."""
 from __future__ import annotations
 
 import base64
@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import yaml
 
-from infra.backends.simulated import TwinProcess
+from infra.backends.simulated import SimulatorProcess
 from infra.kube import Kube
 from infra.simulator.harvester.helm_storage import decode_release_secret, release_secret, secret_name
 from infra.simulator.harvester.versions import get_version
@@ -25,9 +25,9 @@ STATE = "harvesterhci.io/upgradeState"
 Obj = dict[str, Any]
 
 
-def server_of(twin: TwinProcess) -> tuple[str, ssl.SSLContext, str]:
-    """(base URL, an SSL context trusting the twin's CA, bearer token) from the twin's kubeconfig."""
-    config = yaml.safe_load(Path(twin.kubeconfig).read_text())
+def server_of(simulator: SimulatorProcess) -> tuple[str, ssl.SSLContext, str]:
+    """(base URL, an SSL context trusting the simulator's CA, bearer token) from the simulator's kubeconfig."""
+    config = yaml.safe_load(Path(simulator.kubeconfig).read_text())
     cluster = config["clusters"][0]["cluster"]
     with tempfile.NamedTemporaryFile("wb", suffix=".crt") as ca:
         ca.write(base64.b64decode(cluster["certificate-authority-data"]))
@@ -36,10 +36,10 @@ def server_of(twin: TwinProcess) -> tuple[str, ssl.SSLContext, str]:
     return cluster["server"], context, config["users"][0]["user"]["token"]
 
 
-def http(twin: TwinProcess, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+def http(simulator: SimulatorProcess, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
          token: bool = False) -> tuple[int, dict[str, str], bytes]:
-    """One request to the twin's listener; (status, headers, body), error statuses included."""
-    base, context, bearer = server_of(twin)
+    """One request to the simulator's listener; (status, headers, body), error statuses included."""
+    base, context, bearer = server_of(simulator)
     request = urllib.request.Request(base + path, method=method, headers=dict(headers or {}))
     if token:
         request.add_header("Authorization", f"Bearer {bearer}")
@@ -55,14 +55,14 @@ def release_iso_path(version: str) -> str:
     return f"/harvester-releases/{channel}/harvester-{channel}-amd64.iso"
 
 
-def version_object(twin: TwinProcess, name: str, *, iso_of: str | None = None, checksum: str | None = None,
+def version_object(simulator: SimulatorProcess, name: str, *, iso_of: str | None = None, checksum: str | None = None,
                    iso_url: str | None = None) -> Obj:
-    """A Version named `name` whose isoURL is the twin's ISO of `iso_of` (default: `name`) and its sha512."""
-    base, _, _ = server_of(twin)
+    """A Version named `name` whose isoURL is the simulator's ISO of `iso_of` (default: `name`) and its sha512."""
+    base, _, _ = server_of(simulator)
     source = iso_of or name
     path = release_iso_path(source)
     if checksum is None:
-        status, _, body = http(twin, path[: -len(".iso")] + ".sha512")
+        status, _, body = http(simulator, path[: -len(".iso")] + ".sha512")
         assert status == 200, body
         checksum = body.decode().split()[0]
     spec: Obj = {"isoURL": iso_url or base + path}
@@ -71,10 +71,10 @@ def version_object(twin: TwinProcess, name: str, *, iso_of: str | None = None, c
     return {"apiVersion": HARVESTER, "kind": "Version", "metadata": {"name": name, "namespace": NS}, "spec": spec}
 
 
-def start_upgrade(kube: Kube, twin: TwinProcess, target: str, *, name: str = "hvst-upgrade-t0001",
+def start_upgrade(kube: Kube, simulator: SimulatorProcess, target: str, *, name: str = "hvst-upgrade-t0001",
                   annotations: dict[str, str] | None = None, version: Obj | None = None) -> str:
     if kube.find(HARVESTER, "Version", target, NS) is None:
-        kube.create(version or version_object(twin, target))
+        kube.create(version or version_object(simulator, target))
     meta: Obj = {"name": name, "namespace": NS}
     if annotations:
         meta["annotations"] = annotations

@@ -96,8 +96,8 @@ Feature: Failure sorting
   Scenario: Admission denies the upgrade
     Given admission denies the upgrade
 
-  Scenario: The twin's endpoint refuses connections
-    Given the twin's endpoint refuses connections
+  Scenario: The simulator's endpoint refuses connections
+    Given the simulator's endpoint refuses connections
 
   Scenario: Cleanup cannot reach the API
     Given cleanup cannot reach the API
@@ -157,8 +157,8 @@ def unavailable():
     raise ApiFailure(503, "ServiceUnavailable", "the server is currently unable to handle the request")
 
 
-@given("the twin's endpoint refuses connections")
-def twin_refuses():
+@given("the simulator's endpoint refuses connections")
+def simulator_refuses():
     import urllib.error
     raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
@@ -227,7 +227,7 @@ EXPECTED = {
     "API refuses connections": ("broken", cat.INFRA_API_UNAVAILABLE),
     "API answers 503": ("broken", cat.INFRA_API_UNAVAILABLE),
     "SSH drops": ("broken", cat.INFRA_SSH),
-    "The twin's endpoint refuses connections": ("broken", cat.INFRA_API_UNAVAILABLE),
+    "The simulator's endpoint refuses connections": ("broken", cat.INFRA_API_UNAVAILABLE),
     "Cleanup cannot reach the API": ("failed", cat.INFRA_API_UNAVAILABLE),
     "Step nobody wrote": ("broken", cat.HARNESS_DEFECT),
     "Harness bug": ("broken", cat.HARNESS_DEFECT),

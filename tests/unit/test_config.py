@@ -80,7 +80,7 @@ def test_secrets_in_the_inventory_are_masked(tmp_path: Path) -> None:
     assert "hunter2" not in str(describe(load_config(path, environ={})))
 
 
-def test_the_simulated_versions_are_the_twins_versions() -> None:
+def test_the_simulated_versions_are_the_simulators_versions() -> None:
     from infra.simulator.harvester.versions import version_names
     assert sorted(SIMULATED_VERSIONS) == sorted(version_names())
 

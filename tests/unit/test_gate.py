@@ -175,7 +175,7 @@ def test_nothing_that_ran_is_not_a_pass(tmp_path: Path, policy: Path, capsys: py
 
 
 def test_the_latest_attempt_counts(tmp_path: Path, policy: Path) -> None:
-    first = result("Upgrade", "broken", message="infra.backends.base.BackendError: twin exited", stop=1)
+    first = result("Upgrade", "broken", message="infra.backends.base.BackendError: simulator exited", stop=1)
     retry = result("Upgrade", "passed", stop=2)
 
     assert run_gate(write(tmp_path / "r", first, retry), policy) == 0

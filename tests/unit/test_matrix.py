@@ -220,7 +220,7 @@ def test_a_cell_that_selects_nothing_or_runs_out_of_time_says_so(tmp_path: Path)
 
 
 def test_a_real_cell_whose_cluster_never_starts(tmp_path: Path) -> None:
-    """`harvester-e2e run` for one cell, with a twin start budget nobody can meet."""
+    """`harvester-e2e run` for one cell, with a simulator start budget nobody can meet."""
     [cell] = expand(_spec(harvester=[{"from": "v1.4.2", "to": "master-ce188325-head"}], rancher=["v2.10"], rke2=[],
                           markers="smoke"))
     paths = CellPaths(tmp_path / "c01")

@@ -441,9 +441,9 @@ def _unchanged_at(old: Any, new: Any, tokens: list[str | int]) -> bool:
             if not isinstance(new_node, list) or token >= len(new_node):
                 break
             item = new_node[token]
-            twin = next((o for o in old_node if _json_equal(o, item)), _MISSING) if isinstance(old_node, list) \
+            simulator = next((o for o in old_node if _json_equal(o, item)), _MISSING) if isinstance(old_node, list) \
                 else _MISSING
-            pairs.append((twin, item))
+            pairs.append((simulator, item))
         else:
             old_child = old_node.get(token, _MISSING) if isinstance(old_node, dict) else _MISSING
             new_child = new_node.get(token, _MISSING) if isinstance(new_node, dict) else _MISSING

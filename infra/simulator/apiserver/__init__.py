@@ -1,1 +1,1 @@
-"""A Kubernetes-compatible API server in Python: the protocol face of the Harvester twin."""
+"""A Kubernetes-compatible API server in Python: the protocol face of the Harvester simulator."""

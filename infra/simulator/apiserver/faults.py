@@ -1,6 +1,6 @@
 """Explicit fault injection for reliability tests: never a side effect of a simulated version.
 
-`POST /twin/v1/faults` arms them (see `ApiServer._twin`); `GET /twin/v1/faults` says what is armed and
+`POST /simulator/v1/faults` arms them (see `ApiServer._simulator`); `GET /simulator/v1/faults` says what is armed and
 what has fired so far (`fired`), so a chaos run can tell a fault that hit the harness from one that was
 armed while nothing used that path (an SSH drop in a story that never opens SSH).
 

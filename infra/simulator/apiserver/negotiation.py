@@ -14,7 +14,7 @@ from . import errors
 META_GROUP = "meta.k8s.io"
 META_VERSIONS = ("v1", "v1beta1")
 TRANSFORMS = ("Table", "PartialObjectMetadata", "PartialObjectMetadataList")
-# What the twin writes (it reads protobuf, but answers JSON, which every client accepts).
+# What the simulator writes (it reads protobuf, but answers JSON, which every client accepts).
 SERVED = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
 
 

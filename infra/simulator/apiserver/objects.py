@@ -1,6 +1,6 @@
 """Kubernetes object semantics on top of the store.
 
-Both the HTTP layer and the twin's in-process controllers go through `ObjectApi`, so a controller
+Both the HTTP layer and the simulator's in-process controllers go through `ObjectApi`, so a controller
 write looks to a watching client exactly like any other client's write.
 """
 from __future__ import annotations
@@ -639,7 +639,7 @@ def _spec_changed(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any])
 
 
 class PodLogs:
-    """Container logs the twin's controllers write and `/log` serves (tail, follow)."""
+    """Container logs the simulator's controllers write and `/log` serves (tail, follow)."""
 
     def __init__(self) -> None:
         self._lines: dict[tuple[str, str, str], list[str]] = {}

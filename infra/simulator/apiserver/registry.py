@@ -1,7 +1,7 @@
 """Which kinds the API server serves: built-in Kubernetes kinds plus whatever CRDs register.
 
 Objects are stored once per (group, plural); each served version is a view of the same object
-(the `None` conversion strategy of CRDs), which is what the twin's kinds need.
+(the `None` conversion strategy of CRDs), which is what the simulator's kinds need.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Self-reviews the API server answers without storing anything (create-only kinds).
 
-The twin's bearer token stands for what RKE2's admin kubeconfig is: user `system:admin` in group
+The simulator's bearer token stands for what RKE2's admin kubeconfig is: user `system:admin` in group
 `system:masters`. kube-apiserver puts a privileged-groups authorizer first in its chain
 (kubernetes pkg/kubeapiserver/authorizer/config.go, v1.32), which allows everything for that group with no
 reason, and the RBAC authorizer's rules follow it in a rules review.

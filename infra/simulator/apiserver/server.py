@@ -1,7 +1,7 @@
-"""The HTTPS front of the twin: Kubernetes REST over aiohttp.
+"""The HTTPS front of the simulator: Kubernetes REST over aiohttp.
 
 Serves discovery, CRUD, list/watch, patch, status/scale/log subresources and server-side tables,
-with bearer-token auth and a CA generated per run. `/twin/v1/*` are the twin's own endpoints
+with bearer-token auth and a CA generated per run. `/simulator/v1/*` are the simulator's own endpoints
 (fault injection, facts about the simulation); they require the same token.
 """
 from __future__ import annotations
@@ -34,12 +34,12 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 ADMIN = "system:admin"          # who the token and a system:masters certificate authenticate as
-KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.2+rke2r1", "gitCommit": "twin",
+KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.2+rke2r1", "gitCommit": "simulator",
                 "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
                 "compiler": "gc", "platform": "linux/amd64"}
 
 
-TwinRoute = Callable[[web.Request, str], Awaitable[dict[str, Any]]]
+SimulatorRoute = Callable[[web.Request, str], Awaitable[dict[str, Any]]]
 ProductRoute = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 # A Service's backend as the API server's proxy reaches it: (request, port as written in the URL, path
 # below .../proxy). Used for what a real cluster serves behind a Service, e.g. the upgrade repo.
@@ -122,8 +122,8 @@ class ApiServer:
         self._ssl: ssl.SSLContext | None = None
         self._streams: set[web.StreamResponse] = set()
         self.requests_served = 0
-        self.twin_calls = 0                   # /twin/v1 requests but info: a run posing as a lab makes none
-        self._twin_routes: dict[tuple[str, str], TwinRoute] = {}
+        self.simulator_calls = 0                   # /simulator/v1 requests but info: a run posing as a lab makes none
+        self._simulator_routes: dict[tuple[str, str], SimulatorRoute] = {}
         self._product_routes: dict[str, ProductRoute] = {}
         self._public_routes: dict[str, ProductRoute] = {}
         self._service_proxies: dict[tuple[str, str], ServiceProxy] = {}
@@ -144,9 +144,9 @@ class ApiServer:
     def remove_service_proxy(self, namespace: str, service: str) -> None:
         self._service_proxies.pop((namespace, service), None)
 
-    def add_twin_route(self, method: str, path: str, handler: "TwinRoute") -> None:
-        """A twin-only endpoint under /twin/v1/ (e.g. node power); `path` may hold one `{name}` segment."""
-        self._twin_routes[(method.upper(), path.rstrip("/"))] = handler
+    def add_simulator_route(self, method: str, path: str, handler: "SimulatorRoute") -> None:
+        """A simulator-only endpoint under /simulator/v1/ (e.g. node power); `path` may hold one `{name}` segment."""
+        self._simulator_routes[(method.upper(), path.rstrip("/"))] = handler
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -201,7 +201,7 @@ class ApiServer:
         if user is None:
             return _error(errors.unauthorized())
         if user != ADMIN:
-            # The twin has no RBAC: only cluster admins are authorized, as if no role bound anyone else.
+            # The simulator has no RBAC: only cluster admins are authorized, as if no role bound anyone else.
             verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
                 request.method, request.method.lower())
             return _error(errors.ApiError(403, "Forbidden", f'forbidden: User "{user}" cannot {verb} path "{path}"'))
@@ -212,9 +212,9 @@ class ApiServer:
         if path == "/version":
             return _json(self.kube_version)
         try:
-            if path.startswith("/twin/v1/"):
-                self.twin_calls += path != "/twin/v1/info"
-                return await self._twin(request, path)
+            if path.startswith("/simulator/v1/"):
+                self.simulator_calls += path != "/simulator/v1/info"
+                return await self._simulator(request, path)
             for prefix, handler in self._product_routes.items():
                 if path.startswith(prefix):
                     return await handler(request, path[len(prefix):])
@@ -565,12 +565,12 @@ class ApiServer:
             pass
         return response
 
-    # --- the twin's own endpoints -------------------------------------------------------------
-    async def _twin(self, request: web.Request, path: str) -> web.Response:
-        if path == "/twin/v1/info" and request.method == "GET":
-            return _json({"apiserver": self.url, "requestsServed": self.requests_served, "twinCalls": self.twin_calls,
+    # --- the simulator's own endpoints -------------------------------------------------------------
+    async def _simulator(self, request: web.Request, path: str) -> web.Response:
+        if path == "/simulator/v1/info" and request.method == "GET":
+            return _json({"apiserver": self.url, "requestsServed": self.requests_served, "simulatorCalls": self.simulator_calls,
                           "openWatches": self.api.store.open_watches(), **self._info()})
-        if path == "/twin/v1/faults" and request.method == "POST":
+        if path == "/simulator/v1/faults" and request.method == "POST":
             spec = _decode(await request.read())
             done: dict[str, Any] = {}
             if spec.get("unavailableSeconds"):
@@ -602,13 +602,13 @@ class ApiServer:
                     raise errors.bad_request(str(exc)) from None
                 done["slowPhases"] = slow
             return _json({"applied": done})
-        if path == "/twin/v1/faults" and request.method == "GET":
+        if path == "/simulator/v1/faults" and request.method == "GET":
             return _json(self.faults.describe())
-        for (method, route), handler in self._twin_routes.items():
+        for (method, route), handler in self._simulator_routes.items():
             if method != request.method:
                 continue
             base, _, param = route.partition("/{")
-            suffix = param.partition("}")[2]          # "/power" in "/twin/v1/nodes/{name}/power"
+            suffix = param.partition("}")[2]          # "/power" in "/simulator/v1/nodes/{name}/power"
             name = path[len(base) + 1:len(path) - len(suffix)] if path.endswith(suffix) else ""
             if param and path.startswith(base + "/") and name and "/" not in name:
                 return _json(await handler(request, name))

@@ -149,7 +149,7 @@ class Store:
         watcher.close()
 
     def open_watches(self) -> int:
-        """How many watches are open now (the twin's info: a test knows when a client is watching)."""
+        """How many watches are open now (the simulator's info: a test knows when a client is watching)."""
         return len(self._watchers)
 
     def close_all_watches(self) -> int:

@@ -277,7 +277,7 @@ class PodStreams:
                     await finish(_status("Success"))
         except (ConnectionResetError, asyncio.CancelledError):
             hung_up.set()
-        except Exception as exc:  # noqa: BLE001 - a twin bug must reach the client as the kubelet's error would
+        except Exception as exc:  # noqa: BLE001 - a simulator bug must reach the client as the kubelet's error would
             log.exception("pods/%s failed", sub)
             if not hung_up.is_set():
                 await finish(internal_status(f"error executing command in container: {exc}"))

@@ -75,7 +75,7 @@ def _make_ca(common_name: str, now: dt.datetime, days: int) -> tuple[x509.Certif
 
 
 def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), days: int = 7, *,
-                      ca_name: str = "harvester-twin-ca", server_name: str = "kube-apiserver",
+                      ca_name: str = "harvester-simulator-ca", server_name: str = "kube-apiserver",
                       client_ca_name: str = "") -> TlsMaterial:
     """A server CA and certificate; with `client_ca_name`, also a client CA for x509 logins."""
     now = dt.datetime.now(dt.timezone.utc)

@@ -1,7 +1,7 @@
-"""The twin's behaviours: each module's `install(twin)` registers admission hooks and controller tasks.
+"""The simulator's behaviours: each module's `install(simulator)` registers admission hooks and controller tasks.
 
-To add a behaviour, write a module with `install(twin)` and list it in INSTALLERS. What a behaviour
-does must follow from `twin.version` (the simulated release), never from a test switch.
+To add a behaviour, write a module with `install(simulator)` and list it in INSTALLERS. What a behaviour
+does must follow from `simulator.version` (the simulated release), never from a test switch.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from . import upgrade
 from . import supportbundle
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
-INSTALLERS: list[Callable[["Twin"], None]] = [
+INSTALLERS: list[Callable[["Simulator"], None]] = [
     settings.install,
     guest.install,
     ipam.install, ippool_webhook.install, loadbalancer.install,
@@ -27,6 +27,6 @@ INSTALLERS: list[Callable[["Twin"], None]] = [
 ]
 
 
-def install_all(twin: "Twin") -> None:
+def install_all(simulator: "Simulator") -> None:
     for install in INSTALLERS:
-        install(twin)
+        install(simulator)

@@ -30,7 +30,7 @@ class Controller:
             event = await self.queue.get()
             try:
                 await self.handle(event)
-            except Exception:  # noqa: BLE001 - a controller bug must not stop the twin
+            except Exception:  # noqa: BLE001 - a controller bug must not stop the simulator
                 log.exception("%s failed handling %s", type(self).__name__, event.type)
 
     async def handle(self, event: StoredEvent) -> None:

@@ -29,7 +29,7 @@ from ..harvester.versions import compare_semver, is_semver
 from .base import Controller
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 GROUP = "loadbalancer.harvesterhci.io"
 VERSION = "v1beta1"
@@ -385,10 +385,10 @@ def log_line(level: str, message: str) -> str:
 class IpamController(Controller):
     watches = ((GROUP, "ippools"),)
 
-    def __init__(self, twin: "Twin") -> None:
-        super().__init__(twin.api)
-        self.twin = twin
-        self.allocators = allocators(twin.api)
+    def __init__(self, simulator: "Simulator") -> None:
+        super().__init__(simulator.api)
+        self.simulator = simulator
+        self.allocators = allocators(simulator.api)
 
     def log(self, line: str) -> None:
         self.log_to_pod(LB_NAMESPACE, LB_POD_LABELS, LB_CONTAINER, line)
@@ -444,7 +444,7 @@ class IpamController(Controller):
 
     def on_remove(self, pool: Obj) -> None:
         name = pool["metadata"]["name"]
-        line = pool_removed_log(self.twin.version.load_balancer_version, name)
+        line = pool_removed_log(self.simulator.version.load_balancer_version, name)
         if line:
             self.log(line)
         self.allocators.drop(name)
@@ -469,5 +469,5 @@ def _set_ready(conditions: list[Obj]) -> list[Obj]:
     return result
 
 
-def install(twin: "Twin") -> None:
-    twin.spawn(IpamController(twin).run, "ipam-controller")
+def install(simulator: "Simulator") -> None:
+    simulator.spawn(IpamController(simulator).run, "ipam-controller")

@@ -18,7 +18,7 @@ from .ipam import (GLOBAL_POOL_LABEL, GROUP, VERSION, RangeError, RangeSet, Requ
                    is_global_pool, parse_ip, selector_matches)
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 WEBHOOK = "harvester-load-balancer-webhook"
 VALIDATOR = f"validator.harvester-system.{WEBHOOK}"
@@ -177,8 +177,8 @@ def validate(api: ObjectApi, request: AdmissionRequest) -> None:
         raise _deny(VALIDATOR, _prefix(request.operation, pool["metadata"]["name"], str(refusal))) from None
 
 
-def install(twin: "Twin") -> None:
-    api = twin.api
+def install(simulator: "Simulator") -> None:
+    api = simulator.api
     api.add_admission(GROUP, "ippools", lambda request: mutate(api, request), mutating=True)
     api.add_admission(GROUP, "ippools", lambda request: validate(api, request))
 

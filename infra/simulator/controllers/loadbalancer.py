@@ -21,7 +21,7 @@ from .ipam import (GROUP, LB_CONTAINER, LB_NAMESPACE, LB_POD_LABELS, VERSION, Al
                    allocators, log_line, select_pool)
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 LB_FINALIZER = "wrangler.cattle.io/harvester-lb-controller"
 DHCP_ADDRESS = "0.0.0.0"
@@ -41,10 +41,10 @@ class LoadBalancerError(Exception):
 class LoadBalancerController(Controller):
     watches = ((GROUP, "loadbalancers"),)
 
-    def __init__(self, twin: "Twin") -> None:
-        super().__init__(twin.api)
-        self.twin = twin
-        self.allocators = allocators(twin.api)
+    def __init__(self, simulator: "Simulator") -> None:
+        super().__init__(simulator.api)
+        self.simulator = simulator
+        self.allocators = allocators(simulator.api)
         self._retrying: set[tuple[str, str]] = set()
 
     @property
@@ -186,7 +186,7 @@ class LoadBalancerController(Controller):
         self._retrying.add(key)
         stub = {"metadata": {"namespace": key[0], "name": key[1]}}
         event = StoredEvent(0, (GROUP, "loadbalancers"), "MODIFIED", stub, None)
-        asyncio.get_running_loop().call_later(RETRY_SIMULATED_SECONDS / self.twin.clock.scale,
+        asyncio.get_running_loop().call_later(RETRY_SIMULATED_SECONDS / self.simulator.clock.scale,
                                               self.queue.put_nowait, event)
 
 
@@ -207,5 +207,5 @@ def _ready(conditions: list[Obj], error: Exception | None) -> list[Obj]:
     return result
 
 
-def install(twin: "Twin") -> None:
-    twin.spawn(LoadBalancerController(twin).run, "loadbalancer-controller")
+def install(simulator: "Simulator") -> None:
+    simulator.spawn(LoadBalancerController(simulator).run, "loadbalancer-controller")

@@ -22,5 +22,5 @@ class SettingController(Controller):
             self.record_event(setting, "Normal", "SettingUpdated", f"setting {name} {verb}", "harvester-setting-controller")
 
 
-def install(twin) -> None:  # noqa: ANN001 - Twin (import cycle)
-    twin.spawn(SettingController(twin.api).run, "setting-controller")
+def install(simulator) -> None:  # noqa: ANN001 - Simulator (import cycle)
+    simulator.spawn(SettingController(simulator.api).run, "setting-controller")

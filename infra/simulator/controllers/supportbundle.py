@@ -2,7 +2,7 @@
 -> generating -> ready (or error), and `GET /v1/harvester/supportbundles/{name}/download` streams the zip, then
 deletes the SupportBundle unless `?retain=true`.
 
-The twin's bundle is built from its own state: YAML of the objects in harvester-system (and the
+The simulator's bundle is built from its own state: YAML of the objects in harvester-system (and the
 extra namespaces asked for), nodes, settings, upgrades and versions, and every container log it holds.
 Secrets appear by name and keys only, never with their data.
 """
@@ -21,7 +21,7 @@ from ..apiserver.store import StoredEvent
 from .base import Controller
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 NAMESPACE = "harvester-system"
 GENERATION_SECONDS = 90            # simulated seconds from request to ready (ILLUSTRATIVE)
@@ -34,10 +34,10 @@ CLUSTER_KINDS = (("", "v1", "nodes"), ("harvesterhci.io", "v1beta1", "settings")
 class SupportBundleController(Controller):
     watches = (("harvesterhci.io", "supportbundles"),)
 
-    def __init__(self, twin: "Twin") -> None:
-        super().__init__(twin.api)
-        self.twin = twin
-        self.bundles = twin.api.lookup("harvesterhci.io", "v1beta1", "supportbundles")
+    def __init__(self, simulator: "Simulator") -> None:
+        super().__init__(simulator.api)
+        self.simulator = simulator
+        self.bundles = simulator.api.lookup("harvesterhci.io", "v1beta1", "supportbundles")
         self.archives: dict[str, bytes] = {}
 
     async def handle(self, event: StoredEvent) -> None:
@@ -45,7 +45,7 @@ class SupportBundleController(Controller):
         if event.type == "DELETED":
             self.archives.pop(name, None)
         elif event.type == "ADDED" and event.object["metadata"].get("namespace") == NAMESPACE:
-            self.twin.spawn(lambda: self._generate(name), f"supportbundle-{name}")
+            self.simulator.spawn(lambda: self._generate(name), f"supportbundle-{name}")
 
     def _status(self, name: str, **status: Any) -> None:
         self.api.mutate(self.bundles, NAMESPACE, name, lambda o: o.setdefault("status", {}).update(status),
@@ -55,9 +55,9 @@ class SupportBundleController(Controller):
         self._status(name, state="generating", progress=0,
                      conditions=[{"type": "Initialized", "status": "True"}])
         for progress in (33, 66):
-            await self.twin.clock.sleep(GENERATION_SECONDS / 3)
+            await self.simulator.clock.sleep(GENERATION_SECONDS / 3)
             self._status(name, progress=progress)
-        await self.twin.clock.sleep(GENERATION_SECONDS / 3)
+        await self.simulator.clock.sleep(GENERATION_SECONDS / 3)
         bundle = self.api.get(self.bundles, NAMESPACE, name)
         namespaces = [NAMESPACE, *((bundle.get("spec") or {}).get("extraCollectionNamespaces") or [])]
         archive = self._archive(bundle, namespaces)
@@ -72,7 +72,7 @@ class SupportBundleController(Controller):
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("bundle.yaml", yaml.safe_dump({"issueURL": bundle["spec"].get("issueURL", ""),
                                                             "description": bundle["spec"].get("description", ""),
-                                                            "harvesterVersion": self.twin.version.name}))
+                                                            "harvesterVersion": self.simulator.version.name}))
             for group, version, plural in CLUSTER_KINDS:
                 items = self.api.list(self.api.lookup(group, version, plural)).items
                 archive.writestr(f"cluster/{plural}.yaml", yaml.safe_dump_all(items, sort_keys=False))
@@ -124,9 +124,9 @@ def _harvester_error(status: int, message: str) -> web.Response:
     return web.json_response({"errors": [message]}, status=status)
 
 
-def install(twin: "Twin") -> None:
-    controller = SupportBundleController(twin)
-    twin.spawn(controller.run, "supportbundle-controller")
+def install(simulator: "Simulator") -> None:
+    controller = SupportBundleController(simulator)
+    simulator.spawn(controller.run, "supportbundle-controller")
     # Served at the VIP (Harvester's API behind the embedded Rancher), not on the kube API listener.
-    assert twin.vip is not None
-    twin.vip.add_route("/v1/harvester/supportbundles/", controller.download)
+    assert simulator.vip is not None
+    simulator.vip.add_route("/v1/harvester/supportbundles/", controller.download)

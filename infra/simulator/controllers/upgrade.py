@@ -46,7 +46,7 @@ from .upgrade_nodes import InvalidUpgradeConfig, NodeStages, preload_concurrency
 from .upgrade_repo import IsoDownloader, RepoInfoError, UpgradeImage, UpgradeRepo
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,11 @@ def repo_info_text(release: Obj) -> str:
 class UpgradeController(Controller):
     watches = (("harvesterhci.io", "upgrades"),)
 
-    def __init__(self, twin: "Twin") -> None:
-        super().__init__(twin.api)
-        self.twin = twin
-        self.objects = UpgradeObjects(twin)
-        self.image = UpgradeImage(self.objects, IsoDownloader(twin))
+    def __init__(self, simulator: "Simulator") -> None:
+        super().__init__(simulator.api)
+        self.simulator = simulator
+        self.objects = UpgradeObjects(simulator)
+        self.image = UpgradeImage(self.objects, IsoDownloader(simulator))
         self.nodes = NodeStages(self.objects)
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._repos: dict[str, UpgradeRepo] = {}
@@ -95,7 +95,7 @@ class UpgradeController(Controller):
         if event.type == "ADDED" and name not in self._running:
             task = asyncio.get_running_loop().create_task(self._run(name), name=f"upgrade-{name}")
             self._running[name] = task
-            self.twin.track(task)
+            self.simulator.track(task)
         elif event.type == "DELETED":
             task = self._running.pop(name, None)
             if task is not None:
@@ -109,7 +109,7 @@ class UpgradeController(Controller):
         except StopUpgrade:
             self._cleanup(self.objects.upgrade(name), clean_jobs=False)
         except ApiError as exc:
-            if exc.code != 404:        # a deleted Upgrade simply stops; anything else is a twin bug
+            if exc.code != 404:        # a deleted Upgrade simply stops; anything else is a simulator bug
                 log.exception("upgrade %s: API error", name)
         finally:
             self._running.pop(name, None)
@@ -135,7 +135,7 @@ class UpgradeController(Controller):
         repo = UpgradeRepo(self.objects, upgrade)
         self._repos[name] = repo
         repo.bootstrap(self.objects.upgrade(name), self.api.get(self.image.images, NAMESPACE, name),
-                       self.twin.version.behaviour_tag)
+                       self.simulator.version.behaviour_tag)
         self.objects.state(name, PREPARING_REPO)
         self.objects.create_unknown_if_not_exists(name, "RepoReady")
         if not await repo.boot(iso):
@@ -183,7 +183,7 @@ class UpgradeController(Controller):
                 "spec": {"upgradeName": name}})
             self.objects.mutate(name, lambda o: o.setdefault("status", {}).update(upgradeLog=f"{name}-upgradelog"))
             self.objects.create_unknown_if_not_exists(name, "LogReady")
-            await self.twin.clock.sleep(LOGGING_SECONDS)
+            await self.simulator.clock.sleep(LOGGING_SECONDS)
             self.objects.set_condition(name, "LogReady", "True")        # the upgradelog controller
         self.objects.state(name, LOGGING_INFRA_PREPARED)
 
@@ -277,7 +277,7 @@ class UpgradeController(Controller):
         self.objects.state(name, UPGRADING_SYSTEM_SERVICES)
         self.objects.set_condition(name, "SystemServicesUpgraded", "Unknown")
         if target is None:
-            # no such image for the twin to run: the pod stays in ErrImagePull / ImagePullBackOff
+            # no such image for the simulator to run: the pod stays in ErrImagePull / ImagePullBackOff
             self._image_pull_backoff(pod, f"{UPGRADE_IMAGE}:{info.get('harvester', '')}")
             await asyncio.Event().wait()
         failures, delay = 0, JOB_RETRY_SECONDS
@@ -296,7 +296,7 @@ class UpgradeController(Controller):
                 self.objects.set_condition(name, "SystemServicesUpgraded", "False", "BackoffLimitExceeded",
                                            "Job has reached the specified backoff limit")
                 return
-            await self.twin.clock.sleep(delay)
+            await self.simulator.clock.sleep(delay)
             delay = min(delay * 2, 360)
             pod = self.objects.start_job_pod(self.api.get(self.api.lookup("batch", "v1", "jobs"), NAMESPACE,
                                                           job["metadata"]["name"]))
@@ -416,7 +416,7 @@ class UpgradeController(Controller):
         try:
             return get_version(current)
         except UnknownVersionError:
-            return self.twin.version
+            return self.simulator.version
 
     def _resume_managed_charts(self) -> None:
         """v1.5.1/v1.5.2 `resumeManagedCharts`: un-pause the four charts the script may have left paused."""
@@ -443,13 +443,13 @@ class UpgradeController(Controller):
         self.api.mutate(logs, NAMESPACE, log_name, ended)
 
 
-def install(twin: "Twin") -> None:
-    releases = ReleaseServer(twin.server)     # the ISOs a Version can name, on the twin's own listener
+def install(simulator: "Simulator") -> None:
+    releases = ReleaseServer(simulator.server)     # the ISOs a Version can name, on the simulator's own listener
     releases.install()
-    twin.releases = releases
-    controller = UpgradeController(twin)
+    simulator.releases = releases
+    controller = UpgradeController(simulator)
     controller.releases = releases
-    twin.spawn(controller.run, "upgrade-controller")
+    simulator.spawn(controller.run, "upgrade-controller")
 
 
 __all__ = ["UpgradeController", "install", "mark_complete", "repo_info_text"]

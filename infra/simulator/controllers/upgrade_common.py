@@ -13,7 +13,7 @@ from ..apiserver.clock import rfc3339
 from ..apiserver.objects import ObjectApi
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 Obj = dict[str, Any]
 
@@ -84,11 +84,11 @@ def pod_suffix() -> str:
 
 
 class UpgradeObjects:
-    """Reads and writes of the Upgrade and the objects it makes, on the twin's store."""
+    """Reads and writes of the Upgrade and the objects it makes, on the simulator's store."""
 
-    def __init__(self, twin: "Twin") -> None:
-        self.twin = twin
-        self.api: ObjectApi = twin.api
+    def __init__(self, simulator: "Simulator") -> None:
+        self.simulator = simulator
+        self.api: ObjectApi = simulator.api
         self.upgrades = self.api.lookup("harvesterhci.io", "v1beta1", "upgrades")
 
     def rtype(self, group: str, version: str, plural: str) -> Any:

@@ -1,7 +1,7 @@
 """The `<upgrade>-apply-manifests` pod: harvester/harvester `package/upgrade/upgrade_manifests.sh` and `lib.sh`.
 
 The pod runs the *target's* script (image `rancher/harvester-upgrade:<repoInfo.release.harvester>`). The
-twin prints what that script prints, step by step in its order, and does to the twin's objects what the
+simulator prints what that script prints, step by step in its order, and does to the simulator's objects what the
 step does (pause and upgrade the ManagedCharts, `helm upgrade rancher`, Rancher's own chart decisions,
 the Harvester charts, `server-version`). Script versions (`md5sum` of the files at the tags):
 
@@ -10,10 +10,10 @@ the Harvester charts, `server-version`). Script versions (`md5sum` of the files 
 
 What is printed comes from the script's `echo` lines and from the one-line outputs of the commands it
 runs (`kubectl patch/create/delete/label`, `kubectl rollout status`, `helm upgrade`, `curl -sfL` of the
-release file in `wait_repo`). Multi-line command output whose content the twin does not model (kubectl
+release file in `wait_repo`). Multi-line command output whose content the simulator does not model (kubectl
 tables, `helm get values` of charts other than rancher, the rancher chart's NOTES body, wharfie's and
 kubectl apply's object lists, the pre-hook scripts' inner output) is left out. Steps acting on objects
-the twin does not serve (KubeVirt, Longhorn instance managers, add-ons, fleet clusters, the cluster-repo
+the simulator does not serve (KubeVirt, Longhorn instance managers, add-ons, fleet clusters, the cluster-repo
 Deployment) print the healthy cluster's lines and change nothing. The two waits that matter for the
 stories are real: `Wait for Rancher to be upgraded` on settings.management.cattle.io `server-version`,
 and `wait_helm_release` on the Helm release records (exact strings, 5 s, no timeout).
@@ -103,7 +103,7 @@ class ManifestScript:
                  say: Say) -> None:
         self.objects = objects
         self.api = objects.api
-        self.clock = objects.twin.clock
+        self.clock = objects.simulator.clock
         self.name = upgrade_name
         self.repo = repo
         self.target = target

@@ -78,7 +78,7 @@ class NodeStages:
     def __init__(self, objects: UpgradeObjects) -> None:
         self.objects = objects
         self.api = objects.api
-        self.clock = objects.twin.clock
+        self.clock = objects.simulator.clock
         self.nodes = self.api.lookup("", "v1", "nodes")
 
     def node_names(self) -> list[str]:
@@ -175,7 +175,7 @@ class NodeStages:
                            target: HarvesterVersion) -> None:
         """A node Job runs to completion (do_upgrade_node.sh retries forever; it does not fail on its own)."""
         job, pod = self.objects.start_job(self.node_job(upgrade, str(info.get("harvester", "")), node, job_type), node)
-        fleet = self.objects.twin.nodes
+        fleet = self.objects.simulator.nodes
         if job_type == "single-node-upgrade" and fleet is not None:
             await self.clock.sleep(RKE2_UPGRADE_SECONDS)
             self._upgrade_rke2(node, str(info.get("kubernetes", "")))
@@ -191,7 +191,7 @@ class NodeStages:
                    .get("osImage", ""))
 
     def _upgrade_rke2(self, node: str, version: str) -> None:
-        fleet = self.objects.twin.nodes
+        fleet = self.objects.simulator.nodes
         if fleet is not None and version:
             fleet.set_rke2_version(node, version)
             self.api.mutate(self.nodes, None, node, lambda o: o.setdefault("status", {}).setdefault(
@@ -205,7 +205,7 @@ class NodeStages:
         self.objects.set_node_status(upgrade_name, node, WAITING_REBOOT)
         self.api.mutate(self.nodes, None, node,
                         lambda o: o["metadata"].setdefault("annotations", {}).update({PENDING_OS_IMAGE: info.get("os")}))
-        fleet = self.objects.twin.nodes
+        fleet = self.objects.simulator.nodes
         if fleet is not None:
             fleet.power(node, "reboot")                  # reboot_if_job_succeed: a host service reboots
         while self._os_image(node) != info.get("os"):   # nodeHandler: no timeout

@@ -16,7 +16,7 @@ backing-image-manager (`pkg/sync/handler.go`, `sync_file.go`):
   is Ready once `/harvester-iso/harvester-release.yaml` answers (the VM's readiness probe);
 * `getInfo` reads `http://upgrade-repo-<upgrade>.harvester-system/harvester-iso/harvester-release.yaml`.
 
-The twin is an air-gapped cluster: its nodes reach only loopback addresses (the twin's own release
+The simulator is an air-gapped cluster: its nodes reach only loopback addresses (the simulator's own release
 server among them). Any other host fails as it would without a route, and no traffic is sent.
 """
 from __future__ import annotations
@@ -40,11 +40,11 @@ from .upgrade_common import COMPONENT, CREATOR, NAMESPACE, UPGRADE_LABEL, Obj, U
     pod_suffix
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 ISO_PREFIX = "harvester-iso/"
 RELEASE_PATH = ISO_PREFIX + "harvester-release.yaml"
-MAX_ISO_BYTES = 512 * 1024 * 1024         # the twin holds downloads in memory; a real ISO is ~6 GiB
+MAX_ISO_BYTES = 512 * 1024 * 1024         # the simulator holds downloads in memory; a real ISO is ~6 GiB
 CLUSTER_DNS = "10.53.0.10:53"             # Harvester's default cluster DNS (service CIDR 10.53.0.0/16)
 IMAGE_RETRY_DELAY = 10                    # vmImageHandler.handleRetry: re-initialise 10 s after a failure
 DOWNLOAD_SECONDS = 120                    # ILLUSTRATIVE: simulated download time of an ISO
@@ -59,8 +59,8 @@ class DownloadError(Exception):
 class IsoDownloader:
     """The backing-image data source's HTTP download (Go net/http error texts)."""
 
-    def __init__(self, twin: "Twin") -> None:
-        self._ssl = ssl.create_default_context(cadata=twin.tls.ca_cert_pem.decode())
+    def __init__(self, simulator: "Simulator") -> None:
+        self._ssl = ssl.create_default_context(cadata=simulator.tls.ca_cert_pem.decode())
 
     async def fetch(self, url: str) -> bytes:
         parts = urlsplit(url)
@@ -92,7 +92,7 @@ class IsoDownloader:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise DownloadError(f'Get "{url}": {type(exc).__name__}: {exc}') from None
         if len(data) > MAX_ISO_BYTES:
-            raise DownloadError(f"the twin keeps ISOs up to {MAX_ISO_BYTES} bytes; {url} is larger")
+            raise DownloadError(f"the simulator keeps ISOs up to {MAX_ISO_BYTES} bytes; {url} is larger")
         return data
 
 
@@ -140,7 +140,7 @@ class UpgradeImage:
 
     async def import_iso(self, upgrade_name: str) -> bytes | None:
         """Download until imported or out of retries; mirror each image change onto ImageReady."""
-        clock = self.objects.twin.clock
+        clock = self.objects.simulator.clock
         while True:
             image = self._update(upgrade_name, self._initialized)
             try:                 # an unreachable server fails at once; a transfer takes its time
@@ -306,7 +306,7 @@ class UpgradeRepo:
         self.pod = f"virt-launcher-{self.name}-{pod_suffix()}"
         template_labels = vm["spec"]["template"]["metadata"]["labels"]
         now = rfc3339()
-        # the real chain is VM -> VMI -> virt-launcher pod; the twin owns the pod by the VM directly
+        # the real chain is VM -> VMI -> virt-launcher pod; the simulator owns the pod by the VM directly
         self.objects.create("", "v1", "pods", {
             "metadata": {"name": self.pod, "namespace": NAMESPACE,
                          "labels": {**template_labels, "kubevirt.io": "virt-launcher"},
@@ -318,7 +318,7 @@ class UpgradeRepo:
                                               "started": True, "state": {"running": {"startedAt": now}}}]}})
         self.objects.api.mutate(vms, NAMESPACE, self.name,
                                 lambda o: o.setdefault("status", {}).update(printableStatus="Running", ready=True))
-        await self.objects.twin.clock.sleep(REPO_BOOT_SECONDS)
+        await self.objects.simulator.clock.sleep(REPO_BOOT_SECONDS)
         try:
             self.mount(iso)
         except IsoError:
@@ -326,7 +326,7 @@ class UpgradeRepo:
         if RELEASE_PATH[len(ISO_PREFIX):] not in self.files:
             return False
         self._set_pod_ready()
-        self.objects.twin.server.add_service_proxy(NAMESPACE, self.name, self.serve)
+        self.objects.simulator.server.add_service_proxy(NAMESPACE, self.name, self.serve)
         return True
 
     def mount(self, iso: bytes) -> None:
@@ -384,8 +384,8 @@ class UpgradeRepo:
 
     # --- teardown (`deleteVM`) --------------------------------------------------------------------
     def delete_vm(self, image_id: str) -> None:
-        """deleteVM: the VM goes; the image with it (no PVC of it exists in the twin, so deleteImage deletes it)."""
-        self.objects.twin.server.remove_service_proxy(NAMESPACE, self.name)
+        """deleteVM: the VM goes; the image with it (no PVC of it exists in the simulator, so deleteImage deletes it)."""
+        self.objects.simulator.server.remove_service_proxy(NAMESPACE, self.name)
         self.objects.delete_if_present("kubevirt.io", "v1", "virtualmachines", NAMESPACE, self.name)
         if image_id:
             namespace, _, image = image_id.partition("/")

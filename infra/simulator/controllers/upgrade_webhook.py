@@ -1,7 +1,7 @@
 """Harvester's `validator.harvesterhci.io` for Upgrades and Versions, as the simulated version runs it.
 
 Read from harvester/harvester `pkg/webhook/resources/upgrade/validator.go` and
-`pkg/webhook/resources/version/validator.go` at the tags the twin simulates (v1.4.0 = v1.4.2 = v1.4.3,
+`pkg/webhook/resources/version/validator.go` at the tags the simulator simulates (v1.4.0 = v1.4.2 = v1.4.3,
 v1.5.0-rc2 = v1.5.0, v1.5.1 = v1.5.2) and at ce188325 (`master-ce188325-head`, identical to v1.5.0:
 `git diff v1.5.0 ce188325 -- pkg/webhook/resources/upgrade pkg/webhook/resources/version` is empty);
 docs/harvester-facts.md §1.3.
@@ -14,13 +14,13 @@ the tags that introduced them, so no simulated version runs them.
   an InternalError too (`pkg/webhook/types/admission.go`). kube-apiserver relays the webhook's Status with
   its code and reason, the message prefixed `admission webhook "validator.harvesterhci.io" denied the
   request: ` (`webhookerrors.ToStatusErr`); the causes keep the bare message.
-* The webhook is registered with `sideEffects: None`, so dry-run requests are checked too (and the twin
+* The webhook is registered with `sideEffects: None`, so dry-run requests are checked too (and the simulator
   stores nothing for them).
-* What the twin has (Nodes, Machines, the CAPI Cluster, ManagedCharts, Longhorn Volumes, Upgrades,
+* What the simulator has (Nodes, Machines, the CAPI Cluster, ManagedCharts, Longhorn Volumes, Upgrades,
   Versions) is read from its store. Inputs it does not model (kubelet disk stats and configz, serving
   certificates, VM backups and schedules, add-ons, VM live-migratability, hotplug volumes) pass as on a
   healthy cluster: see `UNMODELLED`.
-* Behaviour follows `twin.version` (its `HarvesterVersion` flags), never a test switch.
+* Behaviour follows `simulator.version` (its `HarvesterVersion` flags), never a test switch.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from ..apiserver.objects import AdmissionRequest, ObjectApi
 from ..harvester.versions import HarvesterVersion
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 Obj = dict[str, Any]
 
@@ -61,7 +61,7 @@ SHA512 = re.compile(r"^[a-f0-9]{128}$")
 MACHINE_PHASES = {"Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"}
 
 UNMODELLED: dict[str, str] = {
-    "vmbackups": "VirtualMachineBackups in progress (the twin serves no VirtualMachineBackup kind)",
+    "vmbackups": "VirtualMachineBackups in progress (the simulator serves no VirtualMachineBackup kind)",
     "schedulevmbackups": "running backup/snapshot schedules (no ScheduleVMBackup kind)",
     "addons": "add-ons being processed (v1.7.0-rc4 on; no Addon kind)",
     "diskspace": "kubelet /stats/summary and /configz per node (image GC threshold; v1.4.x also min free "
@@ -71,7 +71,7 @@ UNMODELLED: dict[str, str] = {
     "certs": "expiry of the default/kubernetes serving certificate (v1.5.0-rc2 and later); only the "
              "minCertsExpirationInDay annotation it reads is checked",
     "restorevm": "the upgrade-config setting's restoreVM, which skips the non-live-migratable check from v1.6.0 "
-                 "(521af1fc6); the twin runs as restoreVM=false",
+                 "(521af1fc6); the simulator runs as restoreVM=false",
 }
 
 
@@ -185,7 +185,7 @@ def _go_quote(text: str) -> str:
 
 @dataclass(frozen=True)
 class Check:
-    """One step of `Create`, in the source's order. `modelled=False`: the twin passes it as healthy."""
+    """One step of `Create`, in the source's order. `modelled=False`: the simulator passes it as healthy."""
 
     name: str
     run: Callable[["Context"], None]
@@ -203,7 +203,7 @@ class Context:
 
 
 class UpgradeValidator:
-    """`upgradeValidator` of the simulated release, reading the twin's store."""
+    """`upgradeValidator` of the simulated release, reading the simulator's store."""
 
     def __init__(self, version: HarvesterVersion, api: ObjectApi) -> None:
         self.release = version
@@ -534,7 +534,7 @@ class VersionValidator:
 # ---- helpers --------------------------------------------------------------------------------------
 
 def _passes(ctx: Context) -> None:
-    """An input the twin does not model: the check passes, as on a healthy cluster."""
+    """An input the simulator does not model: the check passes, as on a healthy cluster."""
 
 
 def _annotations(obj: Obj | None) -> dict[str, str]:
@@ -561,6 +561,6 @@ def _pvcs(volumes: Iterable[Obj]) -> str:
     return ", ".join(names)
 
 
-def install(twin: "Twin") -> None:
-    twin.api.add_admission(GROUP, "upgrades", UpgradeValidator(twin.version, twin.api))
-    twin.api.add_admission(GROUP, "versions", VersionValidator(twin.version))
+def install(simulator: "Simulator") -> None:
+    simulator.api.add_admission(GROUP, "upgrades", UpgradeValidator(simulator.version, simulator.api))
+    simulator.api.add_admission(GROUP, "versions", VersionValidator(simulator.version))

@@ -1,7 +1,7 @@
 """The chart repository a guest's helm-controller installs from (offline: the charts are modelled).
 
 `https://charts.harvesterhci.io` serves harvester/charts' gh-pages index. Only the chart versions
-the twin models are in it; asking for any other version fails the way `helm` fails after
+the simulator models are in it; asking for any other version fails the way `helm` fails after
 `helm repo add` (klipper-helm adds the HelmChart's `spec.repo` under the chart's name), so a
 HelmChart for an unknown version shows Helm's own message in its job's log.
 """

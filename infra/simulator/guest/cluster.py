@@ -1,6 +1,6 @@
 """One guest RKE2 cluster: its own Kubernetes API server, its controllers, and its VMs on the host.
 
-The guest's API server is the twin's engine (`ObjectApi` + `ApiServer`) with its own CA, token
+The guest's API server is the simulator's engine (`ObjectApi` + `ApiServer`) with its own CA, token
 and port, reporting the RKE2 release it was asked for. Its nodes (one per machine of its pools: servers for
 etcd/control-plane pools, agents for worker-only ones) are KubeVirt VirtualMachines in the guest's
 host namespace, sized by the pool's HarvesterConfig, each with a VMI running on a host node, a
@@ -38,12 +38,12 @@ from .storage import GuestStorage
 from .workloads import Workloads
 
 if TYPE_CHECKING:
-    from ..twin import SimClock, Twin
+    from ..simulator import SimClock, Simulator
 
 log = logging.getLogger(__name__)
 
 RUN_ID_LABEL = "e2e.harvesterhci.io/run-id"
-GUEST_LABEL = "guestcluster.twin.harvesterhci.io/name"      # twin bookkeeping on host objects it made
+GUEST_LABEL = "guestcluster.simulator.harvesterhci.io/name"      # simulator bookkeeping on host objects it made
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "cattle-system")
 _HOST_TYPES = {("kubevirt.io", "virtualmachines"), ("kubevirt.io", "virtualmachineinstances"),
                ("", "persistentvolumeclaims"), ("", "pods"), ("longhorn.io", "volumes"),
@@ -128,7 +128,7 @@ class SimulatedGuestCluster:
     """The simulator's side of a guest RKE2 cluster (its API server, kubelets, controllers); the harness's
     handle on a guest cluster is `infra.harvester.guest.GuestCluster`, which reaches this one over HTTPS."""
 
-    def __init__(self, host: "Twin", hostside: HostSide, spec: GuestSpec) -> None:
+    def __init__(self, host: "Simulator", hostside: HostSide, spec: GuestSpec) -> None:
         self.host = host
         self.hostside = hostside
         self.spec = spec

@@ -23,7 +23,7 @@ def address(host_number: int) -> str:
 
 
 def lab_description() -> dict[str, object]:
-    """The VM network as a lab describes it (the twin's ready file `lab` section)."""
+    """The VM network as a lab describes it (the simulator's ready file `lab` section)."""
     return {"vmNetwork": {"namespace": "default", "name": "vm-network", "cidr": str(NETWORK),
                           "gateway": str(GATEWAY), "dhcpServer": str(SERVER),
                           "dhcpRange": {"start": address(FIRST), "end": address(LAST)}},

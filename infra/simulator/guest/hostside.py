@@ -1,4 +1,4 @@
-"""What the host (the Harvester twin) does for its guest clusters' VMs and volumes.
+"""What the host (the Harvester simulator) does for its guest clusters' VMs and volumes.
 
 Started with the first guest, it adds to the host what a Harvester cluster running guest VMs has:
 * the default StorageClass `harvester-longhorn` (provisioner `driver.longhorn.io`) and the VM
@@ -6,7 +6,7 @@ Started with the first guest, it adds to the host what a Harvester cluster runni
 * Longhorn's CSI provisioner: a PVC of a Longhorn class gets a PV and a Longhorn Volume
   (`longhorn.io/v1beta2`, `longhorn-system`) both named `pvc-<PVC uid>`, and is bound. It serves the
   claims the guests make (their VMs' root disks, the CSI driver's host PVCs) and no others, so that
-  PVCs and Volumes other parts of the twin (or a test) create keep exactly the state they were given;
+  PVCs and Volumes other parts of the simulator (or a test) create keep exactly the state they were given;
 * Longhorn's attachment: a Volume is `attached` to the host node of the Running pod that uses its
   PVC (a VM's virt-launcher pod, or the `hp-volume-*` pod KubeVirt runs for a hotplugged disk),
   robustness `healthy`, `kubernetesStatus.workloadsStatus` naming that pod; otherwise `detached`;
@@ -29,7 +29,7 @@ from .dhcp import DhcpServer
 from .objects import Obj, kind, mutate_if_changed, status_of
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ class VolumeContents:
 
 
 class HostSide:
-    def __init__(self, twin: "Twin") -> None:
-        self.twin = twin
-        self.api = twin.api
+    def __init__(self, simulator: "Simulator") -> None:
+        self.simulator = simulator
+        self.api = simulator.api
         self.dhcp = DhcpServer()
         self.contents = VolumeContents()
         self._dirty = asyncio.Event()
@@ -80,7 +80,7 @@ class HostSide:
         self._started = True
         self.ensure_infrastructure()
         self.api.store.listeners.append(self._offer)
-        self.twin.spawn(self._run, "guest-hostside")
+        self.simulator.spawn(self._run, "guest-hostside")
         self._dirty.set()
 
     def _offer(self, event: StoredEvent) -> None:

@@ -1,4 +1,4 @@
-"""The guest RKE2 clusters running on this twin's VMs, started and removed by a simulated Rancher.
+"""The guest RKE2 clusters running on this simulator's VMs, started and removed by a simulated Rancher.
 
 There is no endpoint for them: a guest exists because a Rancher provisioned it (a provisioning
 Cluster whose machine pools name HarvesterConfigs), exactly as on a real lab; its kubeconfig is the
@@ -14,7 +14,7 @@ from .cluster import SimulatedGuestCluster, GuestSpec
 from .hostside import HostSide
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 
 class GuestConflict(Exception):
@@ -22,17 +22,17 @@ class GuestConflict(Exception):
 
 
 class GuestRegistry:
-    def __init__(self, twin: "Twin") -> None:
-        self.twin = twin
-        self.hostside = HostSide(twin)
+    def __init__(self, simulator: "Simulator") -> None:
+        self.simulator = simulator
+        self.hostside = HostSide(simulator)
         self.guests: dict[tuple[str, str], SimulatedGuestCluster] = {}
 
     def install(self) -> None:
-        self.twin.spawn(self._stop_guests_with_the_twin, "guest-registry")
+        self.simulator.spawn(self._stop_guests_with_the_simulator, "guest-registry")
         # A Harvester cluster has its default StorageClass and the VM network from the start.
         self.hostside.ensure_infrastructure()
 
-    async def _stop_guests_with_the_twin(self) -> None:
+    async def _stop_guests_with_the_simulator(self) -> None:
         try:
             await asyncio.Event().wait()
         finally:
@@ -44,7 +44,7 @@ class GuestRegistry:
         key = (spec.host_namespace, spec.name)
         if key in self.guests:
             raise GuestConflict(f"machines of cluster {spec.name} already exist in namespace {spec.host_namespace}")
-        guest = SimulatedGuestCluster(self.twin, self.hostside, spec)
+        guest = SimulatedGuestCluster(self.simulator, self.hostside, spec)
         self.guests[key] = guest
         try:
             await guest.start()
@@ -62,6 +62,6 @@ class GuestRegistry:
         return True
 
 
-def install(twin: "Twin") -> None:
-    twin.guests = GuestRegistry(twin)
-    twin.guests.install()
+def install(simulator: "Simulator") -> None:
+    simulator.guests = GuestRegistry(simulator)
+    simulator.guests.install()

@@ -47,7 +47,7 @@ class Rke2Line:
         return _CONTAINERD.get(self.minor, "containerd://2.0.4-k3s2")
 
     def version_info(self) -> dict[str, str]:
-        return {"major": "1", "minor": str(self.minor), "gitVersion": self.version, "gitCommit": "guest-twin",
+        return {"major": "1", "minor": str(self.minor), "gitVersion": self.version, "gitCommit": "guest-simulator",
                 "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23",
                 "compiler": "gc", "platform": "linux/amd64"}
 

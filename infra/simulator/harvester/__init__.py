@@ -1,4 +1,4 @@
-"""Harvester-specific data of the twin: simulated versions, seed objects, Helm records and CRDs."""
+"""Harvester-specific data of the simulator: simulated versions, seed objects, Helm records and CRDs."""
 from __future__ import annotations
 
 import json

@@ -8,7 +8,7 @@ rancher-webhook 105.0.1+up0.6.2 and 106.0.0+up0.7.0). The templates render each 
 minimally, under their real names: Deployments `fleet-controller` and `gitjob` (fleet), the fleet
 CustomResourceDefinitions (fleet-crd), Deployment `rancher-webhook` (rancher-webhook).
 
-The same objects are rendered here in Python (`render`) for the twin's seeded releases, so a seeded
+The same objects are rendered here in Python (`render`) for the simulator's seeded releases, so a seeded
 release and a real `helm upgrade` of it agree; a test checks that against `helm template`.
 """
 from __future__ import annotations
@@ -253,7 +253,7 @@ def index_yaml(base_url: str) -> bytes:
 # ---- the HTTPS server ---------------------------------------------------------------------------------
 
 class ChartRepository:
-    """Serves index.yaml and the packages on 127.0.0.1 over HTTPS with the twin's server certificate.
+    """Serves index.yaml and the packages on 127.0.0.1 over HTTPS with the simulator's server certificate.
 
     `listen()` binds the port at once (the nodes' helm configuration names the URL before the loop runs
     the server); `serve()` is the task that answers until it is cancelled."""

@@ -1,5 +1,5 @@
-"""Helm releases in the twin's store: read the history, and upgrade a release as `helm upgrade` does
-(the new revision deployed, the previous one superseded). Used by the twin's Rancher and by the
+"""Helm releases in the simulator's store: read the history, and upgrade a release as `helm upgrade` does
+(the new revision deployed, the previous one superseded). Used by the simulator's Rancher and by the
 simulated nodes' `helm` command."""
 from __future__ import annotations
 

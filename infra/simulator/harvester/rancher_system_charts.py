@@ -3,7 +3,7 @@
 rancher/rancher `pkg/catalogv2/system/system.go` `desiredVersionAndValues` (v2.10.1 to v2.11.3), called by
 `pkg/controllers/dashboard/fleetcharts` for fleet and fleet-crd (`Ensure(..., minVersion=FleetVersion,
 exactVersion="")`) and by `pkg/controllers/dashboard/systemcharts` for rancher-webhook
-(`ExactVersionSetting: RancherWebhookVersion`, no minimum). With the values unchanged (the twin's Rancher
+(`ExactVersionSetting: RancherWebhookVersion`, no minimum). With the values unchanged (the simulator's Rancher
 computes the same values at every simulated version: systemcharts' webhook values are identical code from
 v2.11.0-rc5 to v2.11.0 and read settings Harvester does not change), the rules are:
 

@@ -4,15 +4,15 @@ A real Harvester ISO (harvester-installer `scripts/package-harvester-os`, `scrip
 at its root, `harvester-release.yaml`, `bundle/metadata.yaml` with the image lists and archives it names,
 `bundle/harvester/images-lists-archive/<version>/image_list_all.txt` for this and every earlier release
 (`scripts/archive-images-lists.sh`), `boot/grub2/harvester.cfg`, and the OS (`rootfs.squashfs`, boot
-files). The twin's ISO is a real ISO9660 image (Rock Ridge and Joliet names, volume `COS_LIVE` like the
+files). The simulator's ISO is a real ISO9660 image (Rock Ridge and Joliet names, volume `COS_LIVE` like the
 installer's manifest) with the small files only:
 
 * `harvester-release.yaml`, `boot/grub2/harvester.cfg` and `bundle/metadata.yaml` as the installer writes them;
-* the image lists `bundle/metadata.yaml` names, and the images-lists archive, holding the images the twin's
+* the image lists `bundle/metadata.yaml` names, and the images-lists archive, holding the images the simulator's
   pods of that version run (a real list names every image of the release);
-* no image archives (`*.tar.zst`) and no `rootfs.squashfs`: gigabytes that nothing in the twin reads.
+* no image archives (`*.tar.zst`) and no `rootfs.squashfs`: gigabytes that nothing in the simulator reads.
 
-`ReleaseServer` serves them on the twin's own HTTPS listener, laid out like releases.rancher.com/harvester:
+`ReleaseServer` serves them on the simulator's own HTTPS listener, laid out like releases.rancher.com/harvester:
 `/harvester-releases/<channel>/harvester-<channel>-amd64.iso`, the `harvester-<channel>-amd64.sha512`
 checksum file (sha512sum format) and, for tagged releases, `version.yaml`. It is public (no token) and
 answers HEAD and HTTP Range requests like any static file server.
@@ -48,7 +48,7 @@ class IsoError(ValueError):
 # ---- what goes into a version's ISO --------------------------------------------------------------
 
 def _images_of(version: HarvesterVersion) -> dict[str, list[str]]:
-    """Images of a version by bundle list, as the twin's seeded pods of that version run them."""
+    """Images of a version by bundle list, as the simulator's seeded pods of that version run them."""
     deps = version.rancher_dependencies
     fleet, webhook = deps["fleet"].app_version, deps["rancher-webhook"].app_version
     rke2 = version.rke2_version.replace("+", "-")
@@ -197,11 +197,11 @@ class PublishedRelease:
 class ReleaseServer:
     """Publishes each simulated version's ISO (public, Range-capable) on a listener of its own, as a lab's
     release mirror is a server of its own: an API server restarting (an injected refused-connections fault)
-    does not take the mirror down. The twin's API listener serves the same paths too."""
+    does not take the mirror down. The simulator's API listener serves the same paths too."""
 
     def __init__(self, server: "ApiServer") -> None:
         self.server = server
-        self._tmp = tempfile.TemporaryDirectory(prefix="harvester-twin-releases-")   # removed with the server
+        self._tmp = tempfile.TemporaryDirectory(prefix="harvester-simulator-releases-")   # removed with the server
         self.directory = Path(self._tmp.name)
         self._published: dict[str, PublishedRelease] = {}
         self._runner: web.AppRunner | None = None
@@ -215,7 +215,7 @@ class ReleaseServer:
         self.server.add_product_route(RELEASES_PATH, self.handle, public=True)
 
     async def start(self, tls: "TlsMaterial") -> None:
-        """The mirror's own listener on 127.0.0.1 (the twin's certificate, so the same CA trusts it)."""
+        """The mirror's own listener on 127.0.0.1 (the simulator's certificate, so the same CA trusts it)."""
         from ..apiserver.tls import server_ssl_context
 
         app = web.Application()

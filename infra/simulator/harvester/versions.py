@@ -1,6 +1,6 @@
 """Simulated Harvester releases: what each one ships and which behaviours it has.
 
-Everything the twin does differently per version is derived here from the version itself (never
+Everything the simulator does differently per version is derived here from the version itself (never
 from a test switch). Sources: `docs/harvester-facts.md` and the tags of harvester/harvester and
 harvester/harvester-installer (`scripts/version-*`, `package/upgrade-matrix.yaml`,
 `scripts/package-harvester-os`). Values marked ILLUSTRATIVE were not found in those sources.
@@ -97,7 +97,7 @@ def semver_precedence_equal(a: str, b: str) -> bool:
 # Releases
 # --------------------------------------------------------------------------------------------
 
-RELEASES_PATH = "/harvester-releases/"     # the twin's release server, laid out like releases.rancher.com/harvester
+RELEASES_PATH = "/harvester-releases/"     # the simulator's release server, laid out like releases.rancher.com/harvester
 FLEET_NAMESPACE = "cattle-fleet-system"
 WEBHOOK_NAMESPACE = "cattle-system"
 
@@ -197,7 +197,7 @@ class HarvesterVersion:
     def iso_url(self, server: str) -> str:
         """Where a release server at `server` (scheme://host:port) publishes this version's ISO.
 
-        The twin is such a server (`release_iso.ReleaseServer`), laid out like releases.rancher.com/harvester.
+        The simulator is such a server (`release_iso.ReleaseServer`), laid out like releases.rancher.com/harvester.
         """
         return f"{server.rstrip('/')}{RELEASES_PATH}{self.release_channel}/{self.iso_name}"
 
@@ -419,7 +419,7 @@ DEFAULT_VERSION = "v1.4.2"
 
 
 class UnknownVersionError(ValueError):
-    """Raised for a Harvester version the twin does not simulate."""
+    """Raised for a Harvester version the simulator does not simulate."""
 
 
 def version_names() -> list[str]:

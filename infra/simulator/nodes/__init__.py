@@ -1,10 +1,10 @@
-"""The twin's nodes as machines: each answers SSH on 127.0.0.1 and can be rebooted or powered off.
+"""The simulator's nodes as machines: each answers SSH on 127.0.0.1 and can be rebooted or powered off.
 
-`start_nodes(twin, login)` gives every Node of the twin a `NodeSystem` (OS and RKE2 versions, boot
+`start_nodes(simulator, login)` gives every Node of the simulator a `NodeSystem` (OS and RKE2 versions, boot
 id, journal), an sshd with its own port and host key, and power control; it serves Rancher's chart
-repository for the nodes' helm (harvester.chart_repo) and registers the twin
-routes `GET /twin/v1/nodes`, `POST /twin/v1/nodes/{name}/power` and `POST /twin/v1/nodes/{name}/disconnect`.
-The fleet is `twin.nodes`; the upgrade controller changes versions through it.
+repository for the nodes' helm (harvester.chart_repo) and registers the simulator
+routes `GET /simulator/v1/nodes`, `POST /simulator/v1/nodes/{name}/power` and `POST /simulator/v1/nodes/{name}/disconnect`.
+The fleet is `simulator.nodes`; the upgrade controller changes versions through it.
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from ..harvester.versions import HarvesterVersion
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 __all__ = ["NodeFleet", "NodeLogin", "NodeSystem", "Power", "SimulatedNode", "start_nodes"]
 log = logging.getLogger(__name__)
-SEEDED_UPTIME = dt.timedelta(hours=2)     # how long the nodes have been up when the twin starts
+SEEDED_UPTIME = dt.timedelta(hours=2)     # how long the nodes have been up when the simulator starts
 
 
 @dataclass
@@ -59,12 +59,12 @@ class SimulatedNode:
 
 
 class NodeFleet:
-    def __init__(self, twin: "Twin", login: NodeLogin) -> None:
-        self.twin = twin
+    def __init__(self, simulator: "Simulator", login: NodeLogin) -> None:
+        self.simulator = simulator
         self.login = login
         self.bridge = LoopBridge(asyncio.get_running_loop())
-        self.workdir = Path(tempfile.mkdtemp(prefix="harvester-twin-nodes-"))
-        kubeconfig = yaml.safe_dump(kubeconfig_dict(twin.url, twin.tls.ca_cert_pem, twin.token, name="default"),
+        self.workdir = Path(tempfile.mkdtemp(prefix="harvester-simulator-nodes-"))
+        kubeconfig = yaml.safe_dump(kubeconfig_dict(simulator.url, simulator.tls.ca_cert_pem, simulator.token, name="default"),
                                     sort_keys=False)
         self.kubeconfig_file = self.workdir / "rke2.yaml"
         fd = os.open(self.kubeconfig_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -72,15 +72,15 @@ class NodeFleet:
             handle.write(kubeconfig)
         (self.workdir / "home").mkdir()
         self.files = NodeFiles(kubeconfig)
-        self.charts = ChartRepository(twin.tls.server_cert_pem, twin.tls.server_key_pem)
-        self.helm_env = self._helm_configuration(self.charts.listen(), twin.tls.ca_cert_pem)
+        self.charts = ChartRepository(simulator.tls.server_cert_pem, simulator.tls.server_key_pem)
+        self.helm_env = self._helm_configuration(self.charts.listen(), simulator.tls.ca_cert_pem)
         self.nodes: dict[str, SimulatedNode] = {}
 
     def add(self, node_object: dict[str, Any]) -> SimulatedNode:
         name = node_object["metadata"]["name"]
         boot_id = (node_object.get("status", {}).get("nodeInfo") or {}).get("bootID", "")
-        system = NodeSystem.installed(name, self.twin.version, boot_id, SEEDED_UPTIME)
-        services = NodeServices(self.twin.api, self.bridge, self.files, self.kubeconfig_file, self.workdir / "home",
+        system = NodeSystem.installed(name, self.simulator.version, boot_id, SEEDED_UPTIME)
+        services = NodeServices(self.simulator.api, self.bridge, self.files, self.kubeconfig_file, self.workdir / "home",
                                 request_power=lambda node, action: self.bridge.soon(self._power_quietly, node,
                                                                                     action, delay=0.1),
                                 sudo_password=self.login.password,
@@ -91,15 +91,15 @@ class NodeFleet:
                         run_command=lambda line, stdin, hung_up: shell.run(line, stdin, RANCHER_UID,
                                                                            hung_up=hung_up),
                         sftp_interface=NodeSftp, sftp_view=SftpView(system, self.files),
-                        drop_mid_command=self.twin.server.faults.take_ssh_drop)
+                        drop_mid_command=self.simulator.server.faults.take_ssh_drop)
         sshd.listen()
-        node = SimulatedNode(system, sshd, NodePower(self.twin, system, sshd))
+        node = SimulatedNode(system, sshd, NodePower(self.simulator, system, sshd))
         self.nodes[name] = node
         return node
 
     def _helm_configuration(self, charts_url: str, ca_pem: bytes) -> dict[str, str]:
         """The nodes' helm has `rancher-charts` added and its index fetched (as `helm repo add` and
-        `helm repo update` leave them), trusting the twin's CA; returns helm's environment."""
+        `helm repo update` leave them), trusting the simulator's CA; returns helm's environment."""
         home = self.workdir / "helm"
         config, cache, data = home / "config", home / "cache", home / "data"
         for directory in (config, cache / "repository", data):
@@ -144,12 +144,12 @@ class NodeFleet:
             node.sshd.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    # --- twin routes ------------------------------------------------------------------------------------
+    # --- simulator routes ------------------------------------------------------------------------------------
     def install_routes(self) -> None:
-        server = self.twin.server
-        server.add_twin_route("GET", "/twin/v1/nodes", self._list_route)
-        server.add_twin_route("POST", "/twin/v1/nodes/{name}/power", self._power_route)
-        server.add_twin_route("POST", "/twin/v1/nodes/{name}/disconnect", self._disconnect_route)
+        server = self.simulator.server
+        server.add_simulator_route("GET", "/simulator/v1/nodes", self._list_route)
+        server.add_simulator_route("POST", "/simulator/v1/nodes/{name}/power", self._power_route)
+        server.add_simulator_route("POST", "/simulator/v1/nodes/{name}/disconnect", self._disconnect_route)
 
     async def _list_route(self, request: "web.Request", _: str) -> dict[str, Any]:
         return {"items": self.describe()}
@@ -175,12 +175,12 @@ async def _json_body(request: "web.Request") -> dict[str, Any]:
     return body
 
 
-def start_nodes(twin: "Twin", login: NodeLogin | None = None) -> NodeFleet:
-    """Give every Node in the twin's store a machine with an sshd (call on the twin's loop)."""
-    fleet = NodeFleet(twin, login or NodeLogin())
-    twin.spawn(fleet.charts.serve, "rancher-charts repository")
-    nodes = twin.api.lookup("", "v1", "nodes")
-    for node_object in twin.api.list(nodes).items:
+def start_nodes(simulator: "Simulator", login: NodeLogin | None = None) -> NodeFleet:
+    """Give every Node in the simulator's store a machine with an sshd (call on the simulator's loop)."""
+    fleet = NodeFleet(simulator, login or NodeLogin())
+    simulator.spawn(fleet.charts.serve, "rancher-charts repository")
+    nodes = simulator.api.lookup("", "v1", "nodes")
+    for node_object in simulator.api.list(nodes).items:
         fleet.add(node_object)
     fleet.install_routes()
     log.info("simulated nodes answer SSH on %s", ", ".join(f"{n.system.name}=127.0.0.1:{n.sshd.port}"

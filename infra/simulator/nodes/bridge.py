@@ -1,4 +1,4 @@
-"""SSH threads reach the twin's store only through its asyncio loop (the store is not thread-safe)."""
+"""SSH threads reach the simulator's store only through its asyncio loop (the store is not thread-safe)."""
 from __future__ import annotations
 
 import asyncio

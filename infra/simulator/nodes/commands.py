@@ -1,4 +1,4 @@
-"""The commands a simulated Harvester node answers, backed by the twin's state.
+"""The commands a simulated Harvester node answers, backed by the simulator's state.
 
 The shared shell's tools (`infra/simulator/shell.py`) over node files, `whoami`/`id`/`hostname`,
 `sudo` (NOPASSWD unless the node has a login password, then `-S` reads it), `bash`, `kubectl` and
@@ -30,7 +30,7 @@ _USERS = {ROOT_UID: ("root", 0, "root"), RANCHER_UID: ("rancher", 100, "users")}
 
 @dataclass
 class NodeServices:
-    """What a node's commands reach: the twin (through its loop), and where its kubeconfig file is."""
+    """What a node's commands reach: the simulator (through its loop), and where its kubeconfig file is."""
 
     api: ObjectApi
     bridge: LoopBridge

@@ -1,4 +1,4 @@
-"""A node's systemd journal: what `journalctl -u <unit>` shows, recorded as the twin runs.
+"""A node's systemd journal: what `journalctl -u <unit>` shows, recorded as the simulator runs.
 
 Start-up and shutdown lines follow systemd's and RKE2's wording; the RKE2 and rancher-system-agent
 messages are ILLUSTRATIVE (their shape, not a copy of a real node's log).

@@ -18,7 +18,7 @@ from .sshd import NodeSshd
 from .system import NodeSystem, Power
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ _UNREACHABLE, _NOT_READY = "node.kubernetes.io/unreachable", "node.kubernetes.io
 
 
 class NodePower:
-    def __init__(self, twin: "Twin", node: NodeSystem, sshd: NodeSshd) -> None:
-        self.twin = twin
+    def __init__(self, simulator: "Simulator", node: NodeSystem, sshd: NodeSshd) -> None:
+        self.simulator = simulator
         self.node = node
         self.sshd = sshd
         self._transition: asyncio.Task[Any] | None = None
@@ -60,7 +60,7 @@ class NodePower:
             "reboot": self._reboot, "shutdown": lambda: self._go_down(graceful=True), "start": self._boot,
             "destroy": lambda: self._go_down(graceful=False)}
         self._transition = asyncio.get_running_loop().create_task(steps[action](), name=f"{self.node.name}-{action}")
-        self.twin.track(self._transition)
+        self.simulator.track(self._transition)
         log.info("node %s: %s requested (was %s)", self.node.name, action, state.value)
         return {"node": self.node.name, "action": action, "previousPower": state.value}
 
@@ -78,13 +78,13 @@ class NodePower:
         if self._grace is None or self._grace.done():
             self._grace = asyncio.get_running_loop().create_task(self._node_stops_posting(),
                                                                   name=f"{node.name}-grace")
-            self.twin.track(self._grace)
+            self.simulator.track(self._grace)
         if graceful:
-            await self.twin.clock.sleep(SHUTDOWN_SECONDS)
+            await self.simulator.clock.sleep(SHUTDOWN_SECONDS)
         node.power = Power.OFF
 
     async def _node_stops_posting(self) -> None:
-        await self.twin.clock.sleep(NODE_MONITOR_GRACE_SECONDS)
+        await self.simulator.clock.sleep(NODE_MONITOR_GRACE_SECONDS)
         if self.node.power != Power.RUNNING:
             self._update_node(ready=("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."),
                               taint=_UNREACHABLE)
@@ -93,7 +93,7 @@ class NodePower:
         node = self.node
         node.power = Power.BOOTING
         node.new_boot()
-        await self.twin.clock.sleep(BOOT_SECONDS)
+        await self.simulator.clock.sleep(BOOT_SECONDS)
         node.journal.services_starting(node.boot_id, node.rke2_version)
         self.sshd.listen()
         node.power = Power.RUNNING
@@ -101,7 +101,7 @@ class NodePower:
             self._grace.cancel()
         self._update_node(ready=("False", "KubeletNotReady", "container runtime status check may not have "
                                  "completed yet"), taint=_NOT_READY, report_info=True)
-        await self.twin.clock.sleep(KUBELET_READY_SECONDS)
+        await self.simulator.clock.sleep(KUBELET_READY_SECONDS)
         node.rke2_active = True
         node.journal.services_ready(node.boot_id)
         self._update_node(ready=("True", "KubeletReady", "kubelet is posting ready status"), taint=None)
@@ -140,6 +140,6 @@ class NodePower:
                 info.update(bootID=node.boot_id, osImage=node.os.os_pretty_name, kubeletVersion=node.rke2_version,
                             kubeProxyVersion=node.rke2_version, kernelVersion=node.kernel_version)
 
-        nodes = self.twin.api.lookup("", "v1", "nodes")
-        self.twin.api.mutate(nodes, None, node.name, change)
+        nodes = self.simulator.api.lookup("", "v1", "nodes")
+        self.simulator.api.mutate(nodes, None, node.name, change)
         log.info("node %s: Ready=%s (%s)", node.name, status, reason)

@@ -1,4 +1,4 @@
-"""A node's sshd: a real paramiko SSH server on 127.0.0.1, in threads inside the twin process.
+"""A node's sshd: a real paramiko SSH server on 127.0.0.1, in threads inside the simulator process.
 
 One listening socket per node (its own port, its own ed25519 host key). Each connection gets a
 paramiko Transport; its thread keeps accepting channels for as long as the transport lives (a
@@ -189,7 +189,7 @@ class NodeSshd:
         self.drop_sessions()
 
     def close(self) -> None:
-        """The node is gone for good (the twin stops): dark, and its port released."""
+        """The node is gone for good (the simulator stops): dark, and its port released."""
         self.go_dark()
         with self._lock:
             if self._placeholder is not None:

@@ -15,7 +15,7 @@ from .filesystem import PodFilesystem
 
 _SIZES = {"c": 1, "w": 2, "b": 512, "kB": 1000, "K": 1024, "k": 1024, "MB": 1000 ** 2, "M": 1024 ** 2,
           "GB": 1000 ** 3, "G": 1024 ** 3}
-DD_LIMIT_BYTES = 256 * 1024 * 1024     # the twin keeps volumes in memory: a bigger dd is refused, not swapped
+DD_LIMIT_BYTES = 256 * 1024 * 1024     # the simulator keeps volumes in memory: a bigger dd is refused, not swapped
 
 
 def _why(exc: OSError) -> str:

@@ -1,6 +1,6 @@
 """What runs in a simulated pod: its containers' filesystems, their main processes, and the ports they serve.
 
-The twin runs no containers. A container of a Running pod is instead:
+The simulator runs no containers. A container of a Running pod is instead:
 * a filesystem (`PodFilesystem`): an in-memory root kept per pod, with its volumeMounts over it. A
   volume is what `VolumeSource` says (the guest's CSI volumes, bytes kept in the host Longhorn volume and
   reachable only while attached where the pod runs), else an emptyDir-like tree kept per pod (emptyDir,

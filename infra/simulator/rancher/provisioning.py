@@ -81,7 +81,7 @@ class ProvisioningController(Controller):
     def __init__(self, rancher: "SimulatedRancher") -> None:
         super().__init__(rancher.api)
         self.rancher = rancher
-        self.twin = rancher.twin
+        self.simulator = rancher.simulator
         self.clusters = self.api.lookup("provisioning.cattle.io", "v1", "clusters")
         self.configs = self.api.lookup("rke-machine-config.cattle.io", "v1", "harvesterconfigs")
         self.mgmt = self.api.lookup("management.cattle.io", "v3", "clusters")
@@ -271,8 +271,8 @@ class ProvisioningController(Controller):
                               or "virtio"))
 
     def _pre_create_check(self, cluster: Obj, pools: list[tuple[MachinePool, Obj]]) -> None:
-        """docker-machine-driver-harvester's PreCreateCheck, against the Harvester twin."""
-        host = self.twin.api
+        """docker-machine-driver-harvester's PreCreateCheck, against the Harvester simulator."""
+        host = self.simulator.api
         for pool, config in pools:
             namespace = str(config.get("vmNamespace") or "")
             problem = ""
@@ -302,7 +302,7 @@ class ProvisioningController(Controller):
         namespace, name = meta["namespace"], meta["name"]
         key = (namespace, name)
         try:
-            await self.twin.clock.sleep(PROVISION_SECONDS)
+            await self.simulator.clock.sleep(PROVISION_SECONDS)
             current = self.api.find(self.clusters, namespace, name)
             if current is None or current["metadata"].get("deletionTimestamp"):
                 return
@@ -312,7 +312,7 @@ class ProvisioningController(Controller):
             spec = GuestSpec(name=name, rke2=Rke2Line.parse(str(current["spec"]["kubernetesVersion"])),
                              agent_image=self.rancher.release.agent_image, host_namespace=vm_namespace,
                              run_id=(meta.get("labels") or {}).get(RUN_ID_LABEL, ""), pools=tuple(pools))
-            guest = await self.twin.guests.provision(spec)
+            guest = await self.simulator.guests.provision(spec)
         except (GuestConflict, BadGuestRequest, errors.ApiError) as exc:
             self._waiting(namespace, name, f"failed creating server [{namespace}/{name}] of kind (HarvesterMachine): "
                                            f"{exc}")
@@ -385,7 +385,7 @@ class ProvisioningController(Controller):
         if mgmt_id:
             self.rancher.front.remove_cluster(mgmt_id)
         if guest is not None:
-            await self.twin.guests.remove(guest.host_namespace, guest.name)
+            await self.simulator.guests.remove(guest.host_namespace, guest.name)
         if mgmt_id and self.api.find(self.mgmt, None, mgmt_id) is not None:
             self.api.delete(self.mgmt, None, mgmt_id)
 

@@ -1,4 +1,4 @@
-"""The Rancher releases the twin can simulate, and the RKE2 releases each one offers.
+"""The Rancher releases the simulator can simulate, and the RKE2 releases each one offers.
 
 A Rancher line reads the RKE2 releases it may provision from its kontainer-driver-metadata (KDM)
 branch (`release-v2.X`, file `channels-rke2.yaml`): a release is offered when the Rancher version
@@ -29,7 +29,7 @@ RKE2_RELEASES: dict[int, tuple[str, ...]] = {
 # Rancher minor -> the Kubernetes minors its KDM offers for RKE2 (see the module docstring).
 RKE2_MINORS: dict[int, tuple[int, ...]] = {8: (26, 27, 28), 9: (27, 28, 29, 30), 10: (28, 29, 30, 31),
                                            11: (30, 31, 32)}
-# Real patch releases of each line the twin offers (`--rancher`); the first of a line is its default.
+# Real patch releases of each line the simulator offers (`--rancher`); the first of a line is its default.
 RANCHER_VERSIONS = ("v2.8.13", "v2.9.5", "v2.10.3", "v2.11.3")
 
 

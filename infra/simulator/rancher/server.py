@@ -1,10 +1,10 @@
-"""A simulated Rancher Manager beside the Harvester twin: its own HTTPS listener, CA, API key and store.
+"""A simulated Rancher Manager beside the Harvester simulator: its own HTTPS listener, CA, API key and store.
 
 Its local cluster (what `/k8s/clusters/local` reaches) holds Rancher's objects: provisioning
 Clusters, HarvesterConfigs, management Clusters and Settings, Secrets and Namespaces (`fleet-default`,
 `fleet-local`, `cattle-system`, `cattle-global-data`). The provisioning controller
 (`provisioning.py`) turns a Cluster with Harvester machine pools into a guest RKE2 cluster on the
-twin's VMs, in the same process.
+simulator's VMs, in the same process.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .front import ApiKey, RancherFront
 from .releases import RancherRelease
 
 if TYPE_CHECKING:
-    from ..twin import Twin
+    from ..simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ def _load(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 class SimulatedRancher:
-    def __init__(self, twin: "Twin", release: RancherRelease) -> None:
-        self.twin = twin
+    def __init__(self, simulator: "Simulator", release: RancherRelease) -> None:
+        self.simulator = simulator
         self.release = release
         self.api = ObjectApi()
-        # Rancher's own self-signed CA (dynamiclistener's names), unrelated to the RKE2 CA of the twin.
+        # Rancher's own self-signed CA (dynamiclistener's names), unrelated to the RKE2 CA of the simulator.
         self.tls = make_tls_material(ca_name="dynamiclistener-ca", server_name="dynamic")
         self.admin_key = ApiKey.new()
         kube_version = dict(KUBE_VERSION)
@@ -79,7 +79,7 @@ class SimulatedRancher:
         from .provisioning import ProvisioningController
 
         self.provisioning = ProvisioningController(self)
-        self.twin.spawn(self.provisioning.run, f"rancher-{self.release.version}-provisioning")
+        self.simulator.spawn(self.provisioning.run, f"rancher-{self.release.version}-provisioning")
         log.info("simulated Rancher %s serving on %s", self.release.version, self.url)
 
     async def stop(self) -> None:
@@ -145,7 +145,7 @@ class SimulatedRancher:
                 "rke2Versions": self.release.rke2_versions()}
 
 
-async def start_rancher(twin: "Twin", version: str) -> SimulatedRancher:
-    rancher = SimulatedRancher(twin, RancherRelease.get(version))
+async def start_rancher(simulator: "Simulator", version: str) -> SimulatedRancher:
+    rancher = SimulatedRancher(simulator, RancherRelease.get(version))
     await rancher.start()
     return rancher

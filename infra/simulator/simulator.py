@@ -1,4 +1,4 @@
-"""The Harvester twin: an API server seeded as a Harvester cluster of one simulated version.
+"""The Harvester simulator: an API server seeded as a Harvester cluster of one simulated version.
 
 Behaviour depends on the version only (its admission checks, charts, UI save); fault injection
 is separate (`ApiServer.faults`).
@@ -43,7 +43,7 @@ class SimClock:
 
 
 @dataclass
-class Twin:
+class Simulator:
     version: HarvesterVersion
     api: ObjectApi
     server: ApiServer
@@ -66,7 +66,7 @@ class Twin:
         self.track(asyncio.get_running_loop().create_task(make(), name=name))
 
     def track(self, task: "asyncio.Task[Any]") -> None:
-        """Keep a task for stop(), and log it if it dies: a twin bug must show, not hang a scenario."""
+        """Keep a task for stop(), and log it if it dies: a simulator bug must show, not hang a scenario."""
         self.tasks.append(task)
         task.add_done_callback(_log_if_failed)
 
@@ -87,7 +87,7 @@ class Twin:
 
 def _log_if_failed(task: "asyncio.Task[Any]") -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("twin task %s failed", task.get_name(), exc_info=task.exception())
+        log.error("simulator task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def seed(api: ObjectApi, version: HarvesterVersion, node_count: int, node_prefix: str = DEFAULT_NODE_PREFIX) -> None:
@@ -121,9 +121,9 @@ def _point_node_refs_at_real_uids(api: ObjectApi) -> None:
                        subresource="status")
 
 
-async def start_twin(version_name: str, *, node_count: int = 3, time_scale: float = 1.0, port: int = 0,
+async def start_simulator(version_name: str, *, node_count: int = 3, time_scale: float = 1.0, port: int = 0,
                      bookmark_interval: float = 5.0, node_login: NodeLogin | None = None,
-                     rancher_versions: tuple[str, ...] = (), node_prefix: str = DEFAULT_NODE_PREFIX) -> Twin:
+                     rancher_versions: tuple[str, ...] = (), node_prefix: str = DEFAULT_NODE_PREFIX) -> Simulator:
     version = get_version(version_name)
     api = ObjectApi()
     seed(api, version, node_count, node_prefix)
@@ -139,24 +139,24 @@ async def start_twin(version_name: str, *, node_count: int = 3, time_scale: floa
                        info=lambda: {"harvesterVersion": version.name, "timeScale": time_scale})
     await server.start()
     server.pod_streams.runtime = PodRuntime(api, LoopBridge(asyncio.get_running_loop()))
-    twin = Twin(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale, server.faults))
-    twin.nodes = start_nodes(twin, node_login)
+    simulator = Simulator(version=version, api=api, server=server, tls=tls, token=token, clock=SimClock(time_scale, server.faults))
+    simulator.nodes = start_nodes(simulator, node_login)
     # The VIP serves the embedded Rancher's ingress: its own CA and Rancher API keys, never the kube token.
-    twin.vip_key = ApiKey.new()
-    twin.vip = RancherFront(make_tls_material(ca_name="dynamiclistener-ca", server_name="dynamic"), [twin.vip_key])
-    twin.vip.add_cluster("local", server)
-    install_all(twin)
-    if twin.releases is not None:           # the release mirror: a listener of its own, as a lab's mirror is
-        await twin.releases.start(tls)
+    simulator.vip_key = ApiKey.new()
+    simulator.vip = RancherFront(make_tls_material(ca_name="dynamiclistener-ca", server_name="dynamic"), [simulator.vip_key])
+    simulator.vip.add_cluster("local", server)
+    install_all(simulator)
+    if simulator.releases is not None:           # the release mirror: a listener of its own, as a lab's mirror is
+        await simulator.releases.start(tls)
     # Steve beside the Kubernetes API, where the dashboard reads and saves: the standalone UI at the VIP's
     # /v1/harvester/, a Rancher's at /k8s/clusters/<id>/v1/harvester/ (after support bundles' own route).
     steve.install(server)
-    twin.vip.add_route(steve.PREFIX, lambda request, tail: server.serve_authenticated(
+    simulator.vip.add_route(steve.PREFIX, lambda request, tail: server.serve_authenticated(
         request.clone(rel_url=steve.PREFIX + tail), steve.PREFIX + tail))
-    await twin.vip.start()
+    await simulator.vip.start()
     from .rancher.server import start_rancher
 
     for rancher_version in rancher_versions:
-        twin.ranchers.append(await start_rancher(twin, rancher_version))
-    log.info("twin of Harvester %s serving on %s", version.name, server.url)
-    return twin
+        simulator.ranchers.append(await start_rancher(simulator, rancher_version))
+    log.info("simulator of Harvester %s serving on %s", version.name, server.url)
+    return simulator

@@ -1,6 +1,6 @@
-"""The twin's Harvester data: versions and their behaviours, Helm release records, seed objects, CRDs.
+"""The simulator's Harvester data: versions and their behaviours, Helm release records, seed objects, CRDs.
 
-These assert what a user of the twin would notice: the version table matches the facts, a
+These assert what a user of the simulator would notice: the version table matches the facts, a
 v1.5.0-rc2 cluster really carries the rc fleet chart, nodes and machines match, and our CRDs agree
 with the upstream ones on identity, scope, versions and status subresources.
 """
@@ -500,7 +500,7 @@ def test_one_crd_per_file_with_consistent_identity():
     assert set(crds_by_name()) == EXPECTED_CRDS
 
 
-def test_twin_critical_crd_details():
+def test_simulator_critical_crd_details():
     crds = crds_by_name()
     ippool = crds["ippools.loadbalancer.harvesterhci.io"]
     assert ippool["spec"]["scope"] == "Cluster"
@@ -566,7 +566,7 @@ def test_load_crds_returns_independent_copies_of_shared_schemas():
 
 
 # A small structural-schema check: types, enums, required fields, and no field that a real API
-# server would prune. Enough to prove the seed objects fit the CRDs the twin serves.
+# server would prune. Enough to prove the seed objects fit the CRDs the simulator serves.
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
 
 
