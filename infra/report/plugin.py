@@ -90,7 +90,6 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(module, module.__name__)
     _add_default_issue_link_pattern(config)
     config.stash[CELL_KEY] = matrix_cell_from_env(os.environ)
-    config.addinivalue_line("markers", f"{KNOWN_ISSUE_MARKER}: expected to fail because of the linked open issue")
     for tag in sorted(_feature_file_family_tags(config)):
         config.addinivalue_line("markers", f"{tag}: {_describe_family_tag(tag)}")
 
