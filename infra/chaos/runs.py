@@ -34,6 +34,7 @@ from infra.harvester import leaks
 from infra.kube import Kube
 from infra.lab import CONTEXT, Lab
 from infra.lab import running as running_lab
+from infra.report.repeats import junit_verdicts
 from infra.waits.budget import Budget
 
 log = logging.getLogger("harvester_e2e.chaos")
@@ -89,23 +90,13 @@ class RunOutcome:
 
 # --- verdicts ------------------------------------------------------------------------------------------------
 def read_verdicts(junit: Path) -> dict[str, str]:
-    """Scenario -> passed | failed | xfailed | skipped, from pytest's JUnit XML ({} when there is none)."""
+    """Scenario -> passed | failed | xfailed | skipped, from pytest's JUnit XML ({} when there is none); the
+    verdicts are the release gate's (infra.report.repeats), a known issue named as pytest names it."""
     try:
-        root = ET.parse(junit).getroot()
+        verdicts = junit_verdicts(junit, qualified=False)
     except (OSError, ET.ParseError):
         return {}
-    verdicts: dict[str, str] = {}
-    for case in root.iter("testcase"):
-        name = case.get("name", "?")
-        if case.find("failure") is not None or case.find("error") is not None:
-            verdict = "failed"
-        elif (skipped := case.find("skipped")) is not None:
-            verdict = "xfailed" if skipped.get("type") == "pytest.xfail" else "skipped"
-        else:
-            verdict = "passed"
-        if verdicts.get(name) != "failed":        # a teardown error after a pass is a second entry: failed wins
-            verdicts[name] = verdict
-    return verdicts
+    return {name: "xfailed" if verdict == "known issue" else verdict for name, verdict in verdicts.items()}
 
 
 def differences(baseline: dict[str, str], verdicts: dict[str, str]) -> dict[str, tuple[str, str]]:

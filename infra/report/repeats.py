@@ -65,11 +65,22 @@ def unrepeated(name: str) -> str:
     return name[:match.start()] + ("]" if match.group(3) else "")
 
 
+def junit_verdicts(junit: Path, *, qualified: bool = True) -> dict[str, str]:
+    """Test id (`classname::name`, or the name alone) -> its verdict. A teardown error after a pass is a second
+    entry for the same id: failed wins. A file that cannot be read raises OSError or ET.ParseError."""
+    verdicts: dict[str, str] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "?")
+        key = f"{case.get('classname', '')}::{name}" if qualified else name
+        if verdicts.get(key) != "failed":
+            verdicts[key] = verdict_of(case)
+    return verdicts
+
+
 def summarise(junit: Path, repeats: int) -> RepeatSummary:
     """Every scenario's verdicts across its repeats; a JUnit file that cannot be read raises OSError or
     ET.ParseError (the caller says so: no summary is better than a false "0 flaky")."""
     by_scenario: dict[str, Counter[str]] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        key = f"{case.get('classname', '')}::{unrepeated(case.get('name', ''))}"
-        by_scenario.setdefault(key, Counter())[verdict_of(case)] += 1
+    for test_id, verdict in junit_verdicts(junit).items():
+        by_scenario.setdefault(unrepeated(test_id), Counter())[verdict] += 1
     return RepeatSummary(repeats, [ScenarioVerdicts(k, v) for k, v in sorted(by_scenario.items())])
