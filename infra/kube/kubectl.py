@@ -10,21 +10,19 @@ and helm (`.cache/bin/helm`, `helm-3`) there (see infra.kube.install). `kubectl_
 from __future__ import annotations
 
 import json
-import logging
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tenacity
 import yaml
 
 from infra.scratch import scratch_dir
+from infra.waits.retry import retry_api_unavailable_result
 
 from .install import BIN_DIR, HELM_NAME, helm_name, kubectl_name
 
-log = logging.getLogger("harvester_e2e.kubectl")
 _MINOR = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.\d+)?(?:[-+].*)?$")
 # What kubectl prints when the API server is away or overloaded (the `api_unavailable` class of infra.waits):
 # 5xx and 429 answers with or without a Status body (client-go's generic words for each), also while it
@@ -131,17 +129,9 @@ class Kubectl:
                                   check=False)
             return KubectlResult(tuple(args), done.returncode, done.stdout, done.stderr)
 
-        def note(state: tenacity.RetryCallState) -> None:
-            result = state.outcome.result() if state.outcome else None
-            log.warning("api_unavailable: kubectl %s: attempt %d failed (%s); retrying in %.1fs", args[0] if args
-                        else "", state.attempt_number, (result.stderr.strip().splitlines() or [""])[-1][:200]
-                        if result else "", state.next_action.sleep if state.next_action else 0.0)
-
-        retrying = tenacity.Retrying(retry=tenacity.retry_if_result(lambda r: r.transient),
-                                     wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),
-                                     stop=tenacity.stop_after_delay(self.unavailable_budget), before_sleep=note,
-                                     retry_error_callback=lambda state: state.outcome.result() if state.outcome
-                                     else None)
+        retrying = retry_api_unavailable_result(
+            self.unavailable_budget, lambda result: result.transient,
+            lambda result: f"kubectl {args[0] if args else ''} ({(result.stderr.strip().splitlines() or [''])[-1][:200]})")
         result: KubectlResult = retrying(attempt)
         return result
 

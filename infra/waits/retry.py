@@ -83,11 +83,30 @@ def retry_api_unavailable(budget_seconds: float,
         stop = stop | _StopWhenGone(gone)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_api_unavailable),
-        wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),
+        wait=_api_backoff(),
         stop=stop,
         before_sleep=_log_attempt("api_unavailable"),
         reraise=True,
     )
+
+
+def _api_backoff() -> tenacity.wait.wait_base:
+    return tenacity.wait_exponential(multiplier=0.2, max=5.0)
+
+
+def retry_api_unavailable_result(budget_seconds: float, unavailable: Callable[[Any], bool],
+                                 describe: Callable[[Any], str]) -> tenacity.Retrying:
+    """The api_unavailable policy (same back-off, same budget) for a call that reports the trouble in its
+    result instead of raising (a kubectl run): retried while `unavailable(result)`; the last result is
+    returned either way."""
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        result = state.outcome.result() if state.outcome else None
+        log.warning("api_unavailable: %s: attempt %d failed; retrying in %.1fs", describe(result) if result else "",
+                    state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
+
+    return tenacity.Retrying(retry=tenacity.retry_if_result(unavailable), wait=_api_backoff(),
+                             stop=tenacity.stop_after_delay(budget_seconds), before_sleep=before_sleep,
+                             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
 
 
 def transport_retries(total: int = 8) -> urllib3.Retry:
