@@ -1,5 +1,5 @@
 """Figures for libvirt provisioning, through a private libvirtd and qemu on this machine (see
-tests/provision/libvirtd.py), printed as a table:
+infra/provision/local_libvirtd.py), printed as a table:
 
 - time from domain define to SSH ready for the tiny guest (median of 3 boots; KVM tried first, TCG where
   KVM does not run guests);
@@ -30,7 +30,7 @@ from infra.provision import (
 )
 from infra.provision.objects import Provisioner
 from infra.provision.spec import GIB, PoolSpec, VolumeSpec
-from tests.provision.libvirtd import LibvirtdUnavailable, start_libvirtd
+from infra.provision.local_libvirtd import LibvirtdUnavailable, start_libvirtd
 from tests.provision.tiny_guest import TinyGuest, TinyGuestUnavailable, build_tiny_guest
 
 BOOTS = 3

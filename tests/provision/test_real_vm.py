@@ -32,7 +32,7 @@ def tiny_guest() -> Any:
 @pytest.fixture(scope="module")
 def libvirtd() -> Iterator[Any]:
     pytest.importorskip("libvirt", reason="real-VM test skipped: libvirt-python is not installed")
-    from .libvirtd import LibvirtdUnavailable, start_libvirtd
+    from infra.provision.local_libvirtd import LibvirtdUnavailable, start_libvirtd
 
     try:
         daemon = start_libvirtd()

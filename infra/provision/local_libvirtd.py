@@ -1,4 +1,5 @@
-"""A private libvirt daemon for the real-VM test: started by hand (no systemd), stopped by PID.
+"""A private libvirt daemon for machines without one (the real-VM tests, `make e2e-libvirt` here): started by
+hand (no systemd), stopped by PID. A lab's KVM host has its own libvirtd; this is not for it.
 
 virtlogd and libvirtd run in their own mount namespace in which /etc/libvirt, /run/libvirt,
 /var/lib/libvirt and /var/log/libvirt are bind mounts of a temporary directory: their configuration
@@ -18,8 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.provision.tiny_guest import REPO_ROOT
-
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CAPABILITIES_CACHE = REPO_ROOT / ".cache" / "libvirt-cache"
 NEEDED = {"libvirtd": "libvirt-daemon", "virtlogd": "libvirt-daemon", "qemu-system-x86_64": "qemu-system-x86",
           "qemu-img": "qemu-utils", "unshare": "util-linux"}
@@ -54,7 +54,7 @@ exec libvirtd -p "$D/libvirtd.pid"
 
 
 class LibvirtdUnavailable(RuntimeError):
-    """libvirtd cannot run here; the message says why (the real-VM test skips with it)."""
+    """libvirtd cannot run here; the message says why (the real-VM tests skip with it)."""
 
 
 @dataclass
@@ -124,7 +124,7 @@ def _terminate(pid: int) -> None:
 def why_not() -> str | None:
     """Why a private libvirtd cannot run here (None when it can)."""
     if os.geteuid() != 0:
-        return "the real-VM test starts its own libvirtd and needs root (it bind-mounts libvirt's directories)"
+        return "a private libvirtd needs root (it bind-mounts libvirt's directories)"
     missing = sorted({package for binary, package in NEEDED.items() if shutil.which(binary) is None
                       and not Path("/usr/sbin", binary).exists()})
     if missing:
