@@ -185,6 +185,9 @@ class LibvirtSettings(_Model):
     harvester_api_ca_file: Path | None = Field(None, description="the CA of the VIP's certificate")
     lb_address_range: str | None = Field(None, description="addresses the harness may give test IPPools, "
                                          "FIRST-LAST outside the network's DHCP range")
+    install_skipchecks: bool = Field(
+        False, description="pass harvester.install.skipchecks=true: the installer skips its preflight checks "
+                           "(CPU, memory, disk, /dev/kvm), and so does this config's check of the VM's size")
     install_timeout_min: float = Field(60.0, gt=0)
     boot_timeout_min: float = Field(10.0, gt=0)
     api_timeout_min: float = Field(20.0, gt=0)
@@ -224,8 +227,9 @@ class LibvirtSettings(_Model):
     @model_validator(mode="after")
     def _enough_for_what_it_installs(self) -> "LibvirtSettings":
         """Refuse, before anything is created, a config that cannot give a working cluster."""
-        if self.install != "none":
-            fix = "or set libvirt.install: none for a plain guest without Harvester"
+        if self.install != "none" and not self.install_skipchecks:
+            fix = ("or set libvirt.install_skipchecks: true for a machine below Harvester's minimums, or "
+                   "libvirt.install: none for a plain guest without Harvester")
             if self.vcpus < HARVESTER_MIN_VCPUS:
                 raise ValueError(f"libvirt.vcpus: {self.vcpus} is fewer than the {HARVESTER_MIN_VCPUS} vCPUs a "
                                  f"Harvester node needs; set libvirt.vcpus: {HARVESTER_MIN_VCPUS} or more, {fix}")
@@ -237,9 +241,9 @@ class LibvirtSettings(_Model):
                 raise ValueError(f"libvirt.disk_gib: {self.disk_gib:g} GiB is less than the "
                                  f"{HARVESTER_MIN_DISK_GIB} GiB Harvester installs on; set libvirt.disk_gib: "
                                  f"{HARVESTER_MIN_DISK_GIB} or more, {fix}")
-            if self.network_mode == "user":
-                raise ValueError("libvirt.network_mode: 'user' isolates every node; a Harvester cluster needs "
-                                 "nodes that reach each other: use nat or bridge")
+        if self.install != "none" and self.network_mode == "user" and self.nodes > 1:
+            raise ValueError(f"libvirt.network_mode: 'user' isolates every node, so it holds a one-node cluster "
+                             f"only; set libvirt.nodes: 1, or use nat or bridge for {self.nodes} nodes")
         needed = {"pxe": ("kernel_url", "initrd_url", "rootfs_url", "iso_url"),
                   "iso": ("iso_url", "kernel_url", "initrd_url"), "none": ("kernel_url", "initrd_url")}
         for name in needed[self.install]:

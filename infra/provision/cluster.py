@@ -33,14 +33,13 @@ from .install_config import (
     publish_cluster_configs,
 )
 from .objects import Provisioner
-from .plan import ClusterPlan, NodePlan, check_plan, local_path
+from .plan import USER_MODE_HOST, ClusterPlan, NodePlan, check_plan, local_path
 from .power import DomainControl
 from .spec import Boot, DomainSpec
 from .machine_waits import wait_for_api, wait_for_ssh
 
 log = logging.getLogger("harvester_e2e.provision")
 NODE_KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
-API_PORT = 6443
 
 
 @dataclass
@@ -200,7 +199,7 @@ class ClusterProvisioner:
                     self.result.host_keys[node.hostname] = keys[0]
 
     def api_url(self) -> str:
-        return f"https://{self.plan.vip}:{API_PORT}"
+        return self.plan.api_url
 
     def wait_for_api(self) -> None:
         first = self.result.nodes[0].control
@@ -236,8 +235,13 @@ class ClusterProvisioner:
         else:
             settings = self.plan.settings
             assert self.plan.layout is not None
-            bind = settings.config_server_bind or str(self.plan.layout.gateway)
-            server = InstallConfigServer(bind, settings.config_server_port, settings.config_url_base)
+            if settings.network_mode == "user":
+                # The guests reach the host's 127.0.0.1 as qemu's 10.0.2.2, and nothing else of the host.
+                server = InstallConfigServer(settings.config_server_bind or "127.0.0.1", settings.config_server_port,
+                                             settings.config_url_base, guest_host=str(USER_MODE_HOST))
+            else:
+                bind = settings.config_server_bind or str(self.plan.layout.gateway)
+                server = InstallConfigServer(bind, settings.config_server_port, settings.config_url_base)
             self.stack.defer("stop the install-config server", server.stop)
             server.start()
             self.install(server)

@@ -23,11 +23,13 @@ from infra.config import LibvirtSettings
 from infra.report.redact import register_secret
 
 from .plan import ClusterPlan, NodePlan, local_path
-from .xmlgen import NIC_PCI_SLOT
+from .xmlgen import NIC_PCI_SLOT, USER_NIC_PCI_SLOT
 
 log = logging.getLogger("harvester_e2e.provision")
-# The virtio NIC sits at PCI slot 3 of the i440fx machine: predictable naming calls it ens3.
+# The virtio NIC sits at PCI slot 3 of the i440fx machine: predictable naming calls it ens3 (the user-mode
+# NIC, which libvirt does not manage, sits at slot 0x1e: ens30).
 MANAGEMENT_NIC = f"ens{int(NIC_PCI_SLOT, 16)}"
+USER_MODE_MANAGEMENT_NIC = f"ens{int(USER_NIC_PCI_SLOT, 16)}"
 INSTALL_DEVICE = "/dev/vda"
 
 
@@ -102,12 +104,14 @@ def public_key_of(private_key_file: Path) -> str:
 
 
 def _management_interface(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
-    interface: dict[str, Any] = {"interfaces": [{"name": MANAGEMENT_NIC, "hwAddr": node.mac}]}
+    name = USER_MODE_MANAGEMENT_NIC if plan.settings.network_mode == "user" else MANAGEMENT_NIC
+    interface: dict[str, Any] = {"interfaces": [{"name": name, "hwAddr": node.mac}]}
     if plan.settings.network_mode == "bridge" and plan.layout is not None and node.ip is not None:
         interface.update(method="static", ip=str(node.ip), subnet_mask=str(plan.layout.cidr.netmask),
                          gateway=str(plan.layout.gateway))
     else:
-        interface["method"] = "dhcp"     # the NAT network's reservation pins the address by MAC
+        interface["method"] = "dhcp"     # the NAT network's reservation pins it by MAC; qemu's user network
+                                         # always hands out the same address
     return interface
 
 
@@ -146,8 +150,10 @@ def installer_cmdline(plan: ClusterPlan, node: NodePlan, config_url: str) -> str
     else:
         root = f"root=live:{settings.rootfs_url}"
     parts = [network, "rd.cos.disable", "rd.noverifyssl", "net.ifnames=1", root, "console=tty1", "console=ttyS0",
-             "harvester.install.automatic=true", f"harvester.install.config_url={config_url}",
-             settings.kernel_cmdline]
+             "harvester.install.automatic=true",
+             # the installer's own switch for machines below Harvester's minimums (its preflight checks)
+             "harvester.install.skipchecks=true" if settings.install_skipchecks else "",
+             f"harvester.install.config_url={config_url}", settings.kernel_cmdline]
     return " ".join(p for p in parts if p)
 
 
@@ -187,13 +193,15 @@ class _DocumentServer(http.server.ThreadingHTTPServer):
 
 
 class InstallConfigServer:
-    """Serves `/<run id>/<hostname>.yaml` for every node on `bind:port` (127.0.0.1 in tests)."""
+    """Serves `/<run id>/<hostname>.yaml` for every node on `bind:port` (127.0.0.1 in tests). `guest_host`:
+    the name the guests reach `bind` by, where it is not `bind` itself (qemu's user network: 10.0.2.2)."""
 
-    def __init__(self, bind: str, port: int = 0, url_base: str | None = None) -> None:
+    def __init__(self, bind: str, port: int = 0, url_base: str | None = None, *, guest_host: str | None = None) -> None:
         IPv4Address(bind)
         self._server = _DocumentServer((bind, port), _Handler)
         self._server.documents, self._server.fetched = {}, []
         self._url_base = url_base
+        self._guest_host = guest_host
         self._thread = threading.Thread(target=self._server.serve_forever, name="install-config-server",
                                         daemon=True)
 
@@ -205,7 +213,7 @@ class InstallConfigServer:
     @property
     def url_base(self) -> str:
         host, port = self.address
-        return (self._url_base or f"http://{host}:{port}").rstrip("/")
+        return (self._url_base or f"http://{self._guest_host or host}:{port}").rstrip("/")
 
     @property
     def fetched(self) -> list[str]:

@@ -25,11 +25,17 @@ from .spec import (
     NetworkSpec,
     Nic,
     PoolSpec,
+    PortForward,
     VolumeSpec,
 )
 
 Role = Literal["create", "join", "guest"]
 VIP_HOST_INDEX, FIRST_NODE_HOST_INDEX = 9, 10       # .10 is the VIP, nodes from .11 (after the gateway .1)
+# qemu's user-mode network is the same for every guest (each has its own): 10.0.2.0/24, the host seen as
+# 10.0.2.2, the guest's DHCP address 10.0.2.15. The VIP is the .10 a NAT network would give too.
+USER_MODE_CIDR, USER_MODE_HOST, USER_MODE_GUEST = IPv4Network("10.0.2.0/24"), IPv4Address("10.0.2.2"), \
+    IPv4Address("10.0.2.15")
+SSH_PORT, API_PORT = 22, 6443
 
 
 class PlanRefused(ValueError):
@@ -68,6 +74,7 @@ class NodePlan:
     ssh_port: int
     role: Role
     console_log: Path
+    api_port: int | None = None     # user-mode networking, the VIP's node: 127.0.0.1:<api_port> -> VIP:6443
 
 
 @dataclass(frozen=True)
@@ -95,13 +102,25 @@ class ClusterPlan:
                           capacity_bytes=int(self.settings.disk_gib * GIB),
                           backing=self.golden_backing.get(node.hostname))
 
+    @property
+    def api_url(self) -> str:
+        """Where the harness reaches the Kubernetes API: the VIP, or its port forwarded to 127.0.0.1."""
+        if self.settings.network_mode == "user":
+            assert self.nodes[0].api_port is not None, "no API port forwarded in user-mode networking"
+            return f"https://127.0.0.1:{self.nodes[0].api_port}"
+        return f"https://{self.vip}:{API_PORT}"
+
     def domain_spec(self, node: NodePlan, domain_type: str) -> DomainSpec:
         network = self.network.name if self.network else None
-        forwarded = node.ssh_port if self.settings.network_mode == "user" else None
+        forwards: tuple[PortForward, ...] = ()
+        if self.settings.network_mode == "user":
+            forwards = (PortForward(node.ssh_port, SSH_PORT),)
+            if node.api_port is not None and self.vip is not None:
+                forwards += (PortForward(node.api_port, API_PORT, self.vip),)
         return DomainSpec(name=node.domain, run_id=self.run_id, node=node.hostname, vcpus=self.settings.vcpus,
                           memory_mib=int(self.settings.memory_gib * GIB / MIB), domain_type=domain_type,
                           pool=self.pool.name, volume=node.volume,
-                          nic=Nic(mac=node.mac, network=network, forwarded_ssh_port=forwarded),
+                          nic=Nic(mac=node.mac, network=network, forwards=forwards),
                           console_log=node.console_log)
 
 
@@ -112,6 +131,10 @@ def free_local_port() -> int:
 
 
 def default_layout(settings: LibvirtSettings, run_id: str) -> NetworkLayout:
+    if settings.network_mode == "user":     # qemu's fixed network; the one node gets the guest address
+        hosts = list(USER_MODE_CIDR.hosts())
+        return NetworkLayout(USER_MODE_CIDR, USER_MODE_HOST, hosts[VIP_HOST_INDEX],
+                             tuple(NodeAddress(stable_mac(run_id, i), USER_MODE_GUEST) for i in range(settings.nodes)))
     cidr = IPv4Network(settings.network_cidr)
     hosts = list(cidr.hosts())
     gateway = IPv4Address(settings.gateway) if settings.gateway else hosts[0]
@@ -146,10 +169,13 @@ def plan_cluster(settings: LibvirtSettings, run_id: str, harvester_version: str,
             index=index, hostname=f"harvester-node-{index}", domain=owned_name(run_id, f"node{index}"),
             volume=owned_name(run_id, f"node{index}.qcow2"), mac=address.mac, ip=address.ip,
             ssh_host="127.0.0.1" if user_mode else str(address.ip),
-            ssh_port=free_local_port() if user_mode else 22, role=role,
-            console_log=workdir / "consoles" / f"{run_id}-node{index}.log"))
+            ssh_port=free_local_port() if user_mode else SSH_PORT, role=role,
+            console_log=workdir / "consoles" / f"{run_id}-node{index}.log",
+            api_port=free_local_port() if user_mode and role == "create" else None))
+    installs = settings.install != "none"
     return ClusterPlan(run_id=run_id, harvester_version=harvester_version, settings=settings, pool=pool,
-                       nodes=tuple(nodes), workdir=workdir, network=network, layout=None if user_mode else layout,
+                       nodes=tuple(nodes), workdir=workdir, network=network,
+                       layout=layout if installs or not user_mode else None,
                        golden_backing=dict(golden_backing or {}))
 
 

@@ -55,10 +55,23 @@ class VolumeSpec:
 
 
 @dataclass(frozen=True)
+class PortForward:
+    """User-mode networking: 127.0.0.1:<host_port> on the host reaches <guest_ip or the NIC's address>:<guest_port>."""
+
+    host_port: int
+    guest_port: int
+    guest_ip: IPv4Address | None = None    # None: the address the guest's DHCP got (the node's own)
+
+
+@dataclass(frozen=True)
 class Nic:
     mac: str
     network: str | None = None             # a libvirt network's name
-    forwarded_ssh_port: int | None = None  # user-mode networking: 127.0.0.1:<port> -> guest port 22
+    forwards: tuple[PortForward, ...] = ()  # user-mode networking (no libvirt network): the only way in
+
+    @property
+    def user_mode(self) -> bool:
+        return self.network is None and bool(self.forwards)
 
 
 @dataclass(frozen=True)

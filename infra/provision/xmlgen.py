@@ -2,8 +2,8 @@
 
 Domains: virtio disk (a pool volume) and virtio NIC pinned at PCI slot 3 on the i440fx machine, so the guest
 names it `ens3` on every node (the installer config relies on it); a serial console written to a log file; UEFI (libvirt picks the OVMF build)
-or BIOS. User-mode networking has no libvirt device: it is passed to qemu as `-netdev user` with the SSH
-port forwarded to 127.0.0.1 only.
+or BIOS. User-mode networking has no libvirt device: it is passed to qemu as `-netdev user` with its forwarded
+ports (SSH; a Harvester node's API at the VIP) on 127.0.0.1 only.
 """
 from __future__ import annotations
 
@@ -127,9 +127,10 @@ def domain_xml(spec: DomainSpec, uuid: str | None = None) -> str:
     _sub(devices, "memballoon", model="none")
     rng = _sub(devices, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
-    if spec.nic.forwarded_ssh_port is not None:
+    if spec.nic.user_mode:
         commandline = _sub(root, f"{{{QEMU_NAMESPACE}}}commandline")
-        netdev = f"user,id=e2enet0,hostfwd=tcp:127.0.0.1:{spec.nic.forwarded_ssh_port}-:22"
+        netdev = "user,id=e2enet0," + ",".join(
+            f"hostfwd=tcp:127.0.0.1:{f.host_port}-{f.guest_ip or ''}:{f.guest_port}" for f in spec.nic.forwards)
         device = f"virtio-net-pci,netdev=e2enet0,mac={spec.nic.mac},addr={USER_NIC_PCI_SLOT}"
         for value in ("-netdev", netdev, "-device", device):
             _sub(commandline, f"{{{QEMU_NAMESPACE}}}arg", value=value)

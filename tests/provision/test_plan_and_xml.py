@@ -125,6 +125,36 @@ def test_user_mode_forwards_ssh_to_127_0_0_1_only(tmp_path: Path) -> None:
     assert f"mac={node.mac}" in args[3]
 
 
+def test_a_one_node_install_on_the_user_network_forwards_ssh_and_the_vip_api_and_serves_its_config_at_10_0_2_2(
+        tmp_path: Path) -> None:
+    from infra.provision.install_config import InstallConfigServer, NodeSecrets, installer_cmdline, node_config
+
+    settings = harvester_settings(tmp_path, nodes=1, network_mode="user", install_skipchecks=True, vcpus=1,
+                                  memory_gib=1, disk_gib=4)
+    plan = plan_cluster(settings, "e2e-r1", "v1.5.1", tmp_path)
+    assert plan.network is None and str(plan.vip) == "10.0.2.10"
+    node = plan.nodes[0]
+    assert str(node.ip) == "10.0.2.15" and node.api_port is not None and node.api_port != node.ssh_port
+    assert plan.api_url == f"https://127.0.0.1:{node.api_port}"
+    args = [a.get("value") for a in ET.fromstring(domain_xml(plan.domain_spec(node, "qemu"))).findall(
+        f"{{{QEMU_NAMESPACE}}}commandline/{{{QEMU_NAMESPACE}}}arg")]
+    assert args[1] == (f"user,id=e2enet0,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22,"
+                       f"hostfwd=tcp:127.0.0.1:{node.api_port}-10.0.2.10:6443")
+    document = node_config(plan, node, NodeSecrets("t", "p", ()))
+    assert document["install"]["vip"] == "10.0.2.10" and document["install"]["mode"] == "create"
+    assert document["install"]["management_interface"] == {
+        "interfaces": [{"name": "ens30", "hwAddr": node.mac}], "method": "dhcp"}
+    server = InstallConfigServer("127.0.0.1", guest_host="10.0.2.2")
+    try:
+        url = server.publish("/e2e-r1/harvester-node-0.yaml", document)
+        assert url.startswith(f"http://10.0.2.2:{server.address[1]}/") and server.address[0] == "127.0.0.1"
+    finally:
+        server.stop()
+    assert "harvester.install.skipchecks=true" in installer_cmdline(plan, node, url).split()
+    sized = plan_cluster(harvester_settings(tmp_path, nodes=1), "e2e-r1", "v1.5.1", tmp_path)
+    assert "harvester.install.skipchecks=true" not in installer_cmdline(sized, sized.nodes[0], url)
+
+
 def test_volumes_are_qcow2_and_a_linked_clone_names_its_backing_file(tmp_path: Path) -> None:
     backing = {"harvester-node-0": tmp_path / "golden" / "v1.4.2-node0.qcow2"}
     plan = plan_cluster(harvester_settings(tmp_path), "e2e-r1", "v1.4.2", tmp_path, golden_backing=backing)
@@ -145,7 +175,9 @@ def test_volumes_are_qcow2_and_a_linked_clone_names_its_backing_file(tmp_path: P
     ("disk_gib: 100", "libvirt.disk_gib: 100 GiB is less than the 250 GiB Harvester installs on"),
     ("kernel_url: null", "libvirt.kernel_url: required for install 'pxe' but not given"),
     ("iso_url: null", "libvirt.iso_url: required for install 'pxe' but not given"),
-    ("network_mode: user", "libvirt.network_mode: 'user' isolates every node"),
+    ("network_mode: user", "libvirt.network_mode: 'user' isolates every node, so it holds a one-node cluster "
+                           "only; set libvirt.nodes: 1"),
+    ("vcpus: 1\n  install_skipchecks: false", "or set libvirt.install_skipchecks: true"),
     ("network_cidr: 10.0.0.0/29", "libvirt.network_cidr: too small"),
     ("network_cidr: 10.0.0.300/24", "libvirt.network_cidr: not an IPv4 subnet"),
     ("network_mode: bridge", "libvirt.bridge_name: bridge mode needs the name of an existing host bridge"),
