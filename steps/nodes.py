@@ -5,6 +5,7 @@ against the API's Nodes), never a name written in a feature file.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from pytest_bdd import given, then, when
@@ -41,19 +42,23 @@ def node_with_power(cluster: Cluster) -> ChosenNode:
 def reboot_over_ssh(cluster: Cluster, run_config: RunConfig, node: ChosenNode) -> None:
     session = cluster.ssh(node.name)
     node.boot_id_before = session.boot_id()
+    started = time.monotonic()
     after = session.reboot(budget(Wait.NODE_BACK, run_config))
     attach_text(f"{node.name} boot ids", f"before: {node.boot_id_before}\nafter:  {after}\n"
-                                         f"SSH reconnects: {session.reconnects}")
+                                         f"SSH reconnects: {session.reconnects}\n"
+                                         f"reboot to SSH with a new boot id: {time.monotonic() - started:.1f}s")
 
 
 @when("the node is power-cycled")
 def power_cycle(cluster: Cluster, run_config: RunConfig, node: ChosenNode) -> None:
     node.boot_id_before = cluster.ssh(node.name).boot_id()
+    started = time.monotonic()
     cluster.power(node.name, "reboot")
     node_checks.wait_ready_after_new_boot(cluster.kube(), node.name, node.boot_id_before,
                                           budget(Wait.NODE_BACK, run_config))
     attach_text(f"{node.name} power cycle", f"boot id before: {node.boot_id_before}\nthrough: {cluster.backend} "
-                                            "power control (reboot)")
+                                            "power control (reboot)\n"
+                                            f"power cycle to Ready with a new boot id: {time.monotonic() - started:.1f}s")
 
 
 @then("the node is Ready with the boot id it reports over SSH")

@@ -8,6 +8,7 @@ interrupt while provisioning unwinds at once.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -100,6 +101,7 @@ class LibvirtBackend(Backend):
             self._teardown()
             raise
         self._provisioned = provisioned
+        self._record(provisioned, harvester_version, image.key if image else None)
         kubeconfig = provisioned.kubeconfig
         if kubeconfig is None:          # install: none boots plain guests: there is no Kubernetes API
             kubeconfig = self.workdir / "kubeconfig"
@@ -108,6 +110,16 @@ class LibvirtBackend(Backend):
         log.info("libvirt cluster %s ready: %d nodes (%s%s)", self._cluster.name, len(provisioned.nodes),
                  provisioned.domain_type, f", restored from golden image {image.key}" if image else "")
         return self._cluster
+
+    def _record(self, provisioned: Any, harvester_version: str, golden_key: str | None) -> None:
+        """What provisioning did and how long each phase took, in the run's workdir (provisioning.json)."""
+        record = {"run_id": self.config.run_id, "harvester_version": harvester_version,
+                  "how": f"restored from golden image {golden_key}" if golden_key else
+                         ("installed" if self.settings.install != "none" else "booted (install: none)"),
+                  "domain_type": provisioned.domain_type, "kvm_probe_s": provisioned.kvm_probe_seconds,
+                  "nodes": [n.plan.hostname for n in provisioned.nodes], "timings_s": provisioned.timings}
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "provisioning.json").write_text(json.dumps(record, indent=2) + "\n")
 
     def _cluster_of(self, provisioned: Any, harvester_version: str, kubeconfig: Any) -> Cluster:
         """The provisioned VMs as a `Cluster`: logins from the install config, host keys the run installed."""

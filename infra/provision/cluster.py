@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -58,6 +60,7 @@ class ProvisionedCluster:
     kubeconfig: Path | None = None
     host_keys: dict[str, str] = field(default_factory=dict)     # hostname -> the public host key to pin
     kvm_probe_seconds: float | None = None                     # how long deciding KVM vs TCG took
+    timings: dict[str, float] = field(default_factory=dict)     # phase -> seconds it took (see ClusterProvisioner)
     password: str = field(default="", repr=False)              # the nodes' login password (install config)
 
     def control(self, hostname: str) -> DomainControl:
@@ -119,6 +122,14 @@ class ClusterProvisioner:
         self.install_budget = Budget.minutes("Harvester installs on a node", settings.install_timeout_min)
         self.api_budget = Budget.minutes("Harvester API answers at the VIP", settings.api_timeout_min)
 
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Record how long a phase took (the run's provisioning.json and the closing log line show them)."""
+        started = time.monotonic()
+        yield
+        self.result.timings[phase] = round(time.monotonic() - started, 1)
+        log.info("provisioning %s: %s took %.1fs", self.plan.run_id, phase, self.result.timings[phase])
+
     # -- step 1 and 2 -------------------------------------------------------------------------------------
     def create_infrastructure(self) -> None:
         check_plan(self.conn, self.plan)
@@ -171,21 +182,30 @@ class ClusterProvisioner:
             started.append(self._start(node, boot, on_reboot="destroy"))
         return started
 
-    def finish_installs(self, installing: list[ProvisionedNode]) -> None:
+    def finish_installs(self, installing: list[ProvisionedNode], *, wait: bool = True, boot: bool = True) -> None:
         """Wait for each installer to power off, then boot the node from its disk."""
         for node in installing:
-            node.control.wait_for_state("shut off", self.install_budget)
-            log.info("%s installed; booting it from disk", node.plan.domain)
-            self._start(node.plan, self._disk_boot(node.plan))
+            if wait:
+                node.control.wait_for_state("shut off", self.install_budget)
+                log.info("%s installed", node.plan.domain)
+            if boot:
+                log.info("booting %s from its disk", node.plan.domain)
+                self._start(node.plan, self._disk_boot(node.plan))
 
     def install(self, server: InstallConfigServer) -> None:
         config_urls = publish_cluster_configs(server, self.plan, self.node_secrets)
         first, others = self.plan.nodes[0], list(self.plan.nodes[1:])
-        self.finish_installs(self.start_installers([first], config_urls))
-        self.wait_for_ssh([first])
-        self.wait_for_api()
+        with self.timed("install first node (installer boot to power-off)"):
+            installing = self.start_installers([first], config_urls)
+            self.finish_installs(installing, boot=False)
+        with self.timed("first node boots from disk to SSH"):
+            self.finish_installs(installing, wait=False)
+            self.wait_for_ssh([first])
+        with self.timed("first node's API answers"):
+            self.wait_for_api()
         if others:
-            self.finish_installs(self.start_installers(others, config_urls))
+            with self.timed("install and boot the other nodes"):
+                self.finish_installs(self.start_installers(others, config_urls))
 
     # -- step 4 -------------------------------------------------------------------------------------------
     def wait_for_ssh(self, nodes: list[NodePlan] | None = None) -> None:
@@ -230,8 +250,9 @@ class ClusterProvisioner:
         """All steps. Whatever was created is on the stack, so a failure anywhere still tears it down."""
         self.create_infrastructure()
         if not self.plan.installs_harvester or self.restore is not None:
-            self.boot_all()
-            self.wait_for_ssh()
+            with self.timed("restored nodes boot to SSH" if self.restore is not None else "nodes boot to SSH"):
+                self.boot_all()
+                self.wait_for_ssh()
         else:
             settings = self.plan.settings
             assert self.plan.layout is not None
@@ -247,19 +268,22 @@ class ClusterProvisioner:
             self.install(server)
             self.wait_for_ssh()
         if self.plan.installs_harvester:
-            self.wait_for_api()
+            with self.timed("API answers" if self.restore is not None else "every node's API answers"):
+                self.wait_for_api()
             self.fetch_kubeconfig()
         return self.result
 
     def save_golden(self) -> GoldenImage:
         """Shut the cluster down, keep its disks as the golden image of this version, and start it again."""
         assert self.golden is not None, "libvirt.golden_image_dir is not set"
-        for node in self.result.nodes:
-            node.control.power("shutdown", Budget.minutes(f"{node.plan.domain} shuts down", 10))
-        image = self.golden.save(self.objects, self.plan, self.result.host_keys)
-        for node in self.result.nodes:
-            node.control.power("start")
-        self.wait_for_ssh()
-        if self.plan.installs_harvester:
-            self.wait_for_api()
+        with self.timed("save the golden image (shut down, copy the disks)"):
+            for node in self.result.nodes:
+                node.control.power("shutdown", Budget.minutes(f"{node.plan.domain} shuts down", 10))
+            image = self.golden.save(self.objects, self.plan, self.result.host_keys)
+        with self.timed("nodes start again after the golden save"):
+            for node in self.result.nodes:
+                node.control.power("start")
+            self.wait_for_ssh()
+            if self.plan.installs_harvester:
+                self.wait_for_api()
         return image
