@@ -21,8 +21,8 @@ def kubeconfig_dict(server_url: str, ca_pem: bytes, token: str, name: str = "har
     }
 
 
-def write_kubeconfig(path: Path, server_url: str, ca_pem: bytes, token: str) -> Path:
-    return write_config(path, kubeconfig_dict(server_url, ca_pem, token))
+def write_kubeconfig(path: Path, server_url: str, ca_pem: bytes, token: str, name: str = "harvester-simulator") -> Path:
+    return write_config(path, kubeconfig_dict(server_url, ca_pem, token, name))
 
 
 def client_certificate_kubeconfig_dict(server_url: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
@@ -35,9 +35,15 @@ def client_certificate_kubeconfig_dict(server_url: str, ca_pem: bytes, cert_pem:
 
 
 def write_config(path: Path, config: dict) -> Path:
-    """Write any kubeconfig privately (0600), as the simulator writes its own."""
+    """Write any kubeconfig privately (0600), as the simulator writes its own.
+
+    Replaced whole (tmp file, rename): a reader never sees half a file, and the mode is 0600 even where an
+    older file had another (a restart rewrites /etc/rancher/rke2/rke2.yaml)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)               # a tmp file left by a crash may have had another mode
     with os.fdopen(fd, "w") as handle:
         yaml.safe_dump(config, handle, sort_keys=False)
+    os.replace(tmp, path)
     return path

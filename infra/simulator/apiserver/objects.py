@@ -69,6 +69,18 @@ class ObjectApi:
             obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=rfc3339())
         apiservices.sync(self.store, self.registry, stamp)
 
+    def restore(self, dump: dict[str, Any]) -> None:
+        """Come back from `Store.dump()` (a restart): the objects, then the kinds their CRDs serve."""
+        self.store.load(dump)
+        for crd in self.store.list((CRD_GROUP, CRD_PLURAL)):
+            rtype = type_from_crd(crd)
+            existing = self.registry.get(rtype.group, rtype.plural)
+            if existing is not None and not existing.custom:
+                continue
+            self.registry.add(rtype)
+            self._crds[(rtype.group, rtype.plural)] = crd
+        self.sync_api_services()
+
     # --- admission ----------------------------------------------------------------------------
     def add_admission(self, group: str, plural: str, hook: AdmissionHook, *, mutating: bool = False) -> None:
         table = self._mutating if mutating else self._validating

@@ -104,6 +104,13 @@ def parse_resource_path(segments: list[str]) -> ResourcePath | None:
 GO_HEADER_LIMITS = {"max_line_size": 1 << 20, "max_field_size": 1 << 20}
 
 
+def url_host(bind: str) -> str:
+    """The host part of a URL for a listener bound to `bind`: 0.0.0.0 and :: mean this machine's 127.0.0.1."""
+    if bind in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{bind}]" if ":" in bind else bind
+
+
 class ApiServer:
     def __init__(self, api: ObjectApi, *, token: str, tls: TlsMaterial, host: str = "127.0.0.1",
                  port: int = 0, bookmark_interval: float = 5.0, kube_version: dict[str, str] | None = None,
@@ -184,7 +191,12 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+        return f"https://{self.address}"
+
+    @property
+    def address(self) -> str:
+        """host:port as a client on this machine dials it (a wildcard listener answers on 127.0.0.1)."""
+        return f"{url_host(self.host)}:{self.port}"
 
     # --- request handling ---------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -251,7 +263,7 @@ class ApiServer:
         segments = [s for s in path.split("/") if s]
         registry = self.api.registry
         if path == "/api":
-            return _json(discovery.api_versions(f"{self.host}:{self.port}"))
+            return _json(discovery.api_versions(self.address))
         if path == "/apis":
             return _json(discovery.api_group_list(registry))
         if path == "/api/v1":

@@ -124,6 +124,42 @@ class Store:
         for listener in list(self.listeners):
             listener(event)
 
+    # --- persistence (what etcd keeps across a restart) -----------------------------------------
+    DUMP_FORMAT = 1
+
+    def dump(self) -> dict[str, Any]:
+        """Every object and the resourceVersion counter, JSON-ready; not the event history.
+
+        The objects are the stored ones, not copies: serialise the result before the loop runs again."""
+        return {"format": self.DUMP_FORMAT, "resourceVersion": self._rv,
+                "types": [{"group": group, "plural": plural,
+                           "objects": [{"namespace": key[0], "name": key[1], "object": obj}
+                                       for key, obj in sorted(bucket.items())]}
+                          for (group, plural), bucket in sorted(self._objects.items()) if bucket]}
+
+    def load(self, dump: dict[str, Any]) -> None:
+        """Replace everything with a `dump()`: the objects as they were, the counter past the saved one.
+
+        The history is gone, as after an etcd compaction at the saved revision: a watch from any
+        resourceVersion handed out before the restart gets 410 Gone and re-lists. The counter moves one
+        past the saved value so a list right after the restart returns a version a watch may start from."""
+        if dump.get("format") != self.DUMP_FORMAT:
+            raise ValueError(f"unknown store dump format {dump.get('format')!r} (this simulator writes "
+                             f"{self.DUMP_FORMAT})")
+        objects: dict[TypeKey, dict[Key, dict[str, Any]]] = {}
+        for entry in dump["types"]:
+            bucket = objects.setdefault((str(entry["group"]), str(entry["plural"])), {})
+            for item in entry["objects"]:
+                bucket[(str(item["namespace"]), str(item["name"]))] = item["object"]
+        newest = max((int(obj["metadata"].get("resourceVersion") or 0)
+                      for bucket in objects.values() for obj in bucket.values()), default=0)
+        for watcher in list(self._watchers):
+            self.unwatch(watcher)
+        self._objects = objects
+        self._rv = max(int(dump["resourceVersion"]), newest) + 1     # only ever grows
+        self._history.clear()
+        self._compacted_through = self._rv
+
     # --- watches -----------------------------------------------------------------------------
     def compact(self) -> None:
         """Forget the event history, as etcd compaction does; older watches then get 410 Gone."""

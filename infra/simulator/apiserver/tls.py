@@ -1,5 +1,8 @@
 """A fresh certificate authority per run and a server certificate for 127.0.0.1 signed by it.
 
+With --state-dir the CAs are kept across restarts; a restart signs a new server certificate with the
+kept CA when the names asked for changed or the old one nears its end.
+
 Clients verify the server against this CA (no `insecure-skip-tls-verify`), as against a real cluster.
 A listener may also have a client CA (RKE2 keeps one beside its server CA): a client certificate it
 signed authenticates as its CN (user) and O (groups), as kube-apiserver's x509 authenticator does.
@@ -7,6 +10,7 @@ signed authenticates as its CN (user) and O (groups), as kube-apiserver's x509 a
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import datetime as dt
 import ipaddress
 import logging
@@ -32,6 +36,14 @@ class TlsMaterial:
     server_key_pem: bytes
     client_ca_cert_pem: bytes = b""       # empty: this listener takes no client certificates
     client_ca_key_pem: bytes = b""
+    ca_key_pem: bytes = b""               # kept so a restarted server can sign a new certificate (--state-dir)
+
+    def to_json(self) -> dict[str, str]:
+        return {name: value.decode() for name, value in vars(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> "TlsMaterial":
+        return cls(**{name: str(data.get(name, "")).encode() for name in cls.__dataclass_fields__})
 
     def write(self, directory: Path) -> tuple[Path, Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -74,19 +86,19 @@ def _make_ca(common_name: str, now: dt.datetime, days: int) -> tuple[x509.Certif
     return cert, key
 
 
-def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), days: int = 7, *,
-                      ca_name: str = "harvester-simulator-ca", server_name: str = "kube-apiserver",
-                      client_ca_name: str = "") -> TlsMaterial:
-    """A server CA and certificate; with `client_ca_name`, also a client CA for x509 logins."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_cert, ca_key = _make_ca(ca_name, now, days)
-    key = ec.generate_private_key(ec.SECP256R1())
+def _alt_names(hosts: tuple[str, ...]) -> list[x509.GeneralName]:
     alt_names: list[x509.GeneralName] = []
-    for host in hosts:
+    for host in dict.fromkeys(hosts):
         try:
             alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             alt_names.append(x509.DNSName(host))
+    return alt_names
+
+
+def _server_certificate(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, hosts: tuple[str, ...],
+                        server_name: str, now: dt.datetime, days: int) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(server_name))
@@ -95,24 +107,74 @@ def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), days:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_alt_names(hosts)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
+def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), days: int = 7, *,
+                      ca_name: str = "harvester-simulator-ca", server_name: str = "kube-apiserver",
+                      client_ca_name: str = "", ca_days: int | None = None) -> TlsMaterial:
+    """A server CA and certificate; with `client_ca_name`, also a client CA for x509 logins.
+
+    The certificate is valid `days`, the CAs `ca_days` (default: as long)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_cert, ca_key = _make_ca(ca_name, now, ca_days or days)
+    cert_pem, key_pem = _server_certificate(ca_cert, ca_key, hosts, server_name, now, days)
     client_ca_pem = client_ca_key_pem = b""
     if client_ca_name:
-        client_ca, client_key = _make_ca(client_ca_name, now, days)
+        client_ca, client_key = _make_ca(client_ca_name, now, ca_days or days)
         client_ca_pem = client_ca.public_bytes(serialization.Encoding.PEM)
         client_ca_key_pem = _pem_key(client_key)
     return TlsMaterial(
         ca_cert_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        server_cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        server_key_pem=_pem_key(key),
+        server_cert_pem=cert_pem,
+        server_key_pem=key_pem,
         client_ca_cert_pem=client_ca_pem,
         client_ca_key_pem=client_ca_key_pem,
+        ca_key_pem=_pem_key(ca_key),
     )
+
+
+def server_certificate_shortfalls(material: TlsMaterial, hosts: tuple[str, ...], renew_within_days: int) -> list[str]:
+    """Why the server certificate will not do for these hosts (empty: it will): missing names, expiry."""
+    cert = x509.load_pem_x509_certificate(material.server_cert_pem)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        sans = x509.SubjectAlternativeName([])
+    have = {str(a) for a in sans.get_values_for_type(x509.IPAddress)} | set(sans.get_values_for_type(x509.DNSName))
+    shortfalls = [f"does not name {host}" for host in dict.fromkeys(hosts)
+                  if (str(ipaddress.ip_address(host)) if _is_ip(host) else host) not in have]
+    if cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) < dt.timedelta(days=renew_within_days):
+        shortfalls.append(f"expires {cert.not_valid_after_utc:%Y-%m-%d}")
+    return shortfalls
+
+
+def reissue_server_certificate(material: TlsMaterial, hosts: tuple[str, ...], days: int) -> TlsMaterial:
+    """A new server certificate from the same CA (as RKE2 renews its own on restart): clients that trust
+    the CA keep verifying. Needs the CA key (`ca_key_pem`)."""
+    ca_cert = x509.load_pem_x509_certificate(material.ca_cert_pem)
+    ca_key = serialization.load_pem_private_key(material.ca_key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    old = x509.load_pem_x509_certificate(material.server_cert_pem)
+    names = old.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    server_name = str(names[0].value) if names else "kube-apiserver"
+    cert_pem, key_pem = _server_certificate(ca_cert, ca_key, hosts, server_name, dt.datetime.now(dt.timezone.utc),
+                                            days)
+    return dataclasses.replace(material, server_cert_pem=cert_pem, server_key_pem=key_pem)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def make_client_certificate(ca_cert_pem: bytes, ca_key_pem: bytes, common_name: str,

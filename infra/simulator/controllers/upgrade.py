@@ -34,6 +34,7 @@ from ..apiserver.store import StoredEvent
 from ..harvester import version_guard
 from ..harvester.release_iso import ReleaseServer
 from ..harvester.versions import HarvesterVersion, UnknownVersionError, get_version, version_of_release
+from ..nodes import NodeNotSimulated
 from .base import Controller
 from .upgrade_common import (CLEANUP, COMPONENT, FAILED, IMAGE_CLEANUP_DONE, JOB_BACKOFF_LIMIT, JOB_TTL_SECONDS,
                              LATEST, LOGGING_INFRA_PREPARED, NAMESPACE, NODE_TOLERATIONS, PLAN_LABEL,
@@ -107,6 +108,11 @@ class UpgradeController(Controller):
         try:
             await self._upgrade(name)
         except StopUpgrade:
+            self._cleanup(self.objects.upgrade(name), clean_jobs=False)
+        except NodeNotSimulated as exc:
+            # --this-machine: the node stage needs a simulated machine; the Upgrade fails saying why
+            log.warning("upgrade %s: %s", name, exc.message)
+            self.objects.mutate(name, lambda o: set_completed(o, FAILED, "False", exc.message, ""))
             self._cleanup(self.objects.upgrade(name), clean_jobs=False)
         except ApiError as exc:
             if exc.code != 404:        # a deleted Upgrade simply stops; anything else is a simulator bug

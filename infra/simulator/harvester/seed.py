@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Sequence
 
 from . import chart_repo
 from .helm_storage import release_secret
@@ -105,14 +105,19 @@ def _condition(ctype: str, status: str, at: datetime, reason: str = "", message:
 # ---- the cluster ------------------------------------------------------------------------------
 
 def initial_objects(version: HarvesterVersion, *, node_count: int = 3, now: datetime,
-                    node_prefix: str = DEFAULT_NODE_PREFIX) -> list[dict[str, Any]]:
-    """Full Kubernetes objects (apiVersion, kind, metadata, spec, status) of a healthy cluster."""
-    if node_count < 1:
-        raise ValueError(f"node_count must be at least 1, got {node_count}")
+                    node_prefix: str = DEFAULT_NODE_PREFIX,
+                    names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Full Kubernetes objects (apiVersion, kind, metadata, spec, status) of a healthy cluster.
+
+    `names` gives the nodes' exact hostnames (a real machine's); otherwise `<node_prefix>-<i>`."""
+    nodes = list(names) if names is not None else node_names(node_count, node_prefix)
+    if len(nodes) < 1:
+        raise ValueError(f"node_count must be at least 1, got {len(nodes)}")
+    if len(set(nodes)) != len(nodes):
+        raise ValueError(f"node names must differ: {nodes}")
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
     installed = now - CLUSTER_AGE
-    nodes = node_names(node_count, node_prefix)
 
     objects: list[dict[str, Any]] = [namespace(ns, installed) for ns in NAMESPACES]
     for index, node in enumerate(nodes):

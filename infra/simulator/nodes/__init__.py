@@ -5,6 +5,9 @@ id, journal), an sshd with its own port and host key, and power control; it serv
 repository for the nodes' helm (harvester.chart_repo) and registers the simulator
 routes `GET /simulator/v1/nodes`, `POST /simulator/v1/nodes/{name}/power` and `POST /simulator/v1/nodes/{name}/disconnect`.
 The fleet is `simulator.nodes`; the upgrade controller changes versions through it.
+
+With `--this-machine` the one Node is the real machine (`this_machine.py`): the fleet has no simulated node
+for it, lists none, and anything that would need one (power, SSH, staging an OS) gets `NodeNotSimulated`.
 """
 from __future__ import annotations
 
@@ -39,9 +42,20 @@ if TYPE_CHECKING:
     from ..harvester.versions import HarvesterVersion
     from ..simulator import Simulator
 
-__all__ = ["NodeFleet", "NodeLogin", "NodeSystem", "Power", "SimulatedNode", "start_nodes"]
+__all__ = ["NodeFleet", "NodeLogin", "NodeNotSimulated", "NodeSystem", "Power", "SimulatedNode", "start_nodes"]
 log = logging.getLogger(__name__)
 SEEDED_UPTIME = dt.timedelta(hours=2)     # how long the nodes have been up when the simulator starts
+
+
+class NodeNotSimulated(ApiError):
+    """The node is the machine the simulator runs on (--this-machine): no simulated power, SSH or OS for it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(501, "NotImplemented",
+                         f'node "{name}" is this machine (--this-machine), not a simulated one: the simulator cannot '
+                         "power it, serve its SSH or change its OS or RKE2 (its own sshd serves SSH; `reboot` on it "
+                         "reboots it)")
+        self.node = name
 
 
 @dataclass
@@ -75,6 +89,7 @@ class NodeFleet:
         self.charts = ChartRepository(simulator.tls.server_cert_pem, simulator.tls.server_key_pem)
         self.helm_env = self._helm_configuration(self.charts.listen(), simulator.tls.ca_cert_pem)
         self.nodes: dict[str, SimulatedNode] = {}
+        self.this_machine = ""             # --this-machine: the real machine's Node name (never in `nodes`)
 
     def add(self, node_object: dict[str, Any]) -> SimulatedNode:
         name = node_object["metadata"]["name"]
@@ -114,6 +129,8 @@ class NodeFleet:
         return {"HELM_CONFIG_HOME": str(config), "HELM_CACHE_HOME": str(cache), "HELM_DATA_HOME": str(data)}
 
     def get(self, name: str) -> SimulatedNode:
+        if name and name == self.this_machine:
+            raise NodeNotSimulated(name)
         try:
             return self.nodes[name]
         except KeyError:
@@ -175,14 +192,20 @@ async def _json_body(request: "web.Request") -> dict[str, Any]:
     return body
 
 
-def start_nodes(simulator: "Simulator", login: NodeLogin | None = None) -> NodeFleet:
-    """Give every Node in the simulator's store a machine with an sshd (call on the simulator's loop)."""
+def start_nodes(simulator: "Simulator", login: NodeLogin | None = None, *, this_machine: str = "") -> NodeFleet:
+    """Give every Node in the simulator's store a machine with an sshd (call on the simulator's loop);
+    `this_machine` names the Node that is the real machine, which gets none."""
     fleet = NodeFleet(simulator, login or NodeLogin())
+    fleet.this_machine = this_machine
     simulator.spawn(fleet.charts.serve, "rancher-charts repository")
     nodes = simulator.api.lookup("", "v1", "nodes")
     for node_object in simulator.api.list(nodes).items:
-        fleet.add(node_object)
+        if node_object["metadata"]["name"] != this_machine:
+            fleet.add(node_object)
     fleet.install_routes()
-    log.info("simulated nodes answer SSH on %s", ", ".join(f"{n.system.name}=127.0.0.1:{n.sshd.port}"
-                                                         for n in fleet.nodes.values()))
+    if fleet.nodes:
+        log.info("simulated nodes answer SSH on %s", ", ".join(f"{n.system.name}=127.0.0.1:{n.sshd.port}"
+                                                             for n in fleet.nodes.values()))
+    if this_machine:
+        log.info("node %s is this machine: no simulated SSH or power for it", this_machine)
     return fleet
