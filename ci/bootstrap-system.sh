@@ -16,10 +16,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # libvirt: libvirt-python builds against libvirt-dev; the real-VM test runs its own libvirtd with qemu and
 # boots a tiny guest made from busybox, dropbear and a Debian cloud kernel (fetched by `apt-get download`).
+# debootstrap, squashfs-tools: the Harvester appliance (infra/appliance) is a debootstrap'ed Debian in a squashfs.
 # groovy: the pipeline tests parse ci/Jenkinsfile with Groovy's own parser (it brings a Java runtime if none).
 libvirt_packages=(libvirt-dev pkg-config gcc python3-dev qemu-system-x86 qemu-utils libvirt-daemon
                   libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base iptables busybox-static dropbear-bin cpio
-                  groovy)
+                  groovy debootstrap squashfs-tools)
 libvirt_missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for package in "${libvirt_packages[@]}"; do
