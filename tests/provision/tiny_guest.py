@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import lzma
 import os
 import shutil
 import subprocess
@@ -21,10 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / ".cache" / "tiny-guest"
-KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
-# The order the modules must load in for a virtio NIC and disk (dependencies first).
-VIRTIO_MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
-                  "failover", "net_failover", "virtio_net", "virtio_blk")
+# The drivers for a virtio NIC and disk (what they depend on is loaded first, found from the modules).
+VIRTIO_MODULES = ("virtio_pci", "virtio_net", "virtio_blk")
 GUEST_TOOLS = {"busybox": Path("/bin/busybox"), "dropbear": Path("/usr/sbin/dropbear"),
                "dropbearkey": Path("/usr/bin/dropbearkey"), "cpio": Path("/usr/bin/cpio")}
 KERNEL_CMDLINE = "console=ttyS0 panic=-1"
@@ -51,7 +48,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /tmp /root
 mount -t devpts devpts /dev/pts
-for module in {modules}; do insmod /lib/modules/$module.ko 2>/dev/null; done
+for module in {modules}; do insmod /lib/modules/$module 2>/dev/null; done
 hostname tiny-guest
 ip link set lo up
 ip link set eth0 up
@@ -80,65 +77,15 @@ def check_tools() -> None:
             "run: sudo apt-get install -y busybox-static dropbear-bin cpio")
 
 
-def kernel_package() -> str:
-    """The exact kernel package Debian's cloud meta-package points at (e.g. linux-image-6.1.0-56-cloud-amd64)."""
-    output = _run(["apt-cache", "depends", KERNEL_META_PACKAGE]).stdout
-    for line in output.splitlines():
-        line = line.strip()
-        if line.startswith("Depends:") and "linux-image-" in line:
-            return line.split(":", 1)[1].strip()
-    raise TinyGuestUnavailable(f"apt-cache knows no {KERNEL_META_PACKAGE}; run: sudo apt-get update")
+def _fetch_kernel(cache: Path) -> tuple[Path, tuple[Path, ...]]:
+    """(vmlinuz, the .ko files in load order) of Debian's cloud kernel, as the appliance fetches it."""
+    from infra.appliance.kernel import KernelUnavailable, fetch_kernel
 
-
-def _fetch_kernel(cache: Path) -> tuple[Path, Path]:
-    """(vmlinuz, modules dir) of the cloud kernel, downloaded once with `apt-get download`."""
-    package = kernel_package()
-    root = cache / package
-    if not (root / ".extracted").exists():
-        downloads = cache / "debs"
-        downloads.mkdir(parents=True, exist_ok=True)
-        if not list(downloads.glob(f"{package}_*.deb")):
-            try:
-                _run(["apt-get", "download", package], cwd=downloads)
-            except subprocess.CalledProcessError as exc:
-                raise TinyGuestUnavailable(f"apt-get download {package} failed: {exc.stderr.strip()[-300:]}") from None
-        deb = max(downloads.glob(f"{package}_*.deb"))
-        shutil.rmtree(root, ignore_errors=True)
-        _run(["dpkg-deb", "-x", str(deb), str(root)])
-        _keep_only_what_boots(root)
-        (root / ".extracted").touch()
-        deb.unlink()
-    vmlinuz = next((root / "boot").glob("vmlinuz-*"))
-    modules = next((root / "lib" / "modules").iterdir()) / "kernel"
-    return vmlinuz, modules
-
-
-def _keep_only_what_boots(root: Path) -> None:
-    """Of the ~110 MB package keep the kernel image and the few modules the initramfs loads."""
-    wanted = {f"{name}{suffix}" for name in VIRTIO_MODULES for suffix in (".ko", ".ko.xz", ".ko.zst")}
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file() and not (path.name in wanted or path.name.startswith("vmlinuz-")):
-            path.unlink()
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-
-
-def _module_file(modules: Path, name: str) -> Path | None:
-    for suffix in (".ko", ".ko.xz", ".ko.zst"):
-        found = next(modules.rglob(name + suffix), None)
-        if found is not None:
-            return found
-    return None
-
-
-def _copy_module(source: Path, target: Path) -> None:
-    if source.name.endswith(".ko.xz"):
-        target.write_bytes(lzma.decompress(source.read_bytes()))
-    elif source.name.endswith(".ko.zst"):
-        target.write_bytes(subprocess.run(["zstd", "-dc", str(source)], check=True, capture_output=True,
-                                          timeout=60).stdout)
-    else:
-        shutil.copyfile(source, target)
+    try:
+        kernel = fetch_kernel(cache / "kernel", VIRTIO_MODULES)
+    except KernelUnavailable as exc:
+        raise TinyGuestUnavailable(str(exc)) from None
+    return kernel.vmlinuz, kernel.modules
 
 
 def _libraries_of(binary: Path) -> list[Path]:
@@ -173,8 +120,8 @@ def _host_key(cache: Path) -> tuple[Path, str]:
     return key_path, " ".join(line.split()[:2])
 
 
-def _write_initramfs(staging: Path, modules: Path, host_key: Path, host_key_line: str, authorized: str,
-                     target: Path) -> None:
+def _write_initramfs(staging: Path, modules: tuple[Path, ...], host_key: Path, host_key_line: str,
+                     authorized: str, target: Path) -> None:
     for directory in ("bin", "sbin", "usr/sbin", "etc/dropbear", "root/.ssh", "proc", "sys", "dev", "lib/modules",
                       "lib64", "lib/x86_64-linux-gnu", "tmp", "var/log", "run"):
         (staging / directory).mkdir(parents=True, exist_ok=True)
@@ -184,10 +131,8 @@ def _write_initramfs(staging: Path, modules: Path, host_key: Path, host_key_line
         destination = staging / library.relative_to("/")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(library.resolve(), destination)
-    for name in VIRTIO_MODULES:
-        source = _module_file(modules, name)
-        if source is not None:          # built into some kernels: nothing to load then
-            _copy_module(source, staging / "lib" / "modules" / f"{name}.ko")
+    for module in modules:               # none for a driver built into the kernel
+        shutil.copyfile(module, staging / "lib" / "modules" / module.name)
     shutil.copy2(host_key, staging / "etc" / "dropbear" / "dropbear_ed25519_host_key")
     (staging / "root" / ".ssh" / "authorized_keys").write_text(authorized + "\n")
     (staging / "root" / ".ssh").chmod(0o700)
@@ -196,7 +141,7 @@ def _write_initramfs(staging: Path, modules: Path, host_key: Path, host_key_line
     (staging / "etc" / "group").write_text("root:x:0:\n")
     (staging / "etc" / "shells").write_text("/bin/sh\n")
     init = staging / "init"
-    init.write_text(_init_script(host_key_line))
+    init.write_text(_init_script(host_key_line, modules))
     init.chmod(0o755)
     names = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
     archive = subprocess.run([str(GUEST_TOOLS["cpio"]), "-o", "-H", "newc", "--quiet"], cwd=staging, check=True,
@@ -204,8 +149,8 @@ def _write_initramfs(staging: Path, modules: Path, host_key: Path, host_key_line
     target.write_bytes(gzip.compress(archive, compresslevel=1))
 
 
-def _init_script(host_key_line: str) -> str:
-    return INIT_SCRIPT.format(modules=" ".join(VIRTIO_MODULES), ready=READY_LINE, host_key=host_key_line)
+def _init_script(host_key_line: str, modules: tuple[Path, ...]) -> str:
+    return INIT_SCRIPT.format(modules=" ".join(m.name for m in modules), ready=READY_LINE, host_key=host_key_line)
 
 
 def build_tiny_guest(cache: Path = CACHE_DIR) -> TinyGuest:
@@ -214,7 +159,7 @@ def build_tiny_guest(cache: Path = CACHE_DIR) -> TinyGuest:
     vmlinuz, modules = _fetch_kernel(cache)
     client_key, authorized = _client_key(cache)
     host_key, host_key_line = _host_key(cache)
-    script_hash = hashlib.sha256(_init_script(host_key_line).encode()).hexdigest()[:8]   # a new /init, a new file
+    script_hash = hashlib.sha256(_init_script(host_key_line, modules).encode()).hexdigest()[:8]   # new /init, new file
     initrd = cache / f"initrd-{vmlinuz.name.removeprefix('vmlinuz-')}-{script_hash}.gz"
     if not initrd.exists():
         with tempfile.TemporaryDirectory(prefix="tiny-guest-") as staging:
