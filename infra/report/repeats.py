@@ -48,7 +48,10 @@ class RepeatSummary:
 
 
 def verdict_of(case: ET.Element) -> str:
-    """The gate's verdict of one JUnit test case."""
+    """The gate's verdict of one JUnit test case. pytest writes a case with no name for the test a Ctrl-C or
+    SIGTERM cut short: that is "interrupted", never a pass."""
+    if case.get("name") is None:
+        return "interrupted"
     if case.find("failure") is not None or case.find("error") is not None:
         return "failed"
     skipped = case.find("skipped")

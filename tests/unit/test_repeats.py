@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra.cli import main
-from infra.report.repeats import summarise, unrepeated
+from infra.report.repeats import junit_verdicts, summarise, unrepeated
 
 TESTS = '''
 import pytest
@@ -62,3 +62,11 @@ def test_a_repeat_that_is_not_a_count_is_refused_in_one_line(value: str, capsys:
     assert main(["run", "--repeat", value]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --repeat:") and "at least 1" in err[0]
+
+
+def test_the_case_pytest_writes_for_an_interrupted_test_is_not_a_pass(tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"          # what pytest's junitxml wrote when a run got SIGINT mid-test
+    junit.write_text('<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite name="pytest" '
+                     'errors="0" failures="0" skipped="0" tests="0" time="7.1"><testcase time="0.001" />'
+                     '</testsuite></testsuites>')
+    assert list(junit_verdicts(junit).values()) == ["interrupted"]
