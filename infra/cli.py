@@ -12,6 +12,8 @@
   harvester-e2e gate RESULTS_DIR [--policy ci/gate.yaml] [--markdown FILE] [--release-version V]
   harvester-e2e cleanup --run-id ID [--uri URI | --config FILE] [--dry-run]   (or --list)
   harvester-e2e chaos [--runs N] [--seed S] [--stories upgrade,precheck,ippool] [--interrupts N]   (faults, interrupts)
+  harvester-e2e appliance run [--version V] [--passes install,restore,failing,sigint,sigterm,sigkill] [--uri URI] [-- pytest args]
+                                     (the stories on Harvester appliance VMs the libvirt backend installs)
 """
 from __future__ import annotations
 
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("matrix",): lambda rest: __import__("infra.matrix.cli", fromlist=["main"]).main(rest),
                 ("gate",): lambda rest: __import__("infra.gate", fromlist=["main"]).main(rest),
                 ("cleanup",): lambda rest: __import__("infra.provision.cleanup_cli", fromlist=["main"]).main(rest),
-                ("chaos",): lambda rest: __import__("infra.chaos.cli", fromlist=["main"]).main(rest)}
+                ("chaos",): lambda rest: __import__("infra.chaos.cli", fromlist=["main"]).main(rest),
+                ("appliance", "run"): lambda rest: __import__("infra.appliance.campaign", fromlist=["main"]).main(rest)}
     for words, handler in commands.items():
         if tuple(argv[:len(words)]) == words:
             return handler(argv[len(words):])
