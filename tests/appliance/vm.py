@@ -10,11 +10,11 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from infra.provision.machine_waits import poll_until
 from infra.waits.budget import Budget, WaitTimeout
 
 USER_NIC_PCI_SLOT = "0x1e"          # infra/provision/xmlgen.py USER_NIC_PCI_SLOT: the guest names it ens30
@@ -75,6 +75,8 @@ class QemuVM:
     disk: Path
     ssh_port: int
     memory_mib: int = 1024
+    api_port: int | None = None       # 127.0.0.1:<api_port> -> <api_ip>:6443 (the VIP's Harvester API)
+    api_ip: str = "10.0.2.10"
     process: subprocess.Popen[bytes] | None = None
     console: Path = field(init=False)
     monitor: Path = field(init=False)
@@ -94,7 +96,8 @@ class QemuVM:
                    "-serial", "chardev:console",
                    "-monitor", f"unix:{self.monitor},server=on,wait=off",
                    "-drive", f"file={self.disk},if=virtio,format=qcow2,discard=unmap",
-                   "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
+                   "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
+                              + (f",hostfwd=tcp:127.0.0.1:{self.api_port}-{self.api_ip}:6443" if self.api_port else ""),
                    "-device", f"virtio-net-pci,netdev=net0,mac={NIC_MAC},addr={USER_NIC_PCI_SLOT}",
                    "-object", "rng-random,id=rng0,filename=/dev/urandom",
                    "-device", "virtio-rng-pci,rng=rng0"]
@@ -125,16 +128,18 @@ class QemuVM:
     def wait_for(self, what: str, budget: Budget, check: Callable[[], bool], interval: float = 2.0) -> float:
         """Poll `check` until true; on the budget's end a WaitTimeout carrying the console tail. Returns seconds."""
         deadline = budget.start()
-        while True:
+
+        def settled() -> bool | None:
             if check():
-                return deadline.elapsed
-            if deadline.expired():
-                raise WaitTimeout(budget, what, deadline.elapsed, last_seen=f"console tail:\n{self.console_tail()}")
+                return True
             if self.process is not None and self.process.poll() is not None and what != "qemu to exit":
                 raise WaitTimeout(budget, what, deadline.elapsed,
                                   last_seen=f"qemu exited ({self.process.returncode}); console tail:\n"
                                             f"{self.console_tail()}")
-            time.sleep(interval)
+            return None
+
+        poll_until(settled, budget, what, evidence=lambda: {"console tail": self.console_tail()}, interval_s=interval)
+        return deadline.elapsed
 
     def wait_for_console(self, needle: str, budget: Budget, after: int = 0) -> float:
         return self.wait_for(f"{needle!r} on the console", budget, lambda: needle in self.console_text()[after:])
@@ -147,7 +152,12 @@ class QemuVM:
             sock.settimeout(10)
             sock.connect(str(self.monitor))
             sock.sendall(command.encode() + b"\n")
-            time.sleep(0.5)
+            seen = b""
+            while seen.count(b"(qemu)") < 2:        # the banner's prompt, then the one after the command ran
+                chunk = sock.recv(4096)             # bounded by the socket's timeout
+                if not chunk:
+                    break
+                seen += chunk
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
