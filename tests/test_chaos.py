@@ -9,7 +9,9 @@ nothing behind. About 45 s on two cores.
 from __future__ import annotations
 
 import random
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -140,3 +142,35 @@ def test_a_tiny_campaign_rides_through_real_faults_and_counts_a_false_failure(tm
     assert set(data["per_fault_class"]) == {f.name for f in FAULT_CLASSES}, "every class is named"
     assert data["totals"]["false_failures"] == 0 and data["totals"]["interrupt_leftovers"] == 0
     render(data)
+
+
+def test_what_fired_is_read_once_the_lab_is_back_from_an_injected_restart(tmp_path: Path) -> None:
+    """A run can end inside an injected restart; reading what fired waits for the listener (bounded)."""
+    from infra.backends.simulated import start_simulator_process
+    from infra.backends.simulator_client import SimulatorClient, SimulatorRefused
+    from infra.chaos.faults import fault_state_once_back
+    from infra.provision.machine_waits import poll_until
+    from infra.waits.budget import Budget
+
+    simulator = start_simulator_process("v1.5.1", time_scale=60, nodes=1, budget=Budget("simulator starts", 60),
+                                        workdir=tmp_path / "simulator")
+    try:
+        endpoint = SimulatorClient(simulator.kubeconfig)
+        # Longer than a GET's own transport retries ride through (about 9 s), shorter than ENDPOINT_BACK.
+        endpoint.inject(refuseConnectionsSeconds=13.0, unavailableSeconds=14.0)
+        host, port = urlparse(simulator.info["url"]).hostname, urlparse(simulator.info["url"]).port
+
+        def refused() -> bool:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+
+        poll_until(refused, Budget("the listener closes for the injected restart", 5), "connection refused")
+        with pytest.raises(SimulatorRefused):           # a new connection (a kept-alive one is still served)
+            SimulatorClient(simulator.kubeconfig).fault_state()
+        state = fault_state_once_back(SimulatorClient(simulator.kubeconfig))
+        assert state["fired"].get("refusedConnections", 0) >= 1, state
+    finally:
+        simulator.stop()

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from infra.backends.simulator_client import SimulatorClient
 from infra.lab import Lab
 
-from .faults import FaultClass, Injection, Injector, fired_count, plan, schedule
+from .faults import FaultClass, Injection, Injector, fault_state_once_back, fired_count, plan, schedule
 from .runs import (DEFAULT_VERSION, LAB_TIME_SCALE, RunningStory, RunOutcome, Story, differences, new_run_id,
                    run_story)
 
@@ -84,7 +84,7 @@ def _during(injections: list[Injection], record: dict[str, Any]) -> Callable[[La
 
         def finish() -> dict:
             injector.stop()
-            record["fired_before"], record["fired_after"] = before, endpoint.fault_state()["fired"]
+            record["fired_before"], record["fired_after"] = before, fault_state_once_back(endpoint)["fired"]
             return record
         return finish
     return start

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import tenacity
+
 from infra.waits.budget import Budget
 
 log = logging.getLogger("harvester_e2e.chaos")
@@ -147,3 +149,13 @@ class Injector:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(15.0)       # an injection in flight is one HTTPS call (10 s timeout)
+
+
+def fault_state_once_back(endpoint: FaultEndpoint) -> dict[str, Any]:
+    """The lab's fault state, read once its listener answers again: a run can end inside an injected restart
+    (the port closed, then 503), and the count of what fired must not fail the campaign (bounded; the last
+    refusal is raised when the endpoint stays away)."""
+    retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(Exception),
+                                 wait=tenacity.wait_fixed(0.5), stop=tenacity.stop_after_delay(ENDPOINT_BACK.seconds),
+                                 reraise=True)
+    return retrying(endpoint.fault_state)
