@@ -9,6 +9,7 @@ from infra.cleanup import CleanupStack
 from infra.cluster import Cluster
 from infra.config import RunConfig
 from infra.harvester.health import server_version
+from infra.harvester.probes import ApiProbe
 from infra.harvester.releases import release_file_from_iso
 from infra.harvester.upgrade import UpgradeRun, UpgradeStalled
 from infra.harvester.upgrade.evidence import collect_upgrade_diagnostics
@@ -39,7 +40,7 @@ def _upgrade(cluster: Cluster, version: str | None, run_config: RunConfig, clean
     # Whatever fails from here on (the upgrade, or a check after it), the evidence is collected first.
     cleanup.on_failure(f"diagnostics of upgrade {run.name}", lambda: collect_upgrade_diagnostics(
         cluster, run, bundle_budget=budget(Wait.SUPPORT_BUNDLE, run_config)))
-    attempt = follow(run, run_config, release_file)
+    attempt = follow(run, run_config, release_file, probes=[ApiProbe.for_cluster(cluster)])
     attach_upgrade_record(attempt)
     return attempt
 

@@ -99,3 +99,32 @@ def test_a_phase_over_its_budget_fails_naming_the_phase(tmp_path: Path) -> None:
         assert caught.value.phase == "LogReady" and "budget 1.2s" in str(caught.value)
     finally:
         simulator.stop()
+
+
+def test_probes_follow_the_upgrade_and_place_an_api_outage_in_its_phase(tmp_path: Path) -> None:
+    """`follow(..., probes=...)`: the API probe samples from the start of following to its end, and an outage the
+    API really has (its listener closed, then 503) shows up as an outage of about that length, in a phase."""
+    from infra.config import RunConfig
+    from infra.harvester.probes import ApiProbe
+    from infra.harvester.upgrade.follow import follow
+
+    simulator = start_simulator("v1.5.1", tmp_path, time_scale=300)
+    try:
+        kube = Kube(simulator.kubeconfig, unavailable_budget=30)
+        cluster = cluster_of(simulator, "t-probe")
+        run = start(simulator, kube, "v1.5.2", "t-probe")
+        outage = threading.Timer(1.0, _simulator_request, (simulator.kubeconfig, "/simulator/v1/faults",
+                                                           {"refuseConnectionsSeconds": 2.0, "unavailableSeconds": 3.0}))
+        outage.start()
+        try:
+            attempt = follow(run, RunConfig(), probes=[ApiProbe.for_cluster(cluster, "/api/v1/namespaces/default",
+                                                                            interval_s=0.25)])
+        finally:
+            outage.join()
+    finally:
+        simulator.stop()
+    attempt.raise_problem()
+    assert attempt.probes is not None
+    api = attempt.probes.probe("api")
+    assert 2.5 <= api.longest_outage_s <= 5.0, attempt.probes.as_text()
+    assert max(api.longest_by_phase.values()) > 0, attempt.probes.as_text()     # placed in a phase

@@ -34,3 +34,7 @@ def attach_upgrade_record(attempt: "UpgradeAttempt") -> None:
     nodes = [NodeSpan(r.node, r.state, r.started, r.ended) for r in attempt.tracker.node_states]
     if phases:
         attach_upgrade_timeline(phases, nodes, f"upgrade {attempt.run.name} to {attempt.run.target_version}")
+    if attempt.probes is not None:        # what users felt: outages per probe and phase, beside the phases
+        from ..probes import attach_probe_report, phase_windows_from_records
+
+        attach_probe_report(attempt.probes, phase_windows_from_records(attempt.tracker.phases))
