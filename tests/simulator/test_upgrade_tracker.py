@@ -128,3 +128,22 @@ def test_probes_follow_the_upgrade_and_place_an_api_outage_in_its_phase(tmp_path
     api = attempt.probes.probe("api")
     assert 2.5 <= api.longest_outage_s <= 5.0, attempt.probes.as_text()
     assert max(api.longest_by_phase.values()) > 0, attempt.probes.as_text()     # placed in a phase
+
+
+def test_readyz_fails_while_the_api_server_is_up_but_not_ready(tmp_path: Path) -> None:
+    """As kube-apiserver: /readyz and /healthz answer 500 naming the failed check while it cannot serve; /livez
+    stays ok. A probe on /readyz then sees the whole outage, not only the refused connections."""
+    from infra.https import EndpointError
+
+    simulator = start_simulator("v1.5.1", tmp_path, time_scale=60)
+    try:
+        endpoint = cluster_of(simulator, "t-readyz").api_endpoint()
+        assert endpoint.request("GET", "/readyz").status_code == 200
+        _simulator_request(simulator.kubeconfig, "/simulator/v1/faults", {"unavailableSeconds": 30.0})
+        assert endpoint.request("GET", "/livez").status_code == 200
+        for path in ("/readyz", "/healthz"):
+            with pytest.raises(EndpointError) as caught:
+                endpoint.request("GET", path)
+            assert caught.value.status == 500 and "check failed" in caught.value.body, path
+    finally:
+        simulator.stop()

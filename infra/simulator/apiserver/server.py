@@ -203,6 +203,11 @@ class ApiServer:
         self.requests_served += 1
         path = request.path.rstrip("/") or "/"
         if path in ("/healthz", "/livez", "/readyz"):
+            # Up but not ready (the unavailable fault): kube-apiserver's readyz and healthz fail with 500 and
+            # the failing check, livez stays ok (the process is alive).
+            if path != "/livez" and self.faults.api_unavailable():
+                return web.Response(status=500, text="[+]ping ok\n[-]etcd failed: reason withheld\n"
+                                                     f"{path.lstrip('/')} check failed\n")
             return web.Response(text="ok")
         if path == "/version":
             return _json(self.kube_version)
