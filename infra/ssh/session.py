@@ -124,16 +124,17 @@ class SshNode:
         self.close()
 
     # --- the transport -----------------------------------------------------------------------------
-    def _connect(self) -> paramiko.SSHClient:
+    def _connect(self, timeout: float | None = None) -> paramiko.SSHClient:
+        """`timeout`: for each stage of the login (TCP, banner, auth), default `connect_timeout`."""
         target = self.target
+        timeout = self.connect_timeout if timeout is None else timeout
         client = paramiko.SSHClient()        # keeps no host keys of its own: every key goes through the policy
         client.set_missing_host_key_policy(self.known_hosts.policy(target.name, target.host, target.port))
         pkey = paramiko.PKey.from_path(target.key_file) if target.key_file else None
         password = target.password.get_secret_value() if target.password else None
         try:
             client.connect(target.host, target.port, username=target.user, pkey=pkey, password=password,
-                           timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                           auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout,
+                           timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
                            look_for_keys=False, allow_agent=False)
         except paramiko.AuthenticationException:
             client.close()
@@ -150,8 +151,8 @@ class SshNode:
         transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # no 40 ms delayed-ACK stalls
         return client
 
-    def _transport(self) -> paramiko.Transport:
-        """The live transport, rebuilt (one attempt) if the last one dropped."""
+    def _transport(self, connect_timeout: float | None = None) -> paramiko.Transport:
+        """The live transport, rebuilt (one attempt, within `connect_timeout`) if the last one dropped."""
         with self._lock:
             client = self._client
             transport = client.get_transport() if client else None
@@ -162,7 +163,7 @@ class SshNode:
                 client.close()
                 self._client = None
                 self._dropped = True
-            self._client = self._connect()
+            self._client = self._connect(connect_timeout)
             if self._dropped:
                 self._dropped = False
                 self.reconnects += 1
@@ -343,7 +344,11 @@ class SshNode:
         seen = {"last": "nothing yet"}
 
         def new_boot_id() -> str:
-            result = self._exec(self._transport(), BOOT_ID_COMMAND, None, self.command_timeout, True)
+            # One attempt never outlasts the budget by more than a second: a login to a node that is still
+            # booting may hang in the banner for the whole connect timeout.
+            left = max(1.0, deadline.remaining)
+            result = self._exec(self._transport(min(self.connect_timeout, left)), BOOT_ID_COMMAND, None,
+                                min(self.command_timeout, left), True)
             boot_id = result.check().stdout.strip()
             if boot_id == before:
                 seen["last"] = f"boot id still {before} (the node has not gone down yet)"
