@@ -466,6 +466,7 @@ EXPECTED_CRDS = {
     "loadbalancers.loadbalancer.harvesterhci.io", "machines.cluster.x-k8s.io", "clusters.cluster.x-k8s.io",
     "volumes.longhorn.io", "managedcharts.management.cattle.io", "helmcharts.helm.cattle.io",
     "helmchartconfigs.helm.cattle.io", "virtualmachines.kubevirt.io", "virtualmachineinstances.kubevirt.io",
+    "virtualmachineinstancemigrations.kubevirt.io",
     "virtualmachineimages.harvesterhci.io", "plans.upgrade.cattle.io",
     "network-attachment-definitions.k8s.cni.cncf.io", "settings.management.cattle.io",
     "clusters.provisioning.cattle.io",

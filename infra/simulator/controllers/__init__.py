@@ -17,11 +17,20 @@ from . import supportbundle
 if TYPE_CHECKING:
     from ..simulator import Simulator
 
+
+def _install_kubevirt(simulator: "Simulator") -> None:
+    """VMs, their migrations and drains (imported lazily: the kubevirt package imports controllers.base)."""
+    from .. import kubevirt
+
+    kubevirt.install(simulator)
+
+
 INSTALLERS: list[Callable[["Simulator"], None]] = [
     settings.install,
     guest.install,
     ipam.install, ippool_webhook.install, loadbalancer.install,
     upgrade_webhook.install,
+    _install_kubevirt,          # after upgrade_webhook: its Upgrade precheck runs after the webhook's other checks
     upgrade.install,
     supportbundle.install,
 ]

@@ -16,6 +16,10 @@ harvester/harvester `pkg/controller/master/upgrade` (identical at every simulate
   -> the node reports the new OS: "Succeeded" and `harvesterhci.io/post-hook` (secret_controller.go,
   job_controller.go, node_controller.go; Rancher pkg/capr/planner/drain.go, machinedrain).
 * single node (`status.singleNode`): one `single-node-upgrade` Job upgrades RKE2 and the OS, no drain hooks.
+* VMs (`kubevirt.harvester_upgrade`, from upgrade_node.sh): the pre-drain Job stops the VMs Harvester cannot
+  migrate, taints the node `kubevirt.io/drain` (KubeVirt live-migrates the rest away) and ends only when no VM is
+  left there; the post-drain Job lifts the taint before the OS upgrade and reboot; the single-node Job stops
+  every VM first. The Job's pod log has the script's lines.
 """
 from __future__ import annotations
 
@@ -176,6 +180,7 @@ class NodeStages:
         """A node Job runs to completion (do_upgrade_node.sh retries forever; it does not fail on its own)."""
         job, pod = self.objects.start_job(self.node_job(upgrade, str(info.get("harvester", "")), node, job_type), node)
         fleet = self.objects.simulator.nodes
+        await self._vms(job_type, node, pod)
         if job_type == "single-node-upgrade" and fleet is not None:
             await self.clock.sleep(RKE2_UPGRADE_SECONDS)
             self._upgrade_rke2(node, str(info.get("kubernetes", "")))
@@ -185,6 +190,21 @@ class NodeStages:
             fleet.stage_os(node, target)                 # upgrade_os: elemental upgrade, active on next boot
         self.objects.end_pod(NAMESPACE, pod, 0)
         self.objects.end_job(NAMESPACE, job["metadata"]["name"], True)
+
+    async def _vms(self, job_type: str, node: str, pod: str) -> None:
+        """The Job's VM steps (`kubevirt.harvester_upgrade`): pre-drain empties the node of VMs (waiting as long as
+        that takes), post-drain lifts KubeVirt's drain taint, the single-node Job stops every VM."""
+        from .. import kubevirt
+
+        def say(line: str) -> None:
+            self.api.logs.append(NAMESPACE, pod, "apply", line)
+        simulator = self.objects.simulator
+        if job_type == "pre-drain":
+            await kubevirt.pre_drain(simulator, node, say)
+        elif job_type == "post-drain":
+            kubevirt.post_drain(simulator, node, say)
+        elif job_type == "single-node-upgrade":
+            await kubevirt.single_node_shutdown(simulator, node, say)
 
     def _os_image(self, node: str) -> str:
         return str(((self.api.get(self.nodes, None, node).get("status") or {}).get("nodeInfo") or {})
