@@ -116,6 +116,45 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPECIAL = "?#@*$0123456789"
 
 
+@dataclass(frozen=True)
+class SudoOptions:
+    command: list[str]
+    non_interactive: bool          # -n
+    read_password: bool            # -S
+
+
+SUDO_USAGE = "usage: sudo [-SnEH] [-p prompt] [-u user] command [arg ...]\n"
+
+
+def parse_sudo(args: list[str]) -> SudoOptions | Output:
+    """sudo's options as sudo(8) reads them (-n, -S, -E, -H, -p PROMPT, -u root, and clusters like -nS);
+    an Output is sudo's own complaint."""
+    args = list(args)
+    read_password = non_interactive = False
+    while args and args[0].startswith("-"):
+        option = args.pop(0)
+        if option == "--":
+            break
+        if option in ("-n", "--non-interactive"):
+            non_interactive = True
+        elif option in ("-S", "--stdin"):
+            read_password = True
+        elif option in ("-p", "--prompt", "-u", "--user"):
+            value = args.pop(0) if args else ""
+            if option in ("-u", "--user") and value not in ("root", "#0"):
+                return Output(1, "", f"sudo: unknown user {value}\n")
+        elif option.startswith("-p") or option in ("-E", "-H", "--preserve-env"):
+            continue
+        elif all(flag in "nSEH" for flag in option[1:]):
+            non_interactive |= "n" in option
+            read_password |= "S" in option
+        else:
+            return Output(1, "", f"sudo: invalid option -- '{option.lstrip('-')}'\n" + SUDO_USAGE)
+    if not args:
+        return Output(1, "", SUDO_USAGE)
+    return SudoOptions(args, non_interactive, read_password)
+
+
 def tokenize(line: str) -> list[Token]:
     tokens: list[Token] = []
     parts: list[tuple[str, str]] = []

@@ -3,22 +3,32 @@
 Started with the first guest, it adds to the host what a Harvester cluster running guest VMs has:
 * the default StorageClass `harvester-longhorn` (provisioner `driver.longhorn.io`) and the VM
   network `default/vm-network` whose DHCP server (`dhcp`) hands addresses to the VMs;
-* Longhorn's CSI provisioner: a PVC of a Longhorn class gets a PV and a Longhorn Volume
-  (`longhorn.io/v1beta2`, `longhorn-system`) both named `pvc-<PVC uid>`, and is bound. It serves the
-  claims the guests make (their VMs' root disks, the CSI driver's host PVCs) and no others, so that
-  PVCs and Volumes other parts of the simulator (or a test) create keep exactly the state they were given;
+* Longhorn's CSI provisioner (`volumeBindingMode: Immediate`): every Pending PVC of a Longhorn class
+  (provisioner `driver.longhorn.io`, or no class and the default one is) gets a PV and a Longhorn Volume
+  (`longhorn.io/v1beta2`, `longhorn-system`) both named `pvc-<PVC uid>`, and is bound: the guests' claims
+  (their VMs' root disks, the CSI driver's host PVCs) and the ones a user makes for VM disks alike. A
+  class's `backingImage` parameter (a VM image's class, `longhorn-<image>`) becomes the Volume's
+  `spec.backingImage`, and the volume starts with that image's content (`provisioned` hooks: the guest
+  OS of `kubevirt/guest_os.py`); any other volume starts blank. PVCs already Bound or pre-bound
+  (`spec.volumeName`), PVCs of other classes and Volumes other parts of the simulator (or a test) create
+  keep exactly the state they were given;
 * Longhorn's attachment: a Volume is `attached` to the host node of the Running pod that uses its
   PVC (a VM's virt-launcher pod, or the `hp-volume-*` pod KubeVirt runs for a hotplugged disk),
-  robustness `healthy`, `kubernetesStatus.workloadsStatus` naming that pod; otherwise `detached`;
-* the bytes stored in each volume (`VolumeContents`): what a guest pod's processes write to a volume
-  (see `infra/simulator/pods`) lives here, keyed by the Longhorn volume, and goes when the volume goes.
+  robustness `healthy`, `kubernetesStatus.workloadsStatus` naming that pod; otherwise `detached`
+  (robustness `unknown`, as Longhorn reports a detached volume);
+* the data stored in each volume (`VolumeContents`), keyed by the Longhorn volume and gone when the
+  volume goes: a filesystem volume's files as a guest pod's processes write them (see
+  `infra/simulator/pods`), a block volume's bytes as a VM's guest writes them (a VM's root disk holds
+  its guest's filesystem serialized, `kubevirt/guest_disk.py`). Kept in memory only: a simulator
+  restarted from its state directory has its volumes' objects but not their data.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..apiserver import errors
 from ..apiserver.clock import rfc3339
@@ -44,10 +54,16 @@ _WATCHED = {("", "persistentvolumeclaims"), ("", "pods"), ("longhorn.io", "volum
 
 
 class VolumeContents:
-    """The files in each volume (a `FileTree` by Longhorn volume name), as the pods using it wrote them."""
+    """What each volume holds, by Longhorn volume name: a filesystem volume's files (a `FileTree`, as the pods
+    using it wrote them) and a block volume's bytes (`read_bytes`/`write_bytes`, as a VM's guest wrote them;
+    `generation` counts the writes, so a reader caching a decoded copy knows when it is stale). The byte store
+    is used from SSH threads: its calls are atomic."""
 
     def __init__(self) -> None:
         self._trees: dict[str, FileTree] = {}
+        self._blocks: dict[str, tuple[int, bytes]] = {}          # volume -> (generation, bytes)
+        self._lock = threading.Lock()
+        self._generations = 0
 
     def tree(self, volume: str) -> FileTree:
         return self._trees.setdefault(volume, FileTree())
@@ -60,6 +76,25 @@ class VolumeContents:
 
     def drop(self, volume: str) -> None:
         self._trees.pop(volume, None)
+        with self._lock:
+            self._blocks.pop(volume, None)
+
+    # --- block volumes ----------------------------------------------------------------------------
+    def read_bytes(self, volume: str) -> tuple[int, bytes]:
+        """(generation, bytes) of a block volume; (0, b"") for a blank one."""
+        with self._lock:
+            return self._blocks.get(volume, (0, b""))
+
+    def write_bytes(self, volume: str, data: bytes) -> int:
+        """Replace the volume's bytes; returns their new generation."""
+        with self._lock:
+            self._generations += 1
+            self._blocks[volume] = (self._generations, bytes(data))
+            return self._generations
+
+    def copy_bytes(self, source: str, target: str) -> None:
+        """The target volume holds what the source holds (a clone, a restore)."""
+        self.write_bytes(target, self.read_bytes(source)[1])
 
 
 class HostSide:
@@ -71,7 +106,10 @@ class HostSide:
         self._dirty = asyncio.Event()
         self._started = False
         self._claims: set[tuple[str, str]] = set()      # (namespace, name) of the claims guests made
-        self._volumes: set[str] = set()                 # Longhorn volumes provisioned for them
+        self._volumes: set[str] = set()                 # Longhorn volumes this provisioner made
+        # Called once a claim's new volume exists: (PVC, its StorageClass, Longhorn volume name). What
+        # fills a volume made from a backing image (a VM image) registers here.
+        self.provisioned: list[Callable[[Obj, Obj, str], None]] = []
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -79,6 +117,7 @@ class HostSide:
             return
         self._started = True
         self.ensure_infrastructure()
+        self._adopt_volumes()
         self.api.store.listeners.append(self._offer)
         self.simulator.spawn(self._run, "guest-hostside")
         self._dirty.set()
@@ -91,8 +130,20 @@ class HostSide:
         self._dirty.set()
 
     def serve_claim(self, namespace: str, name: str) -> None:
-        """A guest made this host PVC: provision it (call before creating it)."""
+        """A guest made this host PVC (provisioned like any claim of a Longhorn class; kept for the record)."""
         self._claims.add((namespace, name))
+
+    def _adopt_volumes(self) -> None:
+        """After a restart from a state directory: the Longhorn volumes this provisioner made before (their PV
+        names the volume as its CSI handle) are attached and deleted as before."""
+        pvs = kind(self.api, "v1", "persistentvolumes")
+        volumes = kind(self.api, "longhorn.io/v1beta2", "volumes")
+        for pv in self.api.list(pvs).items:
+            csi = (pv.get("spec") or {}).get("csi") or {}
+            name = pv["metadata"]["name"]
+            if csi.get("driver") == LONGHORN_DRIVER and csi.get("volumeHandle") == name and \
+                    self.api.find(volumes, LONGHORN_NAMESPACE, name) is not None:
+                self._volumes.add(name)
 
     async def _run(self) -> None:
         while True:
@@ -135,9 +186,9 @@ class HostSide:
         self._provision()
         self._attachments()
 
-    def _longhorn_classes(self) -> tuple[set[str], str | None]:
+    def _longhorn_classes(self) -> tuple[dict[str, Obj], str | None]:
         classes = self.api.list(kind(self.api, "storage.k8s.io/v1", "storageclasses")).items
-        longhorn = {c["metadata"]["name"] for c in classes if c.get("provisioner") == LONGHORN_DRIVER}
+        longhorn = {c["metadata"]["name"]: c for c in classes if c.get("provisioner") == LONGHORN_DRIVER}
         default = next((c["metadata"]["name"] for c in classes
                         if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"), None)
         return longhorn, default
@@ -149,26 +200,30 @@ class HostSide:
         longhorn, default = self._longhorn_classes()
         for pvc in self.api.list(pvcs_kind).items:
             spec, meta = pvc.get("spec") or {}, pvc["metadata"]
-            if (meta["namespace"], meta["name"]) not in self._claims:
-                continue
             if meta.get("deletionTimestamp") or (pvc.get("status") or {}).get("phase") == "Bound":
                 continue
+            if spec.get("volumeName") and spec["volumeName"] != f"pvc-{meta['uid']}":
+                continue                                 # pre-bound to a PV of someone else's making
             klass = spec.get("storageClassName") or default
             if klass not in longhorn:
                 continue
+            parameters = longhorn[klass].get("parameters") or {}
             name = f"pvc-{meta['uid']}"
             self._volumes.add(name)
             size = str((spec.get("resources") or {}).get("requests", {}).get("storage", "1Gi"))
             access = (spec.get("accessModes") or ["ReadWriteOnce"])[0]
             block = spec.get("volumeMode") == "Block"
-            if self.api.find(volumes, LONGHORN_NAMESPACE, name) is None:
+            created = self.api.find(volumes, LONGHORN_NAMESPACE, name) is None
+            if created:
                 self.api.create(volumes, {
                     "metadata": {"name": name, "namespace": LONGHORN_NAMESPACE,
                                  "labels": {"longhornvolume": name}},
-                    "spec": {"size": str(_bytes(size)), "numberOfReplicas": LONGHORN_REPLICAS, "frontend": "blockdev",
-                             "accessMode": "rwx" if access == "ReadWriteMany" else "rwo",
+                    "spec": {"size": str(_bytes(size)),
+                             "numberOfReplicas": int(parameters.get("numberOfReplicas") or LONGHORN_REPLICAS),
+                             "frontend": "blockdev", "accessMode": "rwx" if access == "ReadWriteMany" else "rwo",
                              "migratable": access == "ReadWriteMany" and block, "dataEngine": "v1",
-                             "dataLocality": "disabled", "staleReplicaTimeout": 30},
+                             "dataLocality": "disabled", "staleReplicaTimeout": 30,
+                             "backingImage": str(parameters.get("backingImage") or "")},
                     "status": {"state": "detached", "robustness": "unknown", "currentNodeID": "",
                                "kubernetesStatus": {"pvName": name, "pvStatus": "Bound",
                                                     "namespace": meta["namespace"], "pvcName": meta["name"],
@@ -186,8 +241,15 @@ class HostSide:
                                           "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
                              "csi": {"driver": LONGHORN_DRIVER, "volumeHandle": name, "fsType": "ext4",
                                      "volumeAttributes": {"numberOfReplicas": str(LONGHORN_REPLICAS),
-                                                          "staleReplicaTimeout": "30", "migratable": "true"}}},
+                                                          "staleReplicaTimeout": "30", "migratable": "true",
+                                                          **{k: str(v) for k, v in parameters.items()}}}},
                     "status": {"phase": "Bound"}}, keep_status=True)
+            if created:
+                for hook in list(self.provisioned):
+                    try:
+                        hook(pvc, longhorn[klass], name)
+                    except Exception:  # noqa: BLE001 - a content hook's bug must not stop provisioning
+                        log.exception("filling volume %s failed", name)
 
             def bind(obj: Obj, pv: str = name, capacity: str = size, access: str = access,
                      klass: str = klass) -> None:

@@ -29,8 +29,9 @@ class GuestRegistry:
 
     def install(self) -> None:
         self.simulator.spawn(self._stop_guests_with_the_simulator, "guest-registry")
-        # A Harvester cluster has its default StorageClass and the VM network from the start.
-        self.hostside.ensure_infrastructure()
+        # A Harvester cluster has its default StorageClass, the VM network and Longhorn (its provisioner
+        # binds the claims of Longhorn classes: VM disks) from the start.
+        self.hostside.start()
 
     async def _stop_guests_with_the_simulator(self) -> None:
         try:

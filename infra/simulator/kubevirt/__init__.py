@@ -7,6 +7,9 @@
 * `harvester_upgrade.py`: the upgrade's precheck, pre-drain, post-drain and single-node steps for VMs
   (called from `controllers/upgrade_nodes.py`), with the per-release table.
 * `scheduling.py`: where a virt-launcher pod may run.
+* `guests.py`: each running VM's guest OS - its files on its root disk (`guest_disk.py`), the image's OS and
+  cloud-init (`guest_os.py`), its shell (`guest_shell.py`) - reached by SSH through any node (direct-tcpip).
+* `images.py`: Harvester's StorageClass per VM image, whose volumes start as a copy of the image.
 
 KubeVirt as Harvester ships it: v1.3.1 in Harvester v1.4.x, v1.4.0/v1.4.1 in v1.5.x (`HarvesterVersion.
 kubevirt_version`); everything modelled here reads the same at kubevirt/kubevirt v1.3.1 and v1.4.0. Behaviour
@@ -19,8 +22,10 @@ from typing import TYPE_CHECKING
 from ..apiserver.objects import AdmissionRequest
 from ..harvester import load_crds
 from .common import GROUP
+from . import images
 from .controller import KubeVirt
 from .evacuation import Evacuation
+from .guests import Guests
 from .harvester_upgrade import kubevirt_of, post_drain, pre_drain, precheck, single_node_shutdown
 from .migratability import default_network
 from .migrations import Migrations
@@ -51,6 +56,11 @@ def install(simulator: "Simulator") -> None:
     kubevirt = KubeVirt(simulator)
     kubevirt.migrations = Migrations(kubevirt)
     kubevirt.evacuation = Evacuation(kubevirt)
+    hostside = getattr(simulator.guests, "hostside", None)       # Longhorn's side (guest/hostside.py)
+    if hostside is not None:
+        kubevirt.guests = Guests(kubevirt, hostside)
+        kubevirt.guests.install()
+    images.install(simulator)
     api = simulator.api
     api.add_admission(GROUP, "virtualmachineinstances", _vmi_defaults, mutating=True)
     api.add_admission(GROUP, "virtualmachineinstancemigrations", kubevirt.migrations.mutate, mutating=True)
@@ -64,4 +74,4 @@ def install(simulator: "Simulator") -> None:
     simulator.spawn(run, "kubevirt")
 
 
-__all__ = ["KubeVirt", "install", "kubevirt_of", "post_drain", "pre_drain", "single_node_shutdown"]
+__all__ = ["Guests", "KubeVirt", "install", "kubevirt_of", "post_drain", "pre_drain", "single_node_shutdown"]

@@ -53,6 +53,7 @@ from .scheduling import pick_node
 if TYPE_CHECKING:
     from ..simulator import Simulator
     from .evacuation import Evacuation
+    from .guests import Guests
     from .migrations import Migrations
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class KubeVirt(Controller):
         self._changed: asyncio.Event | None = None
         self.migrations: "Migrations"
         self.evacuation: "Evacuation"
+        self.guests: "Guests | None" = None
 
     # --- events -------------------------------------------------------------------------------------
     def _offer(self, event: StoredEvent) -> None:
@@ -159,6 +161,8 @@ class KubeVirt(Controller):
         for vm in self.api.list(self.vms).items:
             self.sync_vm(vm["metadata"]["namespace"], vm["metadata"]["name"])
         self.migrations.resync()
+        if self.guests is not None:
+            self.guests.resync()                 # the Running VMIs' guests boot again
 
     def record_event(self, obj: Obj, event_type: str, reason: str, message: str, component: str) -> None:
         """An Event, unless its namespace is going away (the recorder's write fails and is dropped)."""
@@ -199,11 +203,20 @@ class KubeVirt(Controller):
                      if a.get("type") == "InternalIP"), "")
 
     def pod_ip(self, node_name: str, pod_name: str) -> str:
-        """An address in the node's pod CIDR (`spec.podCIDR`)."""
+        """An address in the node's pod CIDR (`spec.podCIDR`) no running pod has (the CNI's IPAM hands out
+        each address once); the pod's own stable pick when it is free."""
         node = self.find(self.nodes, None, node_name) or {}
         cidr = str((node.get("spec") or {}).get("podCIDR") or "10.52.0.0/24")
         prefix = cidr.split("/")[0].rsplit(".", 1)[0]
-        return f"{prefix}.{stable_host(node_name, pod_name)}"
+        taken = {(p.get("status") or {}).get("podIP") for p in self.api.list(self.pods).items
+                 if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                 and p["metadata"]["name"] != pod_name}
+        first = stable_host(node_name, pod_name)
+        for offset in range(253):
+            address = f"{prefix}.{2 + (first - 2 + offset) % 253}"
+            if address not in taken:
+                return address
+        return f"{prefix}.{first}"
 
     # --- VirtualMachines ------------------------------------------------------------------------------
     def _external(self, vm: Obj) -> bool:
@@ -579,8 +592,10 @@ class KubeVirt(Controller):
         return statuses
 
     def interfaces(self, vmi: Obj, pod: Obj) -> list[Obj]:
-        """`status.interfaces`: the pod network has the pod's address; a multus network the address the
-        guest agent reports (ILLUSTRATIVE: stable per VMI and interface)."""
+        """`status.interfaces`: the pod network has the pod's address (a migration's target pod has another
+        one: the VMI reports the new address after the switch-over, as virt-handler does for masquerade); a
+        multus network (a VLAN, bridge binding) the address the guest agent reports, which the guest keeps
+        across a migration (ILLUSTRATIVE: a DHCP lease per MAC, no other VMI's)."""
         spec = vmi.get("spec") or {}
         networks = {n.get("name"): n for n in spec.get("networks") or []}
         previous = {i.get("name"): i for i in (vmi.get("status") or {}).get("interfaces") or []}
@@ -588,17 +603,29 @@ class KubeVirt(Controller):
         for index, interface in enumerate(((spec.get("domain") or {}).get("devices") or {}).get("interfaces") or []):
             name = interface.get("name", "")
             network = networks.get(name) or {}
+            mac = interface.get("macAddress") or (previous.get(name) or {}).get("mac") or \
+                stable_mac(vmi["metadata"]["uid"], name)
             if network.get("pod") is not None:
                 address = (pod.get("status") or {}).get("podIP", "")
                 source = "domain, guest-agent"
             else:
-                address = f"10.115.{stable_host(vmi['metadata']['uid'], 'net')}.{stable_host(name, str(index))}"
+                address = (previous.get(name) or {}).get("ipAddress") or self._vlan_address(vmi, mac)
                 source = "domain, guest-agent, multus-status"
-            mac = interface.get("macAddress") or (previous.get(name) or {}).get("mac") or \
-                stable_mac(vmi["metadata"]["uid"], name)
             result.append({"name": name, "mac": mac, "ipAddress": address, "ipAddresses": [address],
                            "interfaceName": f"eth{index}", "infoSource": source, "queueCount": 1})
         return result
+
+    def _vlan_address(self, vmi: Obj, mac: str) -> str:
+        taken = {i.get("ipAddress") for other in self.api.list(self.vmis).items
+                 if other["metadata"]["uid"] != vmi["metadata"]["uid"]
+                 for i in (other.get("status") or {}).get("interfaces") or []}
+        first = stable_host(mac, low=0, high=253 * 254 - 1)
+        for offset in range(253 * 254):
+            pick = (first + offset) % (253 * 254)
+            address = f"10.115.{1 + pick // 254}.{1 + pick % 254}"
+            if address not in taken:
+                return address
+        return f"10.115.{1 + first // 254}.{1 + first % 254}"
 
     def _running_status(self, obj: Obj, pod: Obj) -> None:
         """virt-handler's view of a running domain (`updateLiveMigrationConditions` and the rest)."""

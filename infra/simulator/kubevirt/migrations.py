@@ -263,11 +263,18 @@ class Migrations:
                        "pausedAt": precise_now(), "pauseSimulatedSeconds": round(pause, 3)}
         vmi = kv.api.mutate(kv.vmis, namespace, vmi["metadata"]["name"], lambda o: o["metadata"].setdefault(
             "annotations", {}).update({SWITCHOVER_ANNOTATION: json.dumps(record, separators=(",", ":"))}))
-        await kv.clock.sleep(pause)                  # the guest is paused: neither side runs it
-        vmi = kv.find(kv.vmis, namespace, vmi["metadata"]["name"]) or vmi
-        record["resumedAt"] = precise_now()
-        target_pod = kv.api.get(kv.pods, namespace, target_name)
-        self._switch_over(vmi, target_pod, node, record)
+        uid = vmi["metadata"]["uid"]
+        if kv.guests is not None:
+            kv.guests.pause(uid)                     # the guest stops answering (guests.py)
+        try:
+            await kv.clock.sleep(pause)              # the guest is paused: neither side runs it
+            vmi = kv.find(kv.vmis, namespace, vmi["metadata"]["name"]) or vmi
+            record["resumedAt"] = precise_now()
+            target_pod = kv.api.get(kv.pods, namespace, target_name)
+            self._switch_over(vmi, target_pod, node, record)
+        finally:
+            if kv.guests is not None:
+                kv.guests.resume(uid)                # on the target now, with its new address if it has one
         kv.finish_source_pod(namespace, source_pod["metadata"]["name"])
         migration = self._set_phase(migration, "Succeeded")
         vmi = kv.api.get(kv.vmis, namespace, vmi["metadata"]["name"])

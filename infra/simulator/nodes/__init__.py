@@ -37,6 +37,9 @@ from .sshd import NodeLogin, NodeSshd, new_host_key
 from .system import NodeSystem, Power
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import paramiko
     from aiohttp import web
 
     from ..harvester.versions import HarvesterVersion
@@ -106,11 +109,16 @@ class NodeFleet:
                         run_command=lambda line, stdin, hung_up: shell.run(line, stdin, RANCHER_UID,
                                                                            hung_up=hung_up),
                         sftp_interface=NodeSftp, sftp_view=SftpView(system, self.files),
-                        drop_mid_command=self.simulator.server.faults.take_ssh_drop)
+                        drop_mid_command=self.simulator.server.faults.take_ssh_drop, forward=self._forward)
         sshd.listen()
         node = SimulatedNode(system, sshd, NodePower(self.simulator, system, sshd))
         self.nodes[name] = node
         return node
+
+    def _forward(self, host: str, port: int) -> "Callable[[paramiko.Channel], None] | None":
+        """A node's direct-tcpip channel: every node reaches every VM guest (the pod network, the VLANs)."""
+        guests = getattr(getattr(self.simulator, "kubevirt", None), "guests", None)
+        return guests.route(host, port) if guests is not None else None
 
     def _helm_configuration(self, charts_url: str, ca_pem: bytes) -> dict[str, str]:
         """The nodes' helm has `rancher-charts` added and its index fetched (as `helm repo add` and

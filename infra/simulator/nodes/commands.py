@@ -20,7 +20,7 @@ from ..apiserver.objects import ObjectApi
 from .bridge import LoopBridge
 from .files import RANCHER_UID, RKE2_KUBECONFIG, ROOT_UID, NodeFiles
 from .journal import RKE2_SERVER, SYSTEM_AGENT
-from ..shell import Call, Output, Shell, sh
+from ..shell import Call, Output, Shell, parse_sudo, sh
 from .system import NodeSystem, Power
 
 CLIENT_TIMEOUT_SECONDS = 120       # kubectl or helm run by one SSH command
@@ -80,27 +80,10 @@ class NodeCommands:
         return Output(0, self.node.name + "\n")
 
     def sudo(self, call: Call) -> Output:
-        args = call.argv[1:]
-        read_password_from_stdin = non_interactive = False
-        while args and args[0].startswith("-"):
-            option = args.pop(0)
-            if option == "--":
-                break
-            if option in ("-n", "--non-interactive"):
-                non_interactive = True
-            elif option in ("-S", "--stdin"):
-                read_password_from_stdin = True
-            elif option in ("-p", "--prompt", "-u", "--user"):
-                value = args.pop(0) if args else ""
-                if option in ("-u", "--user") and value not in ("root", "#0"):
-                    return Output(1, "", f"sudo: unknown user {value}\n")
-            elif option.startswith("-p") or option in ("-E", "-H", "--preserve-env"):
-                continue
-            else:
-                return Output(1, "", f"sudo: invalid option -- '{option.lstrip('-')}'\n"
-                                     "usage: sudo [-SnEH] [-p prompt] [-u user] command [arg ...]\n")
-        if not args:
-            return Output(1, "", "usage: sudo [-SnEH] [-p prompt] [-u user] command [arg ...]\n")
+        parsed = parse_sudo(call.argv[1:])
+        if isinstance(parsed, Output):
+            return parsed
+        args, read_password_from_stdin, non_interactive = parsed.command, parsed.read_password, parsed.non_interactive
         stdin = call.stdin
         password = self.services.sudo_password
         if call.uid != ROOT_UID and password is not None:

@@ -4,6 +4,10 @@ One listening socket per node (its own port, its own ed25519 host key). Each con
 paramiko Transport; its thread keeps accepting channels for as long as the transport lives (a
 server that stops accepting makes the client's second exec hang). Each exec runs in its own thread.
 Going dark (shutdown, reboot) closes the listener, so connecting is refused, and drops every session.
+
+Port forwarding (`ssh -J`, `-L`): a `direct-tcpip` channel is opened only to what `forward` routes (the VM
+guests on the cluster's networks, `kubevirt/guests.py`), which then serves the channel; anything else is
+refused with "connect failed" (no real socket is ever opened).
 """
 from __future__ import annotations
 
@@ -58,23 +62,29 @@ def new_host_key() -> paramiko.PKey:
 
 
 RunCommand = Callable[[str, Callable[[], str], Callable[[], bool]], Output]   # (line, stdin, hung up?) -> output
+# (host, port) -> what serves a direct-tcpip channel to it, or None: refused
+Forward = Callable[[str, int], "Callable[[paramiko.Channel], None] | None"]
 
 
 class _Interface(paramiko.ServerInterface):
     def __init__(self, sshd: "NodeSshd") -> None:
         self.sshd = sshd
+        self.forwards: dict[int, Callable[[paramiko.Channel], None]] = {}   # channel id -> what serves it
+        self.authenticated = False
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password" if self.sshd.login.password else "publickey"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         if username == USER and any(key == known for known in self.sshd.login.authorized_keys):
+            self.authenticated = True
             return paramiko.AUTH_SUCCESSFUL
         return paramiko.AUTH_FAILED
 
     def check_auth_password(self, username: str, password: str) -> int:
         expected = self.sshd.login.password
         if expected and username == USER and hmac.compare_digest(password.encode(), expected.encode()):
+            self.authenticated = True
             return paramiko.AUTH_SUCCESSFUL
         return paramiko.AUTH_FAILED
 
@@ -82,6 +92,23 @@ class _Interface(paramiko.ServerInterface):
         if kind == "session":
             return paramiko.OPEN_SUCCEEDED
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple[str, int],
+                                           destination: tuple[str, int]) -> int:
+        """`ssh -J` / `-L` through the node: only to what the cluster's network routes (a VM guest's sshd)."""
+        if not self.authenticated or self.sshd.forward is None:
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        host, port = str(destination[0]), int(destination[1])
+        try:
+            serve = self.sshd.forward(host, port)
+        except Exception:  # noqa: BLE001 - a routing bug refuses the channel, it must not kill the session
+            log.exception("sshd %s: routing %s:%s failed", self.sshd.name, host, port)
+            serve = None
+        if serve is None:
+            log.debug("sshd %s: direct-tcpip to %s:%s refused", self.sshd.name, host, port)
+            return paramiko.OPEN_FAILED_CONNECT_FAILED
+        self.forwards[chanid] = serve
+        return paramiko.OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         text = command.decode(errors="replace")
@@ -122,8 +149,9 @@ class _ChannelStdin:
 class NodeSshd:
     def __init__(self, name: str, login: NodeLogin, host_key: paramiko.PKey, run_command: RunCommand,
                  sftp_interface: type[paramiko.SFTPServerInterface] | None = None, sftp_view: object = None,
-                 drop_mid_command: Callable[[], bool] = lambda: False) -> None:
+                 drop_mid_command: Callable[[], bool] = lambda: False, forward: Forward | None = None) -> None:
         self.name = name
+        self.forward = forward                        # direct-tcpip: where a forwarded connection goes
         self.drop_mid_command = drop_mid_command      # fault injection: lose this command's connection
         self.login = login
         self.host_key = host_key
@@ -228,8 +256,9 @@ class NodeSshd:
                 return
             self._transports.add(transport)
         open_channels: list[paramiko.Channel] = []
+        interface = _Interface(self)
         try:
-            transport.start_server(server=_Interface(self))
+            transport.start_server(server=interface)
             while transport.is_active():
                 # Keep accepting channels, or a second exec would hang; and keep them referenced: the
                 # transport holds channels weakly, and a collected channel closes itself under the client.
@@ -237,12 +266,24 @@ class NodeSshd:
                 open_channels = [c for c in open_channels if not c.closed]
                 if channel is not None:
                     open_channels.append(channel)
+                    serve = interface.forwards.pop(channel.get_id(), None)
+                    if serve is not None:         # a forwarded connection: served for as long as it lasts
+                        threading.Thread(target=self._forwarded, args=(serve, channel), daemon=True,
+                                         name=f"sshd-{self.name}-forward").start()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             log.debug("sshd %s: connection ended: %s", self.name, exc)
         finally:
             with self._lock:
                 self._transports.discard(transport)
             transport.close()
+
+    def _forwarded(self, serve: Callable[[paramiko.Channel], None], channel: paramiko.Channel) -> None:
+        try:
+            serve(channel)
+        except Exception:  # noqa: BLE001 - the far end crashing closes the connection, as a reset would
+            log.exception("sshd %s: forwarded connection failed", self.name)
+        finally:
+            channel.close()
 
     def exec(self, channel: paramiko.Channel, command: str) -> None:
         drop = self.drop_mid_command()
