@@ -91,7 +91,9 @@ class SshNode:
 
     def __init__(self, target: SshTarget, known_hosts: KnownHosts, *, connect_timeout: float = 15.0,
                  command_timeout: float = 300.0, reconnect_budget: Budget = DEFAULT_RECONNECT_BUDGET,
-                 keepalive_seconds: int = 10) -> None:
+                 keepalive_seconds: int = 10, via: "SshNode | None" = None) -> None:
+        """`via`: a jump host (`ssh -J`): the connection is a direct-tcpip channel through that node's session,
+        as a VM's address on the cluster's pod or VM network is reached from outside."""
         if target.key_file is None and target.password is None:
             raise ValueError(f"node {target.name}: give a key_file or a password to log in as {target.user}")
         self.target = target
@@ -100,6 +102,7 @@ class SshNode:
         self.command_timeout = command_timeout
         self.reconnect_budget = reconnect_budget
         self.keepalive_seconds = keepalive_seconds
+        self.via = via
         self.reconnects = 0                 # transports rebuilt after one dropped (not after close())
         self._dropped = False
         self._client: paramiko.SSHClient | None = None
@@ -133,9 +136,10 @@ class SshNode:
         pkey = paramiko.PKey.from_path(target.key_file) if target.key_file else None
         password = target.password.get_secret_value() if target.password else None
         try:
+            sock = self.via.open_tunnel(target.host, target.port, timeout) if self.via is not None else None
             client.connect(target.host, target.port, username=target.user, pkey=pkey, password=password,
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
-                           look_for_keys=False, allow_agent=False)
+                           look_for_keys=False, allow_agent=False, sock=sock)
         except paramiko.AuthenticationException:
             client.close()
             method = f"key {target.key_file}" if pkey else "the configured password"
@@ -148,8 +152,17 @@ class SshNode:
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(self.keepalive_seconds)    # notices a peer that vanished without a FIN
-        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # no 40 ms delayed-ACK stalls
+        if self.via is None:
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # no 40 ms delayed-ACK stalls
         return client
+
+    def open_tunnel(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
+        """A direct-tcpip channel from this node to host:port (what `ssh -J` asks of a jump host)."""
+        try:
+            return self._transport().open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                                  timeout=timeout or self.connect_timeout)
+        except paramiko.ChannelException as exc:       # the node could not connect there (refused, unreachable)
+            raise ConnectionRefusedError(f"{self.name} cannot reach {host}:{port}: {exc}") from None
 
     def _transport(self, connect_timeout: float | None = None) -> paramiko.Transport:
         """The live transport, rebuilt (one attempt, within `connect_timeout`) if the last one dropped."""

@@ -1,0 +1,171 @@
+"""VMs a story runs and looks inside, as a Harvester user makes them: a PVC in the VM image's own StorageClass
+(`longhorn-<image>`, whose backing image Longhorn copies onto the volume; ReadWriteMany, so the VM can
+live-migrate), a KubeVirt VirtualMachine booting it with cloud-init that gives
+the harness's key to the image's user, and SSH to the guest through a node of the cluster (`ssh -J`), which
+is how the pod network's and most VM networks' addresses are reached from outside.
+
+Everything is created with the run's label and undone by the scenario's cleanup stack.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.cleanup import CleanupStack
+from infra.cluster import Cluster
+from infra.kube import Kube
+from infra.ssh import KnownHosts, SshNode, SshTarget
+from infra.waits.budget import Budget
+
+from .names import HARVESTER, RUN_ID_LABEL
+from .probes import CallableProbe
+
+KUBEVIRT = "kubevirt.io/v1"
+IMAGE_ANNOTATION = "harvesterhci.io/imageId"
+
+
+@dataclass(frozen=True)
+class VmRequest:
+    """What a story asks for; the image and the user are the cluster's (a lab names them)."""
+
+    namespace: str
+    name: str
+    image: str                      # "<namespace>/<VirtualMachineImage name>"
+    user: str                       # the image's default login (cloud-init's default user)
+    public_key: str                 # "ssh-ed25519 AAAA..." the harness logs in with
+    disk_gib: int = 1
+    cpus: int = 1
+    memory_mib: int = 512
+
+
+@dataclass
+class GuestVm:
+    namespace: str
+    name: str
+    user: str
+    key_file: Path
+
+    def vmi(self, kube: Kube) -> dict[str, Any] | None:
+        return kube.find(KUBEVIRT, "VirtualMachineInstance", self.name, self.namespace)
+
+    def node(self, kube: Kube) -> str:
+        vmi = self.vmi(kube) or {}
+        return str((vmi.get("status") or {}).get("nodeName") or "")
+
+    def address(self, kube: Kube) -> str:
+        vmi = self.vmi(kube) or {}
+        interfaces = (vmi.get("status") or {}).get("interfaces") or []
+        return str(interfaces[0].get("ipAddress") or "") if interfaces else ""
+
+
+def image_storage_class(kube: Kube, image: str) -> str:
+    """The StorageClass Harvester made for a VM image (its status.storageClassName): a disk in any other class
+    starts blank."""
+    namespace, _, name = image.partition("/")
+    found = kube.find(HARVESTER, "VirtualMachineImage", name, namespace)
+    if found is None:
+        raise LookupError(f"no VM image {image} on the cluster; name an uploaded one (VirtualMachineImage)")
+    storage_class = (found.get("status") or {}).get("storageClassName")
+    if not storage_class:
+        raise LookupError(f"VM image {image} has no status.storageClassName yet (is it imported?)")
+    return str(storage_class)
+
+
+def pvc_manifest(request: VmRequest, run_id: str, storage_class: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": f"{request.name}-disk-0", "namespace": request.namespace,
+                         "labels": {RUN_ID_LABEL: run_id}, "annotations": {IMAGE_ANNOTATION: request.image}},
+            "spec": {"accessModes": ["ReadWriteMany"], "volumeMode": "Block", "storageClassName": storage_class,
+                     "resources": {"requests": {"storage": f"{request.disk_gib}Gi"}}}}
+
+
+def vm_manifest(request: VmRequest, run_id: str) -> dict[str, Any]:
+    """A VM as Harvester's UI makes one: RerunOnFailure, live migration on eviction, the disk on virtio."""
+    user_data = "#cloud-config\n" + f"ssh_authorized_keys:\n  - {request.public_key}\n"
+    return {
+        "apiVersion": KUBEVIRT, "kind": "VirtualMachine",
+        "metadata": {"name": request.name, "namespace": request.namespace, "labels": {RUN_ID_LABEL: run_id}},
+        "spec": {
+            "runStrategy": "RerunOnFailure",
+            "template": {
+                "metadata": {"labels": {RUN_ID_LABEL: run_id, "harvesterhci.io/vmName": request.name}},
+                "spec": {
+                    "evictionStrategy": "LiveMigrate",
+                    "domain": {"cpu": {"cores": request.cpus},
+                               "resources": {"limits": {"cpu": str(request.cpus),
+                                                        "memory": f"{request.memory_mib}Mi"}},
+                               "devices": {"disks": [{"name": "disk-0", "bootOrder": 1, "disk": {"bus": "virtio"}},
+                                                     {"name": "cloudinitdisk", "disk": {"bus": "virtio"}}],
+                                           "interfaces": [{"name": "default", "masquerade": {}}]}},
+                    "networks": [{"name": "default", "pod": {}}],
+                    "volumes": [{"name": "disk-0", "persistentVolumeClaim": {"claimName": f"{request.name}-disk-0"}},
+                                {"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": user_data}}],
+                },
+            },
+        },
+    }
+
+
+def create_vm(kube: Kube, request: VmRequest, key_file: Path, *, run_id: str, cleanup: CleanupStack,
+              gone: Budget) -> GuestVm:
+    """The PVC and the VM, each registered for removal before it is created."""
+    pvc = pvc_manifest(request, run_id, image_storage_class(kube, request.image))
+    cleanup.delete_later(kube, "v1", "PersistentVolumeClaim", pvc["metadata"]["name"], request.namespace,
+                         budget=gone, only_with_label=(RUN_ID_LABEL, run_id))
+    kube.create(pvc)
+    cleanup.delete_later(kube, KUBEVIRT, "VirtualMachine", request.name, request.namespace, budget=gone,
+                         only_with_label=(RUN_ID_LABEL, run_id))
+    kube.create(vm_manifest(request, run_id))
+    return GuestVm(request.namespace, request.name, request.user, key_file)
+
+
+def wait_running(kube: Kube, vm: GuestVm, budget: Budget) -> dict[str, Any]:
+    """Until the VMI is Running and Ready with an address; returns it."""
+    def running(vmi: dict[str, Any] | None) -> bool:
+        status = (vmi or {}).get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        return status.get("phase") == "Running" and ready and bool((status.get("interfaces") or [{}])[0]
+                                                                   .get("ipAddress"))
+    found = kube.wait_for(KUBEVIRT, "VirtualMachineInstance", vm.name, running, budget=budget,
+                          awaited=f"VMI {vm.namespace}/{vm.name} Running and Ready with an address",
+                          namespace=vm.namespace)
+    assert found is not None
+    return found
+
+
+def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Path) -> SshNode:
+    """An SSH session to the guest, through `via_node`'s session (its own, so a probe never shares a node's).
+    A pod-network address changes when the VM migrates (kubevirt#7967): make a new session after one."""
+    address = vm.address(cluster.kube())
+    if not address:
+        raise RuntimeError(f"VM {vm.namespace}/{vm.name} has no address yet (is its VMI running?)")
+    node = cluster.node(via_node)
+    assert node.ssh_host is not None and node.ssh_port is not None
+    jump = SshNode(SshTarget(node.name, node.ssh_host, node.ssh_port, user=node.ssh_user, key_file=node.ssh_key_file,
+                             password=node.ssh_password, host_key=node.ssh_host_key), KnownHosts(known_hosts))
+    return SshNode(SshTarget(f"vm {vm.namespace}/{vm.name}", address, 22, user=vm.user, key_file=vm.key_file),
+                   KnownHosts(known_hosts), via=jump)
+
+
+def ssh_probe(cluster: Cluster, vm: GuestVm, known_hosts: Path, *, interval_s: float = 1.0,
+              timeout_s: float = 3.0) -> CallableProbe:
+    """What a user of the VM feels: each attempt logs in anew through the node the VMI runs on now (read from
+    the API, the last one known while the API is away) and runs `true`."""
+    last_node = {"name": vm.node(cluster.kube())}
+
+    def attempt(timeout: float) -> None:
+        try:
+            last_node["name"] = vm.node(cluster.kube()) or last_node["name"]
+        except Exception:  # noqa: BLE001 - the API is away: the VM may still answer through the last node
+            pass
+        session = guest_session(cluster, vm, last_node["name"], known_hosts)
+        session.connect_timeout = timeout
+        try:
+            session.run("true", timeout=timeout, check=True, budget=Budget("one probe attempt", timeout))
+        finally:
+            session.close()
+            if session.via is not None:
+                session.via.close()
+
+    return CallableProbe(f"vm {vm.namespace}/{vm.name}", attempt, interval_s=interval_s, timeout_s=timeout_s)
