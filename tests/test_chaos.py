@@ -149,7 +149,7 @@ def test_what_fired_is_read_once_the_lab_is_back_from_an_injected_restart(tmp_pa
     from infra.backends.simulated import start_simulator_process
     from infra.backends.simulator_client import SimulatorClient, SimulatorRefused
     from infra.chaos.faults import fault_state_once_back
-    from infra.provision.machine_waits import poll_until
+    from infra.waits.poll import poll_until
     from infra.waits.budget import Budget
 
     simulator = start_simulator_process("v1.5.1", time_scale=60, nodes=1, budget=Budget("simulator starts", 60),

@@ -44,7 +44,7 @@ from infra.report.repeats import junit_verdicts
 from infra.scratch import write_private
 from infra.ssh import generate_keypair
 from infra.waits.budget import Budget
-from infra.provision.machine_waits import poll_until
+from infra.waits.poll import poll_until
 
 log = logging.getLogger("harvester_e2e.appliance")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from infra.waits.budget import Budget, WaitTimeout
+from infra.waits.poll import poll_until
 
 from .connection import is_test_driver, libvirt_module
 from .objects import Provisioner
 from .power import DomainControl
 from .spec import DomainSpec
-from .machine_waits import poll_until
 
 log = logging.getLogger("harvester_e2e.provision")
 QUICK_PROBE_S = 1.5         # a working KVM prints early boot output in ~0.1 s; give it ten times that

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from infra.waits.budget import Budget
+from infra.waits.poll import poll_until
 
 from .connection import libvirt_module
-from .machine_waits import poll_until
 from .xmlgen import snapshot_xml
 
 STATE_NAMES = {0: "no state", 1: "running", 2: "blocked", 3: "paused", 4: "shutting down", 5: "shut off",

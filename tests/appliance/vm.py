@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from infra.provision.machine_waits import poll_until
+from infra.waits.poll import poll_until
 from infra.waits.budget import Budget, WaitTimeout
 
 USER_NIC_PCI_SLOT = "0x1e"          # infra/provision/xmlgen.py USER_NIC_PCI_SLOT: the guest names it ens30

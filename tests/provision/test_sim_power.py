@@ -41,7 +41,7 @@ def domain_state(conn: Any, name: str) -> str:
 
 
 def wait_for_simulator_power(cluster: Cluster, node: str, wanted: str) -> None:
-    from infra.provision.machine_waits import poll_until
+    from infra.waits.poll import poll_until
 
     poll_until(lambda: simulator_power(cluster, node) == wanted or None, Budget(f"{node} is {wanted} in the simulator", 30),
                f"{node} to be {wanted}", interval_s=0.2)

@@ -29,7 +29,7 @@ from infra.harvester.probes import (
     outages,
     phase_windows_from_records,
 )
-from infra.provision.machine_waits import poll_until
+from infra.waits.poll import poll_until
 from infra.waits.budget import Budget
 
 INTERVAL = 0.25           # finer than the default second: tighter edges, and a shorter test
