@@ -27,6 +27,17 @@ Feature: Upgrading Harvester
     And the stored data still has its checksum
     And the temporary upgrade objects are removed
 
+  @upgrades_cluster @vms
+  Scenario: The VMs users run are live-migrated through the upgrade and keep their data
+    Given a Harvester cluster at version v1.5.1
+    And every node is Ready
+    And two running VMs on different nodes, each with random data and its checksum taken inside
+    When the cluster is upgraded to v1.5.2
+    Then the upgrade completes within its phase budgets
+    And every VM kept running through the upgrade, its SSH outage within the VM outage budget
+    And every VM ran on an upgraded node at the end, having live-migrated
+    And every VM has the same data checksum inside
+
   @known_issue @issue_8001 @upgrades_cluster
   Scenario: An upgrade from a release candidate to the master build of 2025-04-03
     Given a Harvester cluster at version v1.5.0-rc2

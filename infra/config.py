@@ -36,6 +36,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class VmSettings(_Model):
+    """The VMs the VM stories run: an image the cluster already has (a lab's admins uploaded it; the simulated
+    backend uploads it as they would), its default cloud-init user, and what users may feel of an upgrade."""
+
+    image: str = Field("default/image-ubuntu-jammy", description="<namespace>/<VirtualMachineImage name>")
+    user: str = Field("ubuntu", description="the image's default cloud-init user (the harness's key goes to it)")
+    namespace: str = Field("default", description="where the stories make their VMs")
+    outage_budget_s: float = Field(5.0, gt=0, description="the longest a VM may not answer SSH during an upgrade "
+                                                          "(live migrations pause a guest for well under a second)")
+
+    @field_validator("image")
+    @classmethod
+    def _namespaced(cls, value: str) -> str:
+        if value.count("/") != 1 or not all(value.split("/")):
+            raise ValueError("write it as <namespace>/<image name>, e.g. default/image-ubuntu-jammy")
+        return value
+
+
 class SimulatedSettings(_Model):
     time_scale: float = Field(60.0, gt=0, description="simulated seconds per wall-clock second")
     nodes: int = Field(3, ge=1, le=7, description="nodes in the simulated cluster")
@@ -386,6 +404,7 @@ class RunConfig(_Model):
     libvirt: LibvirtSettings | None = None
     timeouts: TimeoutSettings = TimeoutSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
+    vms: VmSettings = VmSettings()
     rancher: list[RancherSettings] = Field(default_factory=list, description="the Rancher Managers of the "
                                            "lab (one per line the guest stories name); one mapping is a list of one")
 

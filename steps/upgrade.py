@@ -9,7 +9,7 @@ from infra.cleanup import CleanupStack
 from infra.cluster import Cluster
 from infra.config import RunConfig
 from infra.harvester.health import server_version
-from infra.harvester.probes import ApiProbe
+from infra.harvester.probes import ApiProbe, Probe
 from infra.harvester.releases import release_file_from_iso
 from infra.harvester.upgrade import UpgradeRun, UpgradeStalled
 from infra.harvester.upgrade.evidence import collect_upgrade_diagnostics
@@ -17,6 +17,7 @@ from infra.harvester.upgrade.follow import UpgradeAttempt, follow
 from infra.harvester.upgrade.preflight import check_release_file
 from infra.harvester.upgrade.record import attach_upgrade_record
 from infra.harvester.upgrade.stored_data import RecordedWorkload, record_workload
+from infra.harvester.vms import ssh_probe
 from infra.report.attach import attach_text, attach_yaml
 from infra.report.facts import ScenarioFacts
 from infra.waits.budget import format_seconds
@@ -28,8 +29,18 @@ def stored_data(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) 
     return record_workload(cluster.kube(), run_config.run_id, cleanup, budget(Wait.OBJECT_GONE, run_config))
 
 
+def _probes(cluster: Cluster, request: pytest.FixtureRequest) -> list[Probe]:
+    """The API always; each VM the scenario made (a `watched_vms` fixture) over SSH, as its user feels it."""
+    probes: list[Probe] = [ApiProbe.for_cluster(cluster)]
+    try:
+        watched = request.getfixturevalue("watched_vms")
+    except pytest.FixtureLookupError:
+        return probes
+    return probes + [ssh_probe(cluster, vm, watched.known_hosts) for vm in watched.vms]
+
+
 def _upgrade(cluster: Cluster, version: str | None, run_config: RunConfig, cleanup: CleanupStack, backend: Backend,
-             facts: ScenarioFacts) -> UpgradeAttempt:
+             facts: ScenarioFacts, probes: list[Probe]) -> UpgradeAttempt:
     release = cluster.release(version)
     facts.record("harvester_to", release.version)
     release_file = release_file_from_iso(release)       # what the target declares, read where Harvester reads it
@@ -40,16 +51,16 @@ def _upgrade(cluster: Cluster, version: str | None, run_config: RunConfig, clean
     # Whatever fails from here on (the upgrade, or a check after it), the evidence is collected first.
     cleanup.on_failure(f"diagnostics of upgrade {run.name}", lambda: collect_upgrade_diagnostics(
         cluster, run, bundle_budget=budget(Wait.SUPPORT_BUNDLE, run_config)))
-    attempt = follow(run, run_config, release_file, probes=[ApiProbe.for_cluster(cluster)])
+    attempt = follow(run, run_config, release_file, probes=probes)
     attach_upgrade_record(attempt)
     return attempt
 
 
 @when(parsers.parse("the cluster is upgraded to {version}"), target_fixture="upgrade")
 def upgrade_to(cluster: Cluster, version: str, run_config: RunConfig, cleanup: CleanupStack, backend: Backend,
-               facts: ScenarioFacts) -> UpgradeAttempt:
+               facts: ScenarioFacts, request: pytest.FixtureRequest) -> UpgradeAttempt:
     return _upgrade(cluster, None if version == "the target release" else version, run_config, cleanup, backend,
-                    facts)
+                    facts, _probes(cluster, request))
 
 
 @then("the upgrade completes within its phase budgets")

@@ -168,6 +168,7 @@ class SimulatedBackend(Backend):
                                     known_hosts=run_dir / "known_hosts", target=self.config.upgrade.target)
         self._clusters[harvester_version] = cluster
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
+        upload_vm_image(cluster, self.config.vms.image)
         return cluster
 
     def retire(self, cluster: Cluster) -> None:
@@ -308,3 +309,15 @@ def run_foreground(argv: list[str]) -> int:
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return main(argv, announce=announce)
+
+
+def upload_vm_image(cluster: Cluster, image: str) -> None:
+    """The VM image the VM stories boot, uploaded as a lab's admins upload one (Harvester then makes its
+    StorageClass); a lab names its own in `vms.image`."""
+    namespace, name = image.split("/")
+    kube = cluster.kube()
+    if kube.find("harvesterhci.io/v1beta1", "VirtualMachineImage", name, namespace) is None:
+        kube.create({"apiVersion": "harvesterhci.io/v1beta1", "kind": "VirtualMachineImage",
+                     "metadata": {"name": name, "namespace": namespace, "labels": {"harvesterhci.io/os-type": "ubuntu"}},
+                     "spec": {"displayName": "jammy-server-cloudimg-amd64.img", "sourceType": "download",
+                              "url": "https://cloud-images.ubuntu.com/jammy/current/jammy-server-cloudimg-amd64.img"}})

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paramiko
+
 from infra.cleanup import CleanupStack
 from infra.cluster import Cluster
 from infra.kube import Kube
 from infra.ssh import KnownHosts, SshNode, SshTarget
 from infra.waits.budget import Budget
+from infra.waits.poll import poll_until
 
 from .names import HARVESTER, RUN_ID_LABEL
 from .probes import CallableProbe
@@ -169,3 +172,19 @@ def ssh_probe(cluster: Cluster, vm: GuestVm, known_hosts: Path, *, interval_s: f
                 session.via.close()
 
     return CallableProbe(f"vm {vm.namespace}/{vm.name}", attempt, interval_s=interval_s, timeout_s=timeout_s)
+
+
+def run_inside(cluster: Cluster, vm: GuestVm, known_hosts: Path, command: str, wait: Budget) -> str:
+    """One command in the guest through the node it runs on now, once the guest answers (cloud-init and sshd
+    come up after the VMI runs); its output. A failing command raises at once."""
+    def attempt() -> str | None:
+        session = guest_session(cluster, vm, vm.node(cluster.kube()), known_hosts)
+        try:
+            return session.run(command, check=True, timeout=120, budget=Budget("one guest login", 30)).stdout.strip()
+        except (paramiko.SSHException, EOFError) as exc:      # not answering yet: retried within `wait`
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            session.close()
+            if session.via is not None:
+                session.via.close()
+    return poll_until(attempt, wait, f"VM {vm.namespace}/{vm.name} to run {command!r} over SSH", interval_s=1.0)

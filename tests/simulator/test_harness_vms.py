@@ -11,8 +11,8 @@ from infra.config import RunConfig
 from infra.harvester.probes import ApiProbe
 from infra.harvester.upgrade import UpgradeRun
 from infra.harvester.upgrade.follow import follow
-from infra.harvester.vms import KUBEVIRT, GuestVm, VmRequest, create_vm, guest_session, ssh_probe, wait_running
-from infra.provision.machine_waits import poll_until
+from infra.cluster import Cluster
+from infra.harvester.vms import KUBEVIRT, GuestVm, VmRequest, create_vm, run_inside, ssh_probe, wait_running
 from infra.ssh import generate_keypair
 from infra.waits.budget import Budget
 
@@ -22,17 +22,8 @@ IMAGE = ("default", "image-ubuntu-jammy")
 DATA = "head -c 1048576 /dev/urandom > e2e-data && sync && sha256sum e2e-data"
 
 
-def inside(cluster, vm: GuestVm, known_hosts: Path, command: str) -> str:  # noqa: ANN001
-    """One command in the guest through the node it runs on, once its sshd answers (it boots after the VMI runs)."""
-    def attempt() -> str | None:
-        session = guest_session(cluster, vm, vm.node(cluster.kube()), known_hosts)
-        try:
-            return session.run(command, check=True, timeout=20, budget=Budget("one login", 5)).stdout.strip()
-        finally:
-            session.close()
-            assert session.via is not None
-            session.via.close()
-    return poll_until(attempt, Budget("the guest answers SSH", 60), f"{vm.name} to answer over SSH", interval_s=0.5)
+def inside(cluster: Cluster, vm: GuestVm, known_hosts: Path, command: str) -> str:
+    return run_inside(cluster, vm, known_hosts, command, Budget("the guest answers SSH", 60))
 
 
 def test_vms_keep_running_through_an_upgrade_with_their_data_and_their_outage_is_measured(tmp_path: Path) -> None:

@@ -1,0 +1,101 @@
+"""Steps about the VMs users run: made before an upgrade with data inside, watched over SSH while it runs,
+looked inside after it. The image, its user and the outage budget are the run's (`vms:`); the VMs are reached
+through the cluster's nodes, as a lab reaches its guests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_bdd import given, then
+
+from infra.cleanup import CleanupStack
+from infra.cluster import Capability, Cluster
+from infra.config import RunConfig
+from infra.harvester.upgrade.follow import UpgradeAttempt
+from infra.harvester.vms import KUBEVIRT, GuestVm, VmRequest, create_vm, run_inside, wait_running
+from infra.report.attach import attach_text
+from infra.scratch import scratch_dir
+from infra.ssh import generate_keypair
+from infra.waits.budget import Budget
+from infra.waits.catalogue import Wait, budget
+
+DATA_FILE = "e2e-data"
+GUEST_SSH = Budget("a guest answers SSH after its VM runs (cloud-init, sshd)", 300)
+
+
+@dataclass
+class WatchedVms:
+    vms: list[GuestVm]
+    known_hosts: Path
+    uids: dict[str, str] = field(default_factory=dict)        # VM name -> its VMI's uid (kept running = same)
+    boot_ids: dict[str, str] = field(default_factory=dict)    # VM name -> the guest's boot id
+    checksums: dict[str, str] = field(default_factory=dict)   # VM name -> sha256 of the data, read inside
+
+
+def inside(cluster: Cluster, vm: GuestVm, known_hosts: Path, command: str) -> str:
+    return run_inside(cluster, vm, known_hosts, command, GUEST_SSH)
+
+
+@given("two running VMs on different nodes, each with random data and its checksum taken inside",
+       target_fixture="watched_vms")
+def two_vms(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) -> WatchedVms:
+    cluster.require(Capability.SSH, "looking inside VMs through a node")
+    settings, kube = run_config.vms, cluster.kube()
+    keys = generate_keypair(scratch_dir("vm-keys"), comment=f"harvester-e2e {run_config.run_id}")
+    watched = WatchedVms([], scratch_dir("vm-known-hosts") / "known_hosts")
+    for letter in "ab":        # one after the other, so the second is placed beside the first's node
+        vm = create_vm(kube, VmRequest(settings.namespace, f"{run_config.run_id}-vm-{letter}"[-63:].lstrip("-"),
+                                       settings.image, settings.user, keys.public_key),
+                       keys.private_key_file, run_id=run_config.run_id, cleanup=cleanup,
+                       gone=budget(Wait.OBJECT_GONE, run_config))
+        vmi = wait_running(kube, vm, budget(Wait.OBJECT_STATE, run_config))
+        watched.vms.append(vm)
+        watched.uids[vm.name] = vmi["metadata"]["uid"]
+    nodes = {vm.name: vm.node(kube) for vm in watched.vms}
+    assert len(set(nodes.values())) == len(nodes), f"the VMs were scheduled on one node: {nodes}"
+    for vm in watched.vms:
+        output = inside(cluster, vm, watched.known_hosts,
+                        f"head -c 1048576 /dev/urandom > {DATA_FILE} && sync && sha256sum {DATA_FILE}")
+        watched.checksums[vm.name] = output.split()[0]
+        watched.boot_ids[vm.name] = inside(cluster, vm, watched.known_hosts, "cat /proc/sys/kernel/random/boot_id")
+    attach_text("VMs before the upgrade", "\n".join(
+        f"{vm.namespace}/{vm.name} on {nodes[vm.name]}: sha256 {watched.checksums[vm.name]}, boot id "
+        f"{watched.boot_ids[vm.name]}" for vm in watched.vms))
+    return watched
+
+
+@then("every VM kept running through the upgrade, its SSH outage within the VM outage budget")
+def kept_running(cluster: Cluster, run_config: RunConfig, upgrade: UpgradeAttempt, watched_vms: WatchedVms) -> None:
+    kube = cluster.kube()
+    for vm in watched_vms.vms:
+        vmi = kube.find(KUBEVIRT, "VirtualMachineInstance", vm.name, vm.namespace)
+        assert vmi is not None and vmi["metadata"]["uid"] == watched_vms.uids[vm.name], \
+            f"VM {vm.namespace}/{vm.name} was stopped or restarted during the upgrade (its VMI is not the one before)"
+        assert inside(cluster, vm, watched_vms.known_hosts, "cat /proc/sys/kernel/random/boot_id") == \
+            watched_vms.boot_ids[vm.name], f"VM {vm.namespace}/{vm.name} rebooted during the upgrade"
+    assert upgrade.probes is not None, "the upgrade was not probed"
+    problems = upgrade.probes.check({"vm ": run_config.vms.outage_budget_s})
+    assert not problems, "; ".join(problems)
+
+
+@then("every VM ran on an upgraded node at the end, having live-migrated")
+def on_upgraded_nodes(cluster: Cluster, upgrade: UpgradeAttempt, watched_vms: WatchedVms) -> None:
+    kube = cluster.kube()
+    want = str(upgrade.release_file.get("os") or "")
+    for vm in watched_vms.vms:
+        vmi = kube.get(KUBEVIRT, "VirtualMachineInstance", vm.name, vm.namespace)
+        node = vmi["status"].get("nodeName", "")
+        assert vmi["status"].get("phase") == "Running", f"VM {vm.name} is {vmi['status'].get('phase')}"
+        migration = vmi["status"].get("migrationState") or {}
+        assert migration.get("completed"), f"VM {vm.name} never live-migrated during the upgrade"
+        pretty = cluster.ssh(node).os_release().get("PRETTY_NAME", "")
+        assert pretty == want, f"VM {vm.name} runs on {node}, which runs {pretty!r}, not the target's {want!r}"
+
+
+@then("every VM has the same data checksum inside")
+def same_checksum(cluster: Cluster, watched_vms: WatchedVms) -> None:
+    for vm in watched_vms.vms:
+        now = inside(cluster, vm, watched_vms.known_hosts, f"sha256sum {DATA_FILE}").split()[0]
+        assert now == watched_vms.checksums[vm.name], \
+            f"VM {vm.namespace}/{vm.name}: the data's sha256 is {now}, it was {watched_vms.checksums[vm.name]}"
