@@ -43,6 +43,8 @@ class VmSettings(_Model):
     image: str = Field("default/image-ubuntu-jammy", description="<namespace>/<VirtualMachineImage name>")
     user: str = Field("ubuntu", description="the image's default cloud-init user (the harness's key goes to it)")
     namespace: str = Field("default", description="where the stories make their VMs")
+    network: str | None = Field("default/vm-network", description="<namespace>/<VM network> the VMs bridge to "
+                                "(the simulator's is default/vm-network); null: the pod network (masquerade)")
     outage_budget_s: float = Field(5.0, gt=0, description="the longest a VM may not answer SSH during an upgrade "
                                                           "(live migrations pause a guest for well under a second)")
 

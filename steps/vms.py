@@ -46,7 +46,7 @@ def two_vms(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) -> W
     watched = WatchedVms([], scratch_dir("vm-known-hosts") / "known_hosts")
     for letter in "ab":        # one after the other, so the second is placed beside the first's node
         vm = create_vm(kube, VmRequest(settings.namespace, f"{run_config.run_id}-vm-{letter}"[-63:].lstrip("-"),
-                                       settings.image, settings.user, keys.public_key),
+                                       settings.image, settings.user, keys.public_key, settings.network),
                        keys.private_key_file, run_id=run_config.run_id, cleanup=cleanup,
                        gone=budget(Wait.OBJECT_GONE, run_config))
         vmi = wait_running(kube, vm, budget(Wait.OBJECT_STATE, run_config))

@@ -37,6 +37,8 @@ class VmRequest:
     image: str                      # "<namespace>/<VirtualMachineImage name>"
     user: str                       # the image's default login (cloud-init's default user)
     public_key: str                 # "ssh-ed25519 AAAA..." the harness logs in with
+    network: str | None = None      # "<namespace>/<VM network>" (a bridge: the address stays across live
+                                    # migrations); None: the pod network (masquerade: it changes, kubevirt#7967)
     disk_gib: int = 1
     cpus: int = 1
     memory_mib: int = 512
@@ -86,6 +88,11 @@ def pvc_manifest(request: VmRequest, run_id: str, storage_class: str) -> dict[st
 def vm_manifest(request: VmRequest, run_id: str) -> dict[str, Any]:
     """A VM as Harvester's UI makes one: RerunOnFailure, live migration on eviction, the disk on virtio."""
     user_data = "#cloud-config\n" + f"ssh_authorized_keys:\n  - {request.public_key}\n"
+    if request.network:                 # as the UI makes a VM on a VM network: a bridge to the NAD
+        interface: dict[str, Any] = {"name": "nic-1", "bridge": {}, "model": "virtio"}
+        network: dict[str, Any] = {"name": "nic-1", "multus": {"networkName": request.network}}
+    else:
+        interface, network = {"name": "default", "masquerade": {}}, {"name": "default", "pod": {}}
     return {
         "apiVersion": KUBEVIRT, "kind": "VirtualMachine",
         "metadata": {"name": request.name, "namespace": request.namespace, "labels": {RUN_ID_LABEL: run_id}},
@@ -100,8 +107,8 @@ def vm_manifest(request: VmRequest, run_id: str) -> dict[str, Any]:
                                                         "memory": f"{request.memory_mib}Mi"}},
                                "devices": {"disks": [{"name": "disk-0", "bootOrder": 1, "disk": {"bus": "virtio"}},
                                                      {"name": "cloudinitdisk", "disk": {"bus": "virtio"}}],
-                                           "interfaces": [{"name": "default", "masquerade": {}}]}},
-                    "networks": [{"name": "default", "pod": {}}],
+                                           "interfaces": [interface]}},
+                    "networks": [network],
                     "volumes": [{"name": "disk-0", "persistentVolumeClaim": {"claimName": f"{request.name}-disk-0"}},
                                 {"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": user_data}}],
                 },
