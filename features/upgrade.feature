@@ -38,6 +38,16 @@ Feature: Upgrading Harvester
     And every VM ran on an upgraded node at the end, having live-migrated
     And every VM has the same data checksum inside
 
+  @vms
+  Scenario: A VM pinned to a node keeps the upgrade from starting until it is shut off
+    Harvester's upgrade webhook (checkNonLiveMigratableVMs, the same at every simulated version) refuses an
+    upgrade while a VM it cannot live-migrate runs: a nodeSelector, host devices, node affinity, a CD-ROM or a
+    container disk. Nothing starts: the check is a dry-run Upgrade.
+    Given a Harvester cluster at version v1.5.1
+    And a running VM pinned to one node by a nodeSelector
+    When I check whether an upgrade to v1.5.2 would be admitted
+    Then the upgrade is denied (Invalid) with "There are non-live migratable VMs that need to be shut off before initiating the upgrade: {vm}"
+
   @known_issue @issue_8001 @upgrades_cluster
   Scenario: An upgrade from a release candidate to the master build of 2025-04-03
     Given a Harvester cluster at version v1.5.0-rc2

@@ -89,7 +89,13 @@ def check_admission(target: str, cluster: Cluster, cleanup: CleanupStack, facts:
 
 @then(parsers.parse('the upgrade is denied ({reason}) with "{message}"'))
 def upgrade_denied(reason: str, message: str, admission: Admission, request: pytest.FixtureRequest) -> None:
-    precheck.expect_denied(admission.result, reason, message, admission.substitutions(_injection(request)))
+    substitutions = admission.substitutions(_injection(request))
+    try:                                       # {vm}: the VM a scenario pinned (steps/vms.py)
+        pinned = request.getfixturevalue("pinned_vm")
+        substitutions["vm"] = f"{pinned.namespace}/{pinned.name}"
+    except pytest.FixtureLookupError:
+        pass
+    precheck.expect_denied(admission.result, reason, message, substitutions)
 
 
 @then("the upgrade is admitted")

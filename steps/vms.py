@@ -99,3 +99,17 @@ def same_checksum(cluster: Cluster, watched_vms: WatchedVms) -> None:
         now = inside(cluster, vm, watched_vms.known_hosts, f"sha256sum {DATA_FILE}").split()[0]
         assert now == watched_vms.checksums[vm.name], \
             f"VM {vm.namespace}/{vm.name}: the data's sha256 is {now}, it was {watched_vms.checksums[vm.name]}"
+
+
+@given("a running VM pinned to one node by a nodeSelector", target_fixture="pinned_vm")
+def pinned_vm(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) -> GuestVm:
+    settings, kube = run_config.vms, cluster.kube()
+    keys = generate_keypair(scratch_dir("vm-keys"), comment=f"harvester-e2e {run_config.run_id}")
+    node = cluster.node_names()[0]
+    vm = create_vm(kube, VmRequest(settings.namespace, f"{run_config.run_id}-pinned"[-63:].lstrip("-"), settings.image,
+                                   settings.user, keys.public_key, settings.network, node=node),
+                   keys.private_key_file, run_id=run_config.run_id, cleanup=cleanup,
+                   gone=budget(Wait.OBJECT_GONE, run_config))
+    wait_running(kube, vm, budget(Wait.OBJECT_STATE, run_config))
+    assert vm.node(kube) == node, f"VM {vm.name} runs on {vm.node(kube)}, not on {node} its nodeSelector names"
+    return vm

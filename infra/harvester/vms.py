@@ -39,6 +39,8 @@ class VmRequest:
     public_key: str                 # "ssh-ed25519 AAAA..." the harness logs in with
     network: str | None = None      # "<namespace>/<VM network>" (a bridge: the address stays across live
                                     # migrations); None: the pod network (masquerade: it changes, kubevirt#7967)
+    node: str | None = None         # pinned by a nodeSelector (kubernetes.io/hostname): Harvester's upgrade
+                                    # webhook calls such a VM non-live-migratable
     disk_gib: int = 1
     cpus: int = 1
     memory_mib: int = 512
@@ -101,6 +103,7 @@ def vm_manifest(request: VmRequest, run_id: str) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {RUN_ID_LABEL: run_id, "harvesterhci.io/vmName": request.name}},
                 "spec": {
+                    **({"nodeSelector": {"kubernetes.io/hostname": request.node}} if request.node else {}),
                     "evictionStrategy": "LiveMigrate",
                     "domain": {"cpu": {"cores": request.cpus},
                                "resources": {"limits": {"cpu": str(request.cpus),
