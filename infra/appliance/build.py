@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -108,18 +109,24 @@ def build_appliance(versions: Iterable[str], cache: Path = CACHE_DIR, mirror: st
         return _build(versions, cache, mirror, log)
 
 
+def _releases(versions: list[str]) -> dict[str, dict[str, str]]:
+    """Each version's release file and OS name, from the simulator run as a process (infra.simulator.appliance
+    .release): the builder packs the simulator, it does not import it."""
+    done = subprocess.run([sys.executable, "-m", "infra.simulator.appliance.release", *versions], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise ApplianceUnavailable(done.stderr.strip() or f"infra.simulator.appliance.release exited {done.returncode}")
+    found: dict[str, dict[str, str]] = json.loads(done.stdout)
+    return found
+
+
 def _build(versions: Iterable[str], cache: Path, mirror: str | None,
            log: Callable[[str], None]) -> ApplianceArtifacts:
-    from infra.simulator.harvester.versions import UnknownVersionError, get_version
-
     started = time.monotonic()
     wanted = list(dict.fromkeys(versions))
     if not wanted:
         raise ApplianceUnavailable("name at least one version (--version v1.5.1)")
-    try:
-        releases = {name: get_version(name) for name in wanted}
-    except UnknownVersionError as exc:
-        raise ApplianceUnavailable(str(exc)) from None
+    releases = _releases(wanted)
     problem = initramfs_module.check_busybox()
     if problem:
         raise ApplianceUnavailable(problem)
@@ -164,7 +171,7 @@ def _build(versions: Iterable[str], cache: Path, mirror: str | None,
     isos: dict[str, VersionIso] = {}
     keep: set[str] = set()
     for name, release in releases.items():
-        release_text = release.release_file_text()
+        release_text = release["releaseFile"]
         key = digest("iso", image.key, kernel_digest, initrd.name, release_text, VOLUME_LABEL,
                      Path(__file__).with_name("iso.py").read_text())
         home = cache / "iso" / key
@@ -177,7 +184,7 @@ def _build(versions: Iterable[str], cache: Path, mirror: str | None,
             (home / "harvester-release.yaml").write_text(release_text)
             (home / "image.key").write_text(image.key)
             built.append(f"iso:{name}")
-        isos[name] = VersionIso(name, iso, release.os_pretty_name, release_text)
+        isos[name] = VersionIso(name, iso, release["osPrettyName"], release_text)
     # ISOs of another squashfs are stale whatever their version: they go.
     for old in (cache / "iso").glob("*"):
         if old.name not in keep and (old / "image.key").exists() and (old / "image.key").read_text() != image.key:
