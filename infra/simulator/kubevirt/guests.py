@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import paramiko
 
 from ..apiserver.store import StoredEvent
-from ..shell import Output, to_bytes, to_text
+from ..nodes.sshd import answer_exec
+from ..shell import Output, to_text
 from .common import GROUP, VMI_FINAL_PHASES, Obj
 from .guest_disk import GuestDisk
 from .guest_os import (CloudInit, authorized_keys, base_files, host_key_pem, parse_cloud_config, password_matches,
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 
 SSH_PORT = 22
 GUEST_SSHD_SECONDS = 8.0          # ILLUSTRATIVE: domain started -> kernel, systemd, cloud-init -> sshd listens
-CLIENT_CLOSE_WAIT_SECONDS = 5.0
 STDIN_TIMEOUT_SECONDS = 30.0
 VMI_KEY = (GROUP, "virtualmachineinstances")
 
@@ -332,18 +332,7 @@ class GuestMachine:
         if not self._wait_running():                 # paused meanwhile: the answer leaves after the switch-over
             channel.close()
             return
-        try:
-            if output.stdout:
-                channel.sendall(to_bytes(output.stdout))
-            if output.stderr:
-                channel.sendall_stderr(to_bytes(output.stderr))
-            channel.send_exit_status(output.status)
-            channel.shutdown_write()
-            channel.status_event.wait(CLIENT_CLOSE_WAIT_SECONDS)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
-        finally:
-            channel.close()
+        answer_exec(channel, output)
 
 
 class Guests:

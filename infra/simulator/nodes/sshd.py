@@ -146,6 +146,24 @@ class _ChannelStdin:
         return self._text
 
 
+def answer_exec(channel: paramiko.Channel, output: Output) -> None:
+    """An exec channel's answer: stdout, stderr, the exit status, EOF; then the channel is closed."""
+    try:
+        if output.stdout:
+            channel.sendall(to_bytes(output.stdout))
+        if output.stderr:
+            channel.sendall_stderr(to_bytes(output.stderr))
+        channel.send_exit_status(output.status)
+        channel.shutdown_write()
+        # The client closes the channel once it has the status and EOF. Closing first could overtake the
+        # server's reply to the exec request, which paramiko clients take for a failed exec.
+        channel.status_event.wait(CLIENT_CLOSE_WAIT_SECONDS)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass                                  # the session dropped (the machine going down): nothing to answer
+    finally:
+        channel.close()
+
+
 class NodeSshd:
     def __init__(self, name: str, login: NodeLogin, host_key: paramiko.PKey, run_command: RunCommand,
                  sftp_interface: type[paramiko.SFTPServerInterface] | None = None, sftp_view: object = None,
@@ -296,20 +314,7 @@ class NodeSshd:
         if drop:
             self._drop_mid_command(channel, command, output)
             return
-        try:
-            if output.stdout:
-                channel.sendall(to_bytes(output.stdout))
-            if output.stderr:
-                channel.sendall_stderr(to_bytes(output.stderr))
-            channel.send_exit_status(output.status)
-            channel.shutdown_write()
-            # The client closes the channel once it has the status and EOF. Closing first could overtake the
-            # server's reply to the exec request, which paramiko clients take for a failed exec.
-            channel.status_event.wait(CLIENT_CLOSE_WAIT_SECONDS)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass                                  # the session dropped (node going down): nothing to answer
-        finally:
-            channel.close()
+        answer_exec(channel, output)
 
     def _drop_mid_command(self, channel: paramiko.Channel, command: str, output: Output) -> None:
         """Injected: the command ran, half its output went out, then the connection is lost (no exit status)."""
