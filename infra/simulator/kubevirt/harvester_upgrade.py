@@ -98,13 +98,18 @@ async def pre_drain(simulator: "Simulator", node: str, say: Say) -> None:
     detect_and_stop(kv, node, say)
     taint(kv, node, True)
     say(f"node/{node} tainted")
+    await _wait_vms_out(simulator, kv, node, say, "Waiting for VM live-migration or shutdown")
+    say(f"all VMs on node {node} have been live-migrated or shutdown")
+
+
+async def _wait_vms_out(simulator: "Simulator", kv: "KubeVirt", node: str, say: Say, waiting: str) -> None:
+    """The scripts' wait loops: every 5 s, no timeout, until no VMI labelled with the node is still running."""
     while True:
         count = running_count(kv, node)
         if count == 0:
-            break
-        say(f"Waiting for VM live-migration or shutdown...(count: {count})")
+            return
+        say(f"{waiting}...(count: {count})")
         await simulator.clock.sleep(WAIT_SECONDS)
-    say(f"all VMs on node {node} have been live-migrated or shutdown")
 
 
 def post_drain(simulator: "Simulator", node: str, say: Say) -> None:
@@ -127,12 +132,7 @@ async def single_node_shutdown(simulator: "Simulator", node: str, say: Say) -> N
         problem = kv.stop_vm(namespace, name)
         if problem:
             say(problem)
-    while True:
-        count = running_count(kv, node)
-        if count == 0:
-            break
-        say(f"Waiting for VM shutdown...(count: {count})")
-        await simulator.clock.sleep(WAIT_SECONDS)
+    await _wait_vms_out(simulator, kv, node, say, "Waiting for VM shutdown")
     say("all VMs are down")
 
 
