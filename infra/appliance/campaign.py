@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ def _verdict_counts(junit: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     try:
         verdicts = junit_verdicts(junit)
-    except (OSError, Exception):  # noqa: BLE001 - no JUnit file (an interrupted run): no verdicts
+    except (OSError, ET.ParseError):      # no JUnit file, or half a one (a killed run): no verdicts
         return counts
     for verdict in verdicts.values():
         counts[verdict] = counts.get(verdict, 0) + 1
