@@ -470,6 +470,9 @@ EXPECTED_CRDS = {
     "virtualmachineimages.harvesterhci.io", "plans.upgrade.cattle.io",
     "network-attachment-definitions.k8s.cni.cncf.io", "settings.management.cattle.io",
     "clusters.provisioning.cattle.io",
+    "virtualmachinebackups.harvesterhci.io", "virtualmachinerestores.harvesterhci.io",
+    "volumesnapshots.snapshot.storage.k8s.io", "volumesnapshotcontents.snapshot.storage.k8s.io",
+    "volumesnapshotclasses.snapshot.storage.k8s.io",
 }
 
 

@@ -1,7 +1,10 @@
-"""Harvester's setting controller, as far as a harness can see it: a log line and an Event per change."""
+"""Harvester's setting controller, as far as a harness can see it: a log line and an Event per change.
+
+`install` also installs the `backup-target` setting's validator and controller (`backup_target`)."""
 from __future__ import annotations
 
 from ..apiserver.store import StoredEvent
+from . import backup_target
 from .base import Controller
 
 HARVESTER_NAMESPACE = "harvester-system"
@@ -24,3 +27,4 @@ class SettingController(Controller):
 
 def install(simulator) -> None:  # noqa: ANN001 - Simulator (import cycle)
     simulator.spawn(SettingController(simulator.api).run, "setting-controller")
+    backup_target.install(simulator)

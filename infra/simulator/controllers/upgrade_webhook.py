@@ -17,8 +17,9 @@ the tags that introduced them, so no simulated version runs them.
 * The webhook is registered with `sideEffects: None`, so dry-run requests are checked too (and the simulator
   stores nothing for them).
 * What the simulator has (Nodes, Machines, the CAPI Cluster, ManagedCharts, Longhorn Volumes, Upgrades,
-  Versions) is read from its store. Inputs it does not model (kubelet disk stats and configz, serving
-  certificates, VM backups and schedules, add-ons, VM live-migratability, hotplug volumes) pass as on a
+  Versions, VirtualMachineBackups) is read from its store; a kind it does not serve (VirtualMachineBackups
+  before their CRD is registered) has no objects. Inputs it does not model (kubelet disk stats and configz,
+  serving certificates, backup schedules, add-ons, VM live-migratability, hotplug volumes) pass as on a
   healthy cluster: see `UNMODELLED`.
 * Behaviour follows `simulator.version` (its `HarvesterVersion` flags), never a test switch.
 """
@@ -61,7 +62,6 @@ SHA512 = re.compile(r"^[a-f0-9]{128}$")
 MACHINE_PHASES = {"Pending", "Provisioning", "Provisioned", "Running", "Deleting", "Deleted", "Failed"}
 
 UNMODELLED: dict[str, str] = {
-    "vmbackups": "VirtualMachineBackups in progress (the simulator serves no VirtualMachineBackup kind)",
     "schedulevmbackups": "running backup/snapshot schedules (no ScheduleVMBackup kind)",
     "addons": "add-ons being processed (v1.7.0-rc4 on; no Addon kind)",
     "diskspace": "kubelet /stats/summary and /configz per node (image GC threshold; v1.4.x also min free "
@@ -103,9 +103,12 @@ def conflict(message: str) -> AdmitError:
     return AdmitError(409, "Conflict", message)
 
 
-def invalid(message: str) -> AdmitError:
-    # NewInvalidError(msg, ""): one cause, type FieldValueInvalid; Go omits the empty field
-    return AdmitError(422, "Invalid", message, [{"reason": "FieldValueInvalid", "message": message}])
+def invalid(message: str, field: str = "") -> AdmitError:
+    # NewInvalidError(msg, field): one cause, type FieldValueInvalid; Go omits an empty field
+    cause = {"reason": "FieldValueInvalid", "message": message}
+    if field:
+        cause["field"] = field
+    return AdmitError(422, "Invalid", message, [cause])
 
 
 def internal(message: str) -> AdmitError:
@@ -238,7 +241,7 @@ class UpgradeValidator:
         resources = [
             Check("degraded-volumes", self._check_degraded_volumes),
             Check("local-cluster", self._check_local_cluster),
-            Check("vmbackups", _passes, modelled=False),
+            Check("vmbackups", self._check_vmbackups),
             Check("schedulevmbackups", _passes, modelled=False),
             Check("managed-charts", self._check_managed_charts),
         ]
@@ -371,6 +374,16 @@ class UpgradeValidator:
         if phase != "Provisioned":
             raise bad_request(f"cluster {FLEET_LOCAL}/{LOCAL_CLUSTER} status is {phase}, please wait for it to be "
                               "provisioned")
+
+    def _check_vmbackups(self, ctx: Context) -> None:
+        # GetByIndex(VMBackupByIsProgressing, "true"): backup.IsBackupProgressing, i.e. no status.error and
+        # readyToUse not true (no status at all counts); the first of the index is named (here: by ns/name)
+        for backup in self._objects(GROUP, "virtualmachinebackups"):
+            status = backup.get("status") or {}
+            if status.get("error") is None and status.get("readyToUse") is not True:
+                meta = backup["metadata"]
+                raise bad_request("please wait until all vmbackups are stopped, for example "
+                                  f"{meta.get('namespace', '')}/{meta['name']} is under processing")
 
     def _check_managed_charts(self, ctx: Context) -> None:
         for chart in self._objects("management.cattle.io", "managedcharts", FLEET_LOCAL):

@@ -320,11 +320,16 @@ def machine_plan_secret(node: str, installed: datetime) -> dict[str, Any]:
 
 
 def harvester_settings(version: HarvesterVersion, installed: datetime) -> list[dict[str, Any]]:
-    def setting(name: str, *, default: str, value: str | None = None) -> dict[str, Any]:
+    def setting(name: str, *, default: str, value: str | None = None,
+                status: dict[str, Any] | None = None) -> dict[str, Any]:
         obj: dict[str, Any] = {"apiVersion": "harvesterhci.io/v1beta1", "kind": "Setting",
-                               "metadata": _meta(name, created=installed, kind="Setting"), "default": default}
+                               "metadata": _meta(name, created=installed, kind="Setting")}
+        if default:                 # `default,omitempty`: an empty default is not written
+            obj["default"] = default
         if value is not None:
             obj["value"] = value
+        if status is not None:
+            obj["status"] = status
         return obj
 
     return [
@@ -338,6 +343,14 @@ def harvester_settings(version: HarvesterVersion, installed: datetime) -> list[d
         # pkg/settings/settings.go UpgradeConfigSet (v1.4.0 on): image preload strategy and restoreVM
         setting("upgrade-config",
                 default='{"imagePreloadOption":{"strategy":{"type":"sequential"}}, "restoreVM": false}'),
+        # pkg/settings/settings.go (every simulated tag): BackupTargetSet "", CSIDriverConfig, VolumeSnapshotClass.
+        # The backup target controller has run once at start: the default target is `configured` False, with
+        # no reason or message (controllers/backup_target.py).
+        setting("backup-target", default="", status={"conditions": [
+            {"type": "configured", "status": "False", "lastUpdateTime": _ts(installed)}]}),
+        setting("csi-driver-config", default='{"driver.longhorn.io":{"volumeSnapshotClassName":"longhorn-snapshot",'
+                                             '"backupVolumeSnapshotClassName":"longhorn"}}'),
+        setting("volume-snapshot-class", default="longhorn"),
     ]
 
 
