@@ -9,6 +9,7 @@ start is a new boot of the same disk.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import io
 import json
@@ -17,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import kubernetes
@@ -159,17 +161,23 @@ def refused(node: Node, address: str, port: int = 22) -> bool:
 
 # ---- the cluster ------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
-    directory = tmp_path_factory.mktemp("vm-guests")
+@contextlib.contextmanager
+def simulator_for_guests(directory: Path, version: str, *, nodes: int, scale: float) -> Iterator[SimulatorProcess]:
+    """A simulated Harvester whose nodes let the test's key in (the jump host to the guests)."""
     key_file = directory / "node_key.pub"
     key_file.write_text(NODE_PUBLIC + "\n")
-    started = start_simulator_process("v1.4.2", time_scale=SCALE, nodes=3, workdir=directory / "simulator",
+    started = start_simulator_process(version, time_scale=scale, nodes=nodes, workdir=directory / "simulator",
                                       budget=Budget("simulator start in tests", 60), ssh_authorized_key=key_file)
     try:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    with simulator_for_guests(tmp_path_factory.mktemp("vm-guests"), "v1.4.2", nodes=3, scale=SCALE) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -196,8 +196,6 @@ class ObjectApi:
                                      rtype.group)
         self._check_namespace(rtype, namespace, creating=True, name=meta["name"])
         key = self._key(rtype, namespace, meta["name"])
-        if self.store.peek(self._type_key(rtype), key) is not None:
-            raise errors.already_exists(rtype.plural, meta["name"], rtype.group)
         if rtype.has_status and not keep_status:
             obj.pop("status", None)
         self._view(rtype, obj, version)
@@ -209,6 +207,9 @@ class ObjectApi:
         self._defaults_on_create(rtype, obj)
         obj = self._validate_schema(rtype, obj, strict_fields)
         self._admit(AdmissionRequest("CREATE", rtype, obj, None, dry_run))
+        # kube-apiserver runs admission before storage refuses a taken name (a webhook's message wins)
+        if self.store.peek(self._type_key(rtype), key) is not None:
+            raise errors.already_exists(rtype.plural, meta["name"], rtype.group)
         if manager is not None:
             meta.pop("managedFields", None)
             fieldmanager.record_update(None, obj, manager, obj["apiVersion"], rfc3339(), self.field_schema(rtype, version),

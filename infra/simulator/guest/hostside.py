@@ -9,7 +9,8 @@ Started with the first guest, it adds to the host what a Harvester cluster runni
   (their VMs' root disks, the CSI driver's host PVCs) and the ones a user makes for VM disks alike. A
   class's `backingImage` parameter (a VM image's class, `longhorn-<image>`) becomes the Volume's
   `spec.backingImage`, and the volume starts with that image's content (`provisioned` hooks: the guest
-  OS of `kubevirt/guest_os.py`); any other volume starts blank. PVCs already Bound or pre-bound
+  OS of `kubevirt/guest_os.py`); a claim whose `dataSource` is a VolumeSnapshot waits until the snapshot is
+  ready and starts with its bytes (`kubevirt/backups.py`); any other volume starts blank. PVCs already Bound or pre-bound
   (`spec.volumeName`), PVCs of other classes and Volumes other parts of the simulator (or a test) create
   keep exactly the state they were given;
 * Longhorn's attachment: a Volume is `attached` to the host node of the Running pod that uses its
@@ -50,7 +51,8 @@ DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 VM_NETWORK = ("default", "vm-network")
 ROUTE_ANNOTATION = "network.harvesterhci.io/route"
 LONGHORN_REPLICAS = 3
-_WATCHED = {("", "persistentvolumeclaims"), ("", "pods"), ("longhorn.io", "volumes")}
+_WATCHED = {("", "persistentvolumeclaims"), ("", "pods"), ("longhorn.io", "volumes"),
+            ("snapshot.storage.k8s.io", "volumesnapshots")}
 
 
 class VolumeContents:
@@ -110,6 +112,8 @@ class HostSide:
         # Called once a claim's new volume exists: (PVC, its StorageClass, Longhorn volume name). What
         # fills a volume made from a backing image (a VM image) registers here.
         self.provisioned: list[Callable[[Obj, Obj, str], None]] = []
+        # Whether a claim's data source (a VolumeSnapshot) is ready: until then its volume is not made.
+        self.source_ready: Callable[[Obj], bool] = lambda pvc: True
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -205,7 +209,7 @@ class HostSide:
             if spec.get("volumeName") and spec["volumeName"] != f"pvc-{meta['uid']}":
                 continue                                 # pre-bound to a PV of someone else's making
             klass = spec.get("storageClassName") or default
-            if klass not in longhorn:
+            if klass not in longhorn or not self.source_ready(pvc):
                 continue
             parameters = longhorn[klass].get("parameters") or {}
             name = f"pvc-{meta['uid']}"

@@ -10,6 +10,7 @@
 * `guests.py`: each running VM's guest OS - its files on its root disk (`guest_disk.py`), the image's OS and
   cloud-init (`guest_os.py`), its shell (`guest_shell.py`) - reached by SSH through any node (direct-tcpip).
 * `images.py`: Harvester's StorageClass per VM image, whose volumes start as a copy of the image.
+* `backups.py`: Harvester's VM backups, snapshots and restores, and the CSI snapshots under them.
 
 KubeVirt as Harvester ships it: v1.3.1 in Harvester v1.4.x, v1.4.0/v1.4.1 in v1.5.x (`HarvesterVersion.
 kubevirt_version`); everything modelled here reads the same at kubevirt/kubevirt v1.3.1 and v1.4.0. Behaviour
@@ -23,6 +24,7 @@ from ..apiserver.objects import AdmissionRequest
 from ..harvester import load_crds
 from .common import GROUP
 from . import images
+from .backups import VmBackups
 from .controller import KubeVirt
 from .evacuation import Evacuation
 from .guests import Guests
@@ -60,6 +62,7 @@ def install(simulator: "Simulator") -> None:
     if hostside is not None:
         kubevirt.guests = Guests(kubevirt, hostside)
         kubevirt.guests.install()
+        VmBackups(kubevirt, hostside).install()
     images.install(simulator)
     api = simulator.api
     api.add_admission(GROUP, "virtualmachineinstances", _vmi_defaults, mutating=True)

@@ -356,7 +356,10 @@ class Guests:
 
     # --- the disks of images ---------------------------------------------------------------------------
     def fill_from_image(self, pvc: Obj, storage_class: Obj, volume: str) -> None:
-        """A new volume of a VM image's class starts as a copy of the image (its OS, before cloud-init)."""
+        """A new volume of a VM image's class starts as a copy of the image (its OS, before cloud-init), unless
+        it is made from a snapshot (a restore: the snapshot's bytes)."""
+        if (pvc.get("spec") or {}).get("dataSource"):
+            return
         backing = str((storage_class.get("parameters") or {}).get("backingImage") or "")
         if not backing:
             return
