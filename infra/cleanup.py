@@ -34,16 +34,20 @@ class CleanupStack:
         self._actions.append((description, action))
 
     def delete_later(self, kube: "Kube", api_version: str, kind: str, name: str, namespace: str | None = None, *,
-                     budget: "Budget", only_with_label: tuple[str, str] | None = None) -> None:
+                     budget: "Budget", only_with_label: tuple[str, str] | None = None,
+                     only_with_annotation: tuple[str, str] | None = None) -> None:
         """Undo by deleting the object and waiting until it is gone (finalizers done); NotFound is fine.
-        `only_with_label=(key, value)`: leave it alone unless it carries that label (one this run made)."""
+        `only_with_label=(key, value)`: leave it alone unless it carries that label (one this run made);
+        `only_with_annotation`: the same with an annotation (what a controller made for this run's object,
+        e.g. the VM a restore of this run made, which carries no labels)."""
         where = f"{namespace}/{name}" if namespace else name
 
         def delete_and_wait() -> None:
-            if only_with_label is not None:
+            for field_name, wanted in (("labels", only_with_label), ("annotations", only_with_annotation)):
+                if wanted is None:
+                    continue
                 current = kube.find(api_version, kind, name, namespace)
-                if current is None or (current["metadata"].get("labels") or {}).get(only_with_label[0]) \
-                        != only_with_label[1]:
+                if current is None or (current["metadata"].get(field_name) or {}).get(wanted[0]) != wanted[1]:
                     return
             if kube.delete(api_version, kind, name, namespace):
                 kube.wait_for_gone(api_version, kind, name, namespace=namespace, budget=budget)

@@ -41,6 +41,7 @@ class Capability(Enum):
     LB_ADDRESSES = "an address range for test IPPools (existing.lb_address_range: FIRST-LAST)"
     RELEASES = "the ISO of an upgrade target (upgrade.releases: version, iso_url, iso_checksum)"
     FAULT_INJECTION = "fault injection (the simulated backend only)"
+    BACKUP_TARGET = "a backup target (Harvester's backup-target setting: an NFS or S3 target, Settings > backup-target)"
 
 
 class CapabilityMissing(pytest.skip.Exception):  # type: ignore[name-defined]

@@ -62,6 +62,17 @@ class SimulatedSettings(_Model):
     startup_timeout_s: float = Field(60.0, gt=0, description="budget for the simulator to start serving")
     node_password: SecretStr | None = Field(None, description="turns on password login (and sudo password) "
                                             "for user rancher on the simulated nodes; off by default")
+    backup_target: str | None = Field("nfs://127.0.0.1:/exports/harvester-e2e-backups", description="the NFS "
+                                      "backup target the simulated cluster is configured with, as a lab's admins "
+                                      "configure theirs (nothing is mounted); null: none, so VM backups are refused "
+                                      "and the stories taking one skip")
+
+    @field_validator("backup_target")
+    @classmethod
+    def _nfs(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("nfs://"):
+            raise ValueError("write it as nfs://<server>:/<export>, or null for no backup target")
+        return value
 
 
 class NodeSettings(_Model):
@@ -291,6 +302,8 @@ class TimeoutSettings(_Model):
     node_ready_min: float = Field(15.0, gt=0)
     guest_provision_min: float = Field(30.0, gt=0, description="Rancher provisioning a guest RKE2 cluster")
     support_bundle_min: float = Field(10.0, gt=0, description="a support bundle being generated")
+    guest_ssh_min: float = Field(5.0, gt=0, description="a VM's guest answering SSH after the VM runs")
+    vm_backup_min: float = Field(30.0, gt=0, description="a VM snapshot or backup ready, or a restore complete")
 
 
 class GuestTemplateSettings(_Model):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import json
 import secrets
 import shutil
 import signal
@@ -46,6 +47,7 @@ CONTEXT = "harvester-lab"
 NODE_PREFIX = "hv-lab"                           # not the simulated backend's names: nothing may assume them
 LAB_GUEST = ("2.10", "v1.31.6+rke2r1")          # the guest the lab runs: Rancher line, RKE2 release
 LAB_IMAGE = ("default", "image-ubuntu-jammy")     # the VM image the lab's admins uploaded
+LAB_BACKUP_TARGET = "nfs://127.0.0.1:/exports/lab-backups"   # the backup target they set (nothing mounts it)
 LAB_RUN_ID = "lab-setup"
 TIME_SCALE = 60.0
 
@@ -126,6 +128,14 @@ def _vm_image(host: Kube) -> str:
     return f"{namespace}/{name}"
 
 
+def _backup_target(host: Kube) -> None:
+    """The lab's backup target, set once as its admins set it (Settings > backup-target)."""
+    setting = host.find("harvesterhci.io/v1beta1", "Setting", "backup-target") or {}
+    if not setting.get("value"):
+        host.patch("harvesterhci.io/v1beta1", "Setting", "backup-target",
+                   {"value": json.dumps({"type": "nfs", "endpoint": LAB_BACKUP_TARGET})})
+
+
 def _guest(directory: Path, rancher: RancherAccess, budget: Budget) -> tuple[str, Path]:
     """The guest RKE2 cluster the lab runs, provisioned through its Rancher as a lab admin would."""
     local = Kube(rancher.local_kubeconfig())
@@ -171,6 +181,7 @@ def _write(lab: Lab, key_file: Path, budget: Budget) -> None:
     mirror_ca = write_private(directory / "release-mirror-ca.pem", info["caPem"])
     host = Kube(kubeconfig, context=CONTEXT)
     image = _vm_image(host)
+    _backup_target(host)
     network = f"{info['lab']['vmNetwork']['namespace']}/{info['lab']['vmNetwork']['name']}"
     harvester_kubeconfig = yaml.safe_dump(admin)
     ranchers: list[dict[str, Any]] = []

@@ -61,7 +61,7 @@ def test_a_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "config error: simulated.time_scal: unknown key; did you mean 'time_scale'? "
-        "valid keys here: time_scale, nodes, startup_timeout_s, node_password"]
+        "valid keys here: time_scale, nodes, startup_timeout_s, node_password, backup_target"]
 
 
 def test_a_bad_backend_on_the_command_line_exits_2() -> None:

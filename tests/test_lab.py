@@ -89,6 +89,7 @@ def test_a_run_against_the_lab_passes_or_skips_naming_what_it_lacks_and_never_ca
     assert not outcomes["failed"], output[-6000:]
     every_story = ("ready_to_upgrade", "rebooted_over_ssh", "keeps_the_pool_ready", "version_with_orphan",
                    "keeps_volumes", "cloud_provider", "preflight", "cluster_upgrades_to_the_target")
-    assert [s for s in every_story if not any(s in name for name in outcomes["passed"])] == [], outcomes
+    assert [s for s in every_story if not any(s in name for name in outcomes["passed"])] == [], \
+        {**outcomes, "output": output[-4000:]}
     assert all(any(reason in message for reason in SKIP_REASONS) for message in outcomes["skipped"]), outcomes
     assert SimulatorClient(lab.simulator.kubeconfig).info()["simulatorCalls"] == 0, "the run called the simulator's own endpoints"

@@ -169,6 +169,8 @@ class SimulatedBackend(Backend):
         self._clusters[harvester_version] = cluster
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         upload_vm_image(cluster, self.config.vms.image)
+        if sim.backup_target is not None:
+            configure_backup_target(cluster, sim.backup_target)
         return cluster
 
     def retire(self, cluster: Cluster) -> None:
@@ -309,6 +311,12 @@ def run_foreground(argv: list[str]) -> int:
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return main(argv, announce=announce)
+
+
+def configure_backup_target(cluster: Cluster, endpoint: str) -> None:
+    """The backup target, set as a lab's admins set theirs (Harvester's backup-target setting)."""
+    cluster.kube().patch("harvesterhci.io/v1beta1", "Setting", "backup-target",
+                         {"value": json.dumps({"type": "nfs", "endpoint": endpoint})})
 
 
 def upload_vm_image(cluster: Cluster, image: str) -> None:

@@ -40,6 +40,11 @@ class Wait(Enum):
                                "the controller removes the repo VM, its image and the prepare plan")
     SUPPORT_BUNDLE = WaitKind("support bundle ready", "timeouts.support_bundle_min", 10,
                               "support-bundle-kit collects every node's logs")
+    GUEST_SSH = WaitKind("guest answers SSH", "timeouts.guest_ssh_min", 5,
+                         "a VM's cloud-init and sshd come up a minute or two after the VM runs")
+    VM_BACKUP = WaitKind("VM backup or restore", "timeouts.vm_backup_min", 30,
+                         "Longhorn snapshots in seconds, but uploads a backup to the target and restores from it "
+                         "at disk speed (minutes per GiB)")
     API_UNAVAILABLE = WaitKind("API server unavailable", "timeouts.api_unavailable_min", 5,
                                "an RKE2 server restart during an upgrade takes the API away for minutes")
 
