@@ -11,12 +11,17 @@ Feature: Upgrading Harvester
   while Harvester compares the exact strings (harvester/harvester#8001). The harness must say so,
   within the stall window, whatever the time scale.
 
-  @known_issue @issue_8001 @upgrades_cluster
-  Scenario: The cluster upgrades to the target release
+  @known_issue @issue_8001 @upgrades_cluster @vms
+  Scenario: The cluster upgrades to the target release, and the VMs users run come through it
+    What Harvester's own upgrade suite checks (harvester/tests integrations/test_upgrade.py): VMs with data
+    and its checksum taken inside, a backup and a snapshot of one; after the upgrade the data is the same
+    inside each VM and in the VMs the snapshot and the backup restore to. Meanwhile every VM and the API are
+    probed, and each VM's outage is held to the run's budget (vms.outage_budget_s).
     Given a Harvester cluster
     And every node is Ready
     And every Machine is Running and matched to its Node
-    And 64 KiB of random data is stored in the cluster with its checksum
+    And two running VMs on different nodes, each with random data and its checksum taken inside
+    And a snapshot and a backup of the first VM
     When the cluster is upgraded to the target release
     Then the upgrade completes within its phase budgets
     And the cluster runs the target release
@@ -24,7 +29,10 @@ Feature: Upgrading Harvester
     And every node runs the Harvester OS and RKE2 the target release declares
     And every Machine is Running and matched to its Node
     And every ManagedChart is Ready
-    And the stored data still has its checksum
+    And every VM kept running through the upgrade, its SSH outage within the VM outage budget
+    And every VM ran on an upgraded node at the end, having live-migrated
+    And every VM has the same data checksum inside
+    And the snapshot and the backup each restore to a new VM with the same data inside
     And the temporary upgrade objects are removed
 
   @upgrades_cluster @vms
@@ -48,16 +56,16 @@ Feature: Upgrading Harvester
     When I check whether an upgrade to v1.5.2 would be admitted
     Then the upgrade is denied (Invalid) with "There are non-live migratable VMs that need to be shut off before initiating the upgrade: {vm}"
 
-  @known_issue @issue_8001 @upgrades_cluster
+  @known_issue @issue_8001 @upgrades_cluster @vms
   Scenario: An upgrade from a release candidate to the master build of 2025-04-03
     Given a Harvester cluster at version v1.5.0-rc2
     And every node is Ready
-    And 64 KiB of random data is stored in the cluster with its checksum
+    And two running VMs on different nodes, each with random data and its checksum taken inside
     When the cluster is upgraded to master-ce188325-head
     Then the upgrade completes within its phase budgets
     And the cluster runs the target release
     And every node runs the Harvester OS and RKE2 the target release declares
-    And the stored data still has its checksum
+    And every VM has the same data checksum inside
 
   @issue_8001 @upgrades_cluster
   Scenario: The hang from a release candidate is detected and explained early

@@ -16,17 +16,11 @@ from infra.harvester.upgrade.evidence import collect_upgrade_diagnostics
 from infra.harvester.upgrade.follow import UpgradeAttempt, follow
 from infra.harvester.upgrade.preflight import check_release_file
 from infra.harvester.upgrade.record import attach_upgrade_record
-from infra.harvester.upgrade.stored_data import RecordedWorkload, record_workload
 from infra.harvester.vms import ssh_probe
 from infra.report.attach import attach_text, attach_yaml
 from infra.report.facts import ScenarioFacts
 from infra.waits.budget import format_seconds
 from infra.waits.catalogue import Wait, budget
-
-
-@given("64 KiB of random data is stored in the cluster with its checksum", target_fixture="workload")
-def stored_data(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) -> RecordedWorkload:
-    return record_workload(cluster.kube(), run_config.run_id, cleanup, budget(Wait.OBJECT_GONE, run_config))
 
 
 def _probes(cluster: Cluster, request: pytest.FixtureRequest) -> list[Probe]:
@@ -134,11 +128,6 @@ def nodes_at_target(cluster: Cluster, upgrade: UpgradeAttempt) -> None:
     problems, table = node_versions_match_release(cluster, upgrade.release_file)
     attach_text("node versions", table)
     assert not problems, "; ".join(problems)
-
-
-@then("the stored data still has its checksum")
-def data_intact(cluster: Cluster, workload: RecordedWorkload) -> None:
-    assert workload.read_checksum(cluster.kube()) == workload.sha256
 
 
 @then("the temporary upgrade objects are removed")

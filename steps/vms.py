@@ -10,8 +10,10 @@ from pathlib import Path
 from pytest_bdd import given, then
 
 from infra.cleanup import CleanupStack
-from infra.cluster import Capability, Cluster
+from infra.cluster import Capability, CapabilityMissing, Cluster
 from infra.config import RunConfig
+from infra.harvester.backups import (VmBackup, backup_target, restore_to_new_vm, take_backup, wait_backup_ready,
+                                     wait_restored)
 from infra.harvester.upgrade.follow import UpgradeAttempt
 from infra.harvester.vms import KUBEVIRT, GuestVm, VmRequest, create_vm, run_inside, wait_running
 from infra.report.attach import attach_text
@@ -21,20 +23,19 @@ from infra.waits.budget import Budget
 from infra.waits.catalogue import Wait, budget
 
 DATA_FILE = "e2e-data"
-GUEST_SSH = Budget("a guest answers SSH after its VM runs (cloud-init, sshd)", 300)
 
 
 @dataclass
 class WatchedVms:
     vms: list[GuestVm]
     known_hosts: Path
+    guest_ssh: Budget                                         # each look inside waits for the guest this long
     uids: dict[str, str] = field(default_factory=dict)        # VM name -> its VMI's uid (kept running = same)
     boot_ids: dict[str, str] = field(default_factory=dict)    # VM name -> the guest's boot id
     checksums: dict[str, str] = field(default_factory=dict)   # VM name -> sha256 of the data, read inside
 
-
-def inside(cluster: Cluster, vm: GuestVm, known_hosts: Path, command: str) -> str:
-    return run_inside(cluster, vm, known_hosts, command, GUEST_SSH)
+    def inside(self, cluster: Cluster, vm: GuestVm, command: str) -> str:
+        return run_inside(cluster, vm, self.known_hosts, command, self.guest_ssh)
 
 
 @given("two running VMs on different nodes, each with random data and its checksum taken inside",
@@ -43,7 +44,7 @@ def two_vms(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) -> W
     cluster.require(Capability.SSH, "looking inside VMs through a node")
     settings, kube = run_config.vms, cluster.kube()
     keys = generate_keypair(scratch_dir("vm-keys"), comment=f"harvester-e2e {run_config.run_id}")
-    watched = WatchedVms([], scratch_dir("vm-known-hosts") / "known_hosts")
+    watched = WatchedVms([], scratch_dir("vm-known-hosts") / "known_hosts", budget(Wait.GUEST_SSH, run_config))
     for letter in "ab":        # one after the other, so the second is placed beside the first's node
         vm = create_vm(kube, VmRequest(settings.namespace, f"{run_config.run_id}-vm-{letter}"[-63:].lstrip("-"),
                                        settings.image, settings.user, keys.public_key, settings.network),
@@ -55,10 +56,10 @@ def two_vms(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack) -> W
     nodes = {vm.name: vm.node(kube) for vm in watched.vms}
     assert len(set(nodes.values())) == len(nodes), f"the VMs were scheduled on one node: {nodes}"
     for vm in watched.vms:
-        output = inside(cluster, vm, watched.known_hosts,
-                        f"head -c 1048576 /dev/urandom > {DATA_FILE} && sync && sha256sum {DATA_FILE}")
+        output = watched.inside(cluster, vm, f"head -c 1048576 /dev/urandom > {DATA_FILE} && sync && "
+                                             f"sha256sum {DATA_FILE}")
         watched.checksums[vm.name] = output.split()[0]
-        watched.boot_ids[vm.name] = inside(cluster, vm, watched.known_hosts, "cat /proc/sys/kernel/random/boot_id")
+        watched.boot_ids[vm.name] = watched.inside(cluster, vm, "cat /proc/sys/kernel/random/boot_id")
     attach_text("VMs before the upgrade", "\n".join(
         f"{vm.namespace}/{vm.name} on {nodes[vm.name]}: sha256 {watched.checksums[vm.name]}, boot id "
         f"{watched.boot_ids[vm.name]}" for vm in watched.vms))
@@ -72,7 +73,7 @@ def kept_running(cluster: Cluster, run_config: RunConfig, upgrade: UpgradeAttemp
         vmi = kube.find(KUBEVIRT, "VirtualMachineInstance", vm.name, vm.namespace)
         assert vmi is not None and vmi["metadata"]["uid"] == watched_vms.uids[vm.name], \
             f"VM {vm.namespace}/{vm.name} was stopped or restarted during the upgrade (its VMI is not the one before)"
-        assert inside(cluster, vm, watched_vms.known_hosts, "cat /proc/sys/kernel/random/boot_id") == \
+        assert watched_vms.inside(cluster, vm, "cat /proc/sys/kernel/random/boot_id") == \
             watched_vms.boot_ids[vm.name], f"VM {vm.namespace}/{vm.name} rebooted during the upgrade"
     assert upgrade.probes is not None, "the upgrade was not probed"
     problems = upgrade.probes.check({"vm ": run_config.vms.outage_budget_s})
@@ -96,9 +97,46 @@ def on_upgraded_nodes(cluster: Cluster, upgrade: UpgradeAttempt, watched_vms: Wa
 @then("every VM has the same data checksum inside")
 def same_checksum(cluster: Cluster, watched_vms: WatchedVms) -> None:
     for vm in watched_vms.vms:
-        now = inside(cluster, vm, watched_vms.known_hosts, f"sha256sum {DATA_FILE}").split()[0]
+        now = watched_vms.inside(cluster, vm, f"sha256sum {DATA_FILE}").split()[0]
         assert now == watched_vms.checksums[vm.name], \
             f"VM {vm.namespace}/{vm.name}: the data's sha256 is {now}, it was {watched_vms.checksums[vm.name]}"
+
+
+@given("a snapshot and a backup of the first VM", target_fixture="vm_backups")
+def snapshot_and_backup(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack,
+                        watched_vms: WatchedVms) -> list[VmBackup]:
+    """Both kinds Harvester's UI offers, of the first VM with its data in, each ready to use before going on."""
+    kube = cluster.kube()
+    target = backup_target(kube)
+    if target is None:
+        raise CapabilityMissing(f"backing up a VM needs {Capability.BACKUP_TARGET.value}; this cluster's "
+                                "backup-target setting is empty", Capability.BACKUP_TARGET)
+    vm = watched_vms.vms[0]
+    made = [take_backup(kube, vm, f"{vm.name}-{kind}"[-63:].lstrip("-"), kind, run_id=run_config.run_id,
+                        cleanup=cleanup, gone=budget(Wait.OBJECT_GONE, run_config)) for kind in ("snapshot", "backup")]
+    for backup in made:
+        wait_backup_ready(kube, backup, budget(Wait.VM_BACKUP, run_config))
+    attach_text("VM backups before the upgrade", "\n".join(
+        f"{b.kind} {b.namespace}/{b.name} of VM {b.source.name} (sha256 {watched_vms.checksums[vm.name]})"
+        + (f", on {target}" if b.kind == "backup" else "") for b in made))
+    return made
+
+
+@then("the snapshot and the backup each restore to a new VM with the same data inside")
+def restores_keep_data(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack, watched_vms: WatchedVms,
+                       vm_backups: list[VmBackup]) -> None:
+    kube, lines = cluster.kube(), []
+    restores = [restore_to_new_vm(kube, b, f"{b.name}-restored"[-63:].lstrip("-"), run_id=run_config.run_id,
+                                  cleanup=cleanup, gone=budget(Wait.OBJECT_GONE, run_config)) for b in vm_backups]
+    for backup, restore in zip(vm_backups, restores):
+        wait_restored(kube, restore, budget(Wait.VM_BACKUP, run_config))
+        wait_running(kube, restore.vm, budget(Wait.OBJECT_STATE, run_config))
+        now = watched_vms.inside(cluster, restore.vm, f"sha256sum {DATA_FILE}").split()[0]
+        lines.append(f"{backup.kind} {backup.name} -> VM {restore.vm.name} on {restore.vm.node(kube)}: sha256 {now}")
+        assert now == watched_vms.checksums[backup.source.name], \
+            (f"VM {restore.vm.name} restored from {backup.kind} {backup.name}: the data's sha256 is {now}, "
+             f"{backup.source.name} had {watched_vms.checksums[backup.source.name]} when it was taken")
+    attach_text("VMs restored after the upgrade", "\n".join(lines))
 
 
 @given("a running VM pinned to one node by a nodeSelector", target_fixture="pinned_vm")
