@@ -101,6 +101,7 @@ bench: setup
 	$(BIN)/python tests/bench/bench_ssh.py
 	$(BIN)/python tests/bench/bench_libvirt.py
 	$(BIN)/python tests/bench/bench_upgrade.py
+	$(BIN)/python tests/bench/bench_vm_outage.py
 
 nightly: setup
 	$(BIN)/harvester-e2e matrix ci/matrix/nightly.yaml
