@@ -8,9 +8,10 @@ Everything is created with the run's label and undone by the scenario's cleanup 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import paramiko
 
@@ -147,9 +148,11 @@ def wait_running(kube: Kube, vm: GuestVm, budget: Budget) -> dict[str, Any]:
     return found
 
 
-def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Path) -> SshNode:
-    """An SSH session to the guest, through `via_node`'s session (its own, so a probe never shares a node's).
-    A pod-network address changes when the VM migrates (kubevirt#7967): make a new session after one."""
+@contextlib.contextmanager
+def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Path) -> Iterator[SshNode]:
+    """An SSH session to the guest, through `via_node`'s session (its own, so a probe never shares a node's);
+    both are closed on leaving. A pod-network address changes when the VM migrates (kubevirt#7967): open a new
+    session after one."""
     address = vm.address(cluster.kube())
     if not address:
         raise RuntimeError(f"VM {vm.namespace}/{vm.name} has no address yet (is its VMI running?)")
@@ -157,8 +160,13 @@ def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Pat
     assert node.ssh_host is not None and node.ssh_port is not None
     jump = SshNode(SshTarget(node.name, node.ssh_host, node.ssh_port, user=node.ssh_user, key_file=node.ssh_key_file,
                              password=node.ssh_password, host_key=node.ssh_host_key), KnownHosts(known_hosts))
-    return SshNode(SshTarget(f"vm {vm.namespace}/{vm.name}", address, 22, user=vm.user, key_file=vm.key_file),
-                   KnownHosts(known_hosts), via=jump)
+    session = SshNode(SshTarget(f"vm {vm.namespace}/{vm.name}", address, 22, user=vm.user, key_file=vm.key_file),
+                      KnownHosts(known_hosts), via=jump)
+    try:
+        yield session
+    finally:
+        session.close()
+        jump.close()
 
 
 def ssh_probe(cluster: Cluster, vm: GuestVm, known_hosts: Path, *, interval_s: float = 1.0,
@@ -172,14 +180,9 @@ def ssh_probe(cluster: Cluster, vm: GuestVm, known_hosts: Path, *, interval_s: f
             last_node["name"] = vm.node(cluster.kube()) or last_node["name"]
         except Exception:  # noqa: BLE001 - the API is away: the VM may still answer through the last node
             pass
-        session = guest_session(cluster, vm, last_node["name"], known_hosts)
-        session.connect_timeout = timeout
-        try:
+        with guest_session(cluster, vm, last_node["name"], known_hosts) as session:
+            session.connect_timeout = timeout
             session.run("true", timeout=timeout, check=True, budget=Budget("one probe attempt", timeout))
-        finally:
-            session.close()
-            if session.via is not None:
-                session.via.close()
 
     return CallableProbe(f"vm {vm.namespace}/{vm.name}", attempt, interval_s=interval_s, timeout_s=timeout_s)
 
@@ -188,13 +191,10 @@ def run_inside(cluster: Cluster, vm: GuestVm, known_hosts: Path, command: str, w
     """One command in the guest through the node it runs on now, once the guest answers (cloud-init and sshd
     come up after the VMI runs); its output. A failing command raises at once."""
     def attempt() -> str | None:
-        session = guest_session(cluster, vm, vm.node(cluster.kube()), known_hosts)
         try:
-            return session.run(command, check=True, timeout=120, budget=Budget("one guest login", 30)).stdout.strip()
+            with guest_session(cluster, vm, vm.node(cluster.kube()), known_hosts) as session:
+                return session.run(command, check=True, timeout=120,
+                                   budget=Budget("one guest login", 30)).stdout.strip()
         except (paramiko.SSHException, EOFError) as exc:      # not answering yet: retried within `wait`
             raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            session.close()
-            if session.via is not None:
-                session.via.close()
     return poll_until(attempt, wait, f"VM {vm.namespace}/{vm.name} to run {command!r} over SSH", interval_s=1.0)
