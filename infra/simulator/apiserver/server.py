@@ -126,6 +126,8 @@ class ApiServer:
         self._info = info or (lambda: {})
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._closers = 0                           # who keeps the listener closed now (refuse_connections)
+        self._vip_away = 0                          # kube-vip failovers under way (vip_away)
         self._ssl: ssl.SSLContext | None = None
         self._streams: set[web.StreamResponse] = set()
         self.requests_served = 0
@@ -176,12 +178,25 @@ class ApiServer:
 
     async def refuse_connections(self, seconds: float) -> None:
         """Close the listener for a while: clients see connection refused, as during an RKE2 restart."""
+        await self.close_listener()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            await self.open_listener()
+
+    async def close_listener(self) -> None:
+        """Connections are refused and open watches end until every closer has called `open_listener` (a fault
+        and the VIP's failover may overlap)."""
+        self._closers += 1
         if self._site is not None:
             await self._site.stop()
             self._site = None
         self.api.store.close_all_watches()
-        await asyncio.sleep(seconds)
-        await self._listen()
+
+    async def open_listener(self) -> None:
+        self._closers = max(self._closers - 1, 0)
+        if self._closers == 0 and self._site is None and self._runner is not None:
+            await self._listen()
 
     async def stop(self) -> None:
         self.api.store.close_all_watches()
@@ -199,9 +214,22 @@ class ApiServer:
         return f"{url_host(self.host)}:{self.port}"
 
     # --- request handling ---------------------------------------------------------------------
+    def vip_away(self, away: bool) -> None:
+        """The VIP is on no node (kube-vip failover, nodes/kube_vip.py): every request for the API is dropped
+        without an answer and open watches end, while the simulator's own endpoints and the download site (not
+        behind the VIP) go on answering. Counted, so overlapping failovers end with the last."""
+        self._vip_away = max(self._vip_away + (1 if away else -1), 0)
+        if away:
+            self.api.store.close_all_watches()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests_served += 1
         path = request.path.rstrip("/") or "/"
+        if self._vip_away and not path.startswith("/simulator/v1/") and \
+                not any(request.path.startswith(prefix) for prefix in self._public_routes):
+            if request.transport is not None:
+                request.transport.close()            # no answer: the client sees the connection dropped
+            return web.Response(status=503)
         if path in ("/healthz", "/livez", "/readyz"):
             # Up but not ready (the unavailable fault): kube-apiserver's readyz and healthz fail with 500 and
             # the failing check, livez stays ok (the process is alive).

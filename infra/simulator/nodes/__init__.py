@@ -31,6 +31,7 @@ from .binaries import node_helm, node_kubectl
 from .bridge import LoopBridge
 from .commands import NodeServices, node_shell
 from .files import RANCHER_UID, NodeFiles
+from .kube_vip import KubeVip
 from .power import NodePower
 from .sftp import NodeSftp, SftpView
 from .sshd import NodeLogin, NodeSshd, new_host_key
@@ -212,6 +213,7 @@ def start_nodes(simulator: "Simulator", login: NodeLogin | None = None, *, this_
             fleet.add(node_object)
     fleet.install_routes()
     if fleet.nodes:
+        setattr(simulator, "kube_vip", KubeVip(simulator, fleet))     # the API at the VIP is one node's
         log.info("simulated nodes answer SSH on %s", ", ".join(f"{n.system.name}=127.0.0.1:{n.sshd.port}"
                                                              for n in fleet.nodes.values()))
     if this_machine:

@@ -70,6 +70,10 @@ class NodePower:
 
     async def _go_down(self, *, graceful: bool) -> None:
         node = self.node
+        if node.power == Power.RUNNING:
+            vip = getattr(self.simulator, "kube_vip", None)       # the API at the VIP may be this node's
+            if vip is not None:
+                vip.node_going_down(node.name, graceful=graceful)
         node.rke2_active = False
         self.sshd.go_dark()
         if graceful:
