@@ -6,7 +6,14 @@ one), logged as `lb %s/%s allocate ip %s from pool %s`, then condition Ready. Er
 Ready=False with upstream's text (`no matched IPPool ...`, the allocator's `no IP addresses
 available ...`, `... duplicate allocation is not allowed`) and are retried a simulated second
 later. Removal (wrangler finalizer) logs `lb %s/%s is deleted, ...` and releases the address.
-VM-type load balancers need running VMIs selected by `backendServerSelector`.
+
+VM-type load balancers (workloadType `vm` or none) then go through `ensureVMLoadBalancer`: a Service and an
+EndpointSlice named as the load balancer, the health checker, kube-vip's address for the Service as
+`status.address`, the backend VMIs' addresses as `status.backendServers` (see `lb_datapath.py`, which also
+carries the traffic: a node's direct-tcpip channel to `<status.address>:<listener port>`). A VMI's change
+enqueues the load balancers whose selector matches it (`harvester-lb-vmi-controller`), a health verdict that
+changes an endpoint enqueues its load balancer (`HealthCheckNotify`), and at start every load balancer is
+handled once (the informer's first list).
 """
 from __future__ import annotations
 
@@ -19,6 +26,9 @@ from ..apiserver.store import StoredEvent
 from .base import Controller
 from .ipam import (GROUP, LB_CONTAINER, LB_NAMESPACE, LB_POD_LABELS, VERSION, AllocationError, Requirement,
                    allocators, log_line, select_pool)
+from .lb_datapath import (BACKENDS_NO_IP, BACKENDS_NOT_HEALTHY, NO_RUNNING_BACKEND, KubeVipServices,
+                          LoadBalancerError, Prober, ServiceLB, ServiceProxy, health_check_port, is_vm_type,
+                          selector_matches)
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
@@ -27,25 +37,23 @@ LB_FINALIZER = "wrangler.cattle.io/harvester-lb-controller"
 DHCP_ADDRESS = "0.0.0.0"
 RETRY_SIMULATED_SECONDS = 1.0
 DUPLICATE = "duplicate allocation is not allowed"
+LBS_KEY = (GROUP, "loadbalancers")
+VMIS_KEY = ("kubevirt.io", "virtualmachineinstances")
 
 Obj = dict[str, Any]
 
 
-class LoadBalancerError(Exception):
-    def __init__(self, message: str, *, retry: bool = True, quiet: bool = False) -> None:
-        super().__init__(message)
-        self.retry = retry
-        self.quiet = quiet      # upstream's "NotReturnError" kinds: logged when the status changes
-
-
 class LoadBalancerController(Controller):
-    watches = ((GROUP, "loadbalancers"),)
+    watches = (LBS_KEY, VMIS_KEY)
 
-    def __init__(self, simulator: "Simulator") -> None:
+    def __init__(self, simulator: "Simulator", proxy: ServiceProxy) -> None:
         super().__init__(simulator.api)
         self.simulator = simulator
         self.allocators = allocators(simulator.api)
         self._retrying: set[tuple[str, str]] = set()
+        self.proxy = proxy
+        self.prober = Prober(simulator.clock, lambda line: self.log("info", line))
+        self.servicelb = ServiceLB(self.api, self.prober, lambda line: self.log("info", line), self.enqueue)
 
     @property
     def _lbs(self) -> Any:
@@ -54,9 +62,26 @@ class LoadBalancerController(Controller):
     def log(self, level: str, message: str) -> None:
         self.log_to_pod(LB_NAMESPACE, LB_POD_LABELS, LB_CONTAINER, log_line(level, message))
 
+    async def run(self) -> None:
+        guests = getattr(getattr(self.simulator, "kubevirt", None), "guests", None)
+        if guests is not None:
+            # kube-proxy's rules on every node; the health checker's TCP probes reach the VMIs' guests
+            guests.add_frontend(lambda address, port: self.proxy.route(address, port, guests.route_guest))
+            self.prober.probe = lambda ip, port: guests.route_guest(ip, port) is not None
+        for lb in self.api.list(self._lbs).items:          # the informer's first list
+            self.enqueue(lb["metadata"]["namespace"], lb["metadata"]["name"])
+        await super().run()
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        stub = {"metadata": {"namespace": namespace, "name": name}}
+        self.queue.put_nowait(StoredEvent(0, LBS_KEY, "MODIFIED", stub, None))
+
     async def handle(self, event: StoredEvent) -> None:
         meta = event.object["metadata"]
         namespace, name = meta.get("namespace", ""), meta["name"]
+        if event.type_key == VMIS_KEY:
+            self.notify_for_vmi(event.object)
+            return
         self._retrying.discard((namespace, name))
         lb = self.api.find(self._lbs, namespace, name)
         if lb is None:
@@ -70,6 +95,16 @@ class LoadBalancerController(Controller):
                                  lambda o: o["metadata"].setdefault("finalizers", []).append(LB_FINALIZER))
         self.on_change(lb)
 
+    def notify_for_vmi(self, vmi: Obj) -> None:
+        """`harvester-lb-vmi-controller`: the VM-type load balancers of the VMI's namespace that select it."""
+        labels = vmi["metadata"].get("labels") or {}
+        for lb in self.api.list(self._lbs, vmi["metadata"].get("namespace", "")).items:
+            selector = (lb.get("spec") or {}).get("backendServerSelector") or {}
+            if lb["metadata"].get("deletionTimestamp") or not is_vm_type(lb) or not selector:
+                continue
+            if selector_matches(selector, labels):
+                self.enqueue(lb["metadata"]["namespace"], lb["metadata"]["name"])
+
     # ---- OnChange -----------------------------------------------------------------------------
     def on_change(self, lb: Obj) -> None:
         status = copy.deepcopy(lb.get("status") or {})
@@ -77,8 +112,8 @@ class LoadBalancerController(Controller):
         error: LoadBalancerError | None = None
         try:
             self._ensure_address(lb, status)
-            if (lb.get("spec") or {}).get("workloadType", "vm") in ("vm", ""):
-                self._ensure_vm_backends(lb, status)
+            if is_vm_type(lb):
+                self._ensure_vm_load_balancer(lb, status)
         except LoadBalancerError as exc:
             error = exc
         status["conditions"] = _ready(status.get("conditions") or [], error)
@@ -132,23 +167,24 @@ class LoadBalancerController(Controller):
             raise LoadBalancerError(f"no matched IPPool with requirement {requirement.go_repr()}", quiet=True)
         return chosen["metadata"]["name"]
 
-    def _ensure_vm_backends(self, lb: Obj, status: Obj) -> None:
-        selector = (lb.get("spec") or {}).get("backendServerSelector") or {}
-        vmis = self.api.list(self.api.lookup("kubevirt.io", "v1", "virtualmachineinstances"),
-                             lb["metadata"]["namespace"]).items
-        servers = []
-        for vmi in vmis:
-            labels = vmi["metadata"].get("labels") or {}
-            if selector and all(labels.get(k) in values for k, values in selector.items()) \
-                    and (vmi.get("status") or {}).get("phase") == "Running":
-                address = next((i.get("ipAddress") for i in (vmi.get("status") or {}).get("interfaces") or []
-                                if i.get("ipAddress")), None)
-                if address:
-                    servers.append(address)
-        status["address"] = status["allocatedAddress"].get("ip", "")
-        status["backendServers"] = servers
-        if not servers:
-            raise LoadBalancerError("no running backend servers", retry=False, quiet=True)
+    def _ensure_vm_load_balancer(self, lb: Obj, status: Obj) -> None:
+        """`ensureVMLoadBalancer`, handed the load balancer as read (its Service gets the address stored so far)."""
+        self.servicelb.ensure_service(lb)
+        try:
+            address = self.servicelb.service_ip(lb)
+        except LoadBalancerError:
+            status.pop("address", None)
+            raise
+        _set_or_drop(status, "address", address)
+        servers = self.servicelb.ensure_backend_servers(lb)
+        _set_or_drop(status, "backendServers", servers.addresses)
+        if not servers.addresses:
+            if servers.matched == 0:
+                raise LoadBalancerError(NO_RUNNING_BACKEND, retry=False, quiet=True)
+            raise LoadBalancerError(BACKENDS_NO_IP, retry=False, quiet=True)
+        if health_check_port(lb) and self.servicelb.probe_ready_count(lb) == 0:
+            raise LoadBalancerError(f"{BACKENDS_NOT_HEALTHY} total:{len(servers.addresses)}, healthy:0",
+                                    retry=False, quiet=True)
 
     # ---- OnRemove -----------------------------------------------------------------------------
     def on_remove(self, lb: Obj) -> None:
@@ -165,6 +201,8 @@ class LoadBalancerController(Controller):
                 self.log("info", f"lb {who} fail to release ip {allocated.get('ip', '')}, error: {exc}")
                 self._retry_later(lb)
                 return
+        if is_vm_type(lb):
+            self.servicelb.delete(lb)       # its Service and EndpointSlice go with it (ownerReferences)
 
         def drop_finalizer(o: Obj) -> None:
             o["metadata"]["finalizers"] = [f for f in o["metadata"].get("finalizers") or [] if f != LB_FINALIZER]
@@ -184,10 +222,8 @@ class LoadBalancerController(Controller):
         if key in self._retrying:
             return
         self._retrying.add(key)
-        stub = {"metadata": {"namespace": key[0], "name": key[1]}}
-        event = StoredEvent(0, (GROUP, "loadbalancers"), "MODIFIED", stub, None)
         asyncio.get_running_loop().call_later(RETRY_SIMULATED_SECONDS / self.simulator.clock.scale,
-                                              self.queue.put_nowait, event)
+                                              self.enqueue, *key)
 
 
 def _ready(conditions: list[Obj], error: Exception | None) -> list[Obj]:
@@ -207,5 +243,16 @@ def _ready(conditions: list[Obj], error: Exception | None) -> list[Obj]:
     return result
 
 
+def _set_or_drop(status: Obj, key: str, value: Any) -> None:
+    """A Go field with `omitempty`: an empty value is no field."""
+    if value:
+        status[key] = value
+    else:
+        status.pop(key, None)
+
+
 def install(simulator: "Simulator") -> None:
-    simulator.spawn(LoadBalancerController(simulator).run, "loadbalancer-controller")
+    proxy = ServiceProxy(simulator.api)
+    proxy.install()
+    simulator.spawn(LoadBalancerController(simulator, proxy).run, "loadbalancer-controller")
+    simulator.spawn(KubeVipServices(simulator).run, "kube-vip-services")
