@@ -16,6 +16,8 @@ import paramiko
 import pytest
 
 from infra.backends.simulated import SimulatorProcess
+from infra.backends.simulator_client import SimulatorClient
+from infra.simulator.nodes.kube_vip import LEASE_SECONDS, RETRY_SECONDS
 
 from .test_kubevirt_vms import Clients, finished_migration, migrate, running_vmi, wait_until
 from .test_vm_guests import c, nodes  # noqa: F401 - the fixtures, on this module's simulator
@@ -324,3 +326,34 @@ def test_a_load_balancer_without_an_address_or_in_dhcp_mode_answers_nothing(
     wait_until(lambda: not any(s.metadata.name == served for s in c.core.list_namespaced_service(lab.ns).items),
                15, "the Service goes with its load balancer")
     assert refused(jump, ip, LISTENER_PORT)
+
+
+def test_a_load_balancer_address_is_on_no_node_while_kube_vip_fails_over(
+        c: Clients, lab: Lab, nodes: dict[str, Node], simulator: SimulatorProcess) -> None:
+    """The kube-vip that holds the management VIP announces the load balancers' addresses too: when its node loses
+    power, they answer nowhere until another node takes the lease (kube-vip's 5 s lease and 1 s retry)."""
+    image(c, lab.ns)
+    pool = lab.pool()
+    for name in ("web-a", "web-b"):
+        guest_vm(c, lab.ns, name)
+    ip = lab.ready_address(lab.lb(["web-a", "web-b"], pool=pool))
+    holder = sorted(nodes)[0]                              # the simulated kube-vip's first leader
+    jump = nodes[sorted(nodes)[1]]
+    assert hostname_via_lb(jump, ip) in ("web-a", "web-b")      # served (once the guests' sshd is up)
+    power = SimulatorClient(simulator.kubeconfig)
+    power.power(holder, "destroy")
+    try:
+        started = time.monotonic()
+        outcomes: list[tuple[float, bool]] = []
+        while time.monotonic() - started < 3.0:          # bounded: 3 s of attempts
+            outcomes.append((time.monotonic() - started, refused(jump, ip, LISTENER_PORT)))
+            time.sleep(0.02)
+        failover = (LEASE_SECONDS + RETRY_SECONDS) / SCALE
+        early = [was_refused for moment, was_refused in outcomes if moment < failover * 0.7]
+        late = [was_refused for moment, was_refused in outcomes if moment > failover + 0.5]
+        assert early and all(early), "the address answered while no node announced it"
+        assert late and not all(late), "the address never came back on the new leader"
+    finally:
+        power.power(holder, "start")
+        wait_until(lambda: next((cond.status for cond in c.core.read_node(holder).status.conditions
+                                 if cond.type == "Ready"), "") == "True", 60, f"{holder} Ready again")

@@ -533,6 +533,7 @@ class KubeVipServices(Controller):
 class _Frontend:
     key: tuple[str, str]
     addresses: frozenset[str]
+    announced: frozenset[str]                       # the ones kube-vip announces (LoadBalancer ingress)
     ports: tuple[tuple[str, str, int], ...]          # (name, protocol, port)
 
 
@@ -547,8 +548,9 @@ class ServiceProxy:
     """Services' addresses as every node's kube-proxy routes them (iptables mode: a random ready endpoint).
     Its tables follow the store's events; `route` is called from the nodes' sshd threads."""
 
-    def __init__(self, api: Any) -> None:
+    def __init__(self, api: Any, announcing: Callable[[], bool] = lambda: True) -> None:
         self.api = api
+        self.announcing = announcing      # whether kube-vip announces LoadBalancer addresses now (not failing over)
         self._lock = threading.Lock()
         self._frontends: dict[tuple[str, str], _Frontend] = {}
         self._slices: dict[tuple[str, str], _Slice] = {}
@@ -570,9 +572,9 @@ class ServiceProxy:
     def _service(self, service: Obj, *, deleted: bool) -> None:
         meta, spec = service["metadata"], service.get("spec") or {}
         key = (meta.get("namespace", ""), meta["name"])
-        addresses = {str(i.get("ip")) for i in ((service.get("status") or {}).get("loadBalancer") or {}).get(
+        announced = {str(i.get("ip")) for i in ((service.get("status") or {}).get("loadBalancer") or {}).get(
             "ingress") or [] if i.get("ip")}
-        addresses |= {str(ip) for ip in [spec.get("clusterIP"), *(spec.get("clusterIPs") or [])]
+        addresses = announced | {str(ip) for ip in [spec.get("clusterIP"), *(spec.get("clusterIPs") or [])]
                       if ip and ip != "None"}
         ports = tuple((str(p.get("name") or ""), str(p.get("protocol") or "TCP"), int(p.get("port") or 0))
                       for p in spec.get("ports") or [])
@@ -580,7 +582,7 @@ class ServiceProxy:
             if deleted:
                 self._frontends.pop(key, None)
             else:
-                self._frontends[key] = _Frontend(key, frozenset(addresses), ports)
+                self._frontends[key] = _Frontend(key, frozenset(addresses), frozenset(announced), ports)
 
     def _slice(self, found: Obj, *, deleted: bool) -> None:
         meta = found["metadata"]
@@ -601,7 +603,7 @@ class ServiceProxy:
         there at all."""
         with self._lock:
             for frontend in self._frontends.values():
-                if address not in frontend.addresses:
+                if address not in frontend.addresses or (address in frontend.announced and not self.announcing()):
                     continue
                 for name, protocol, number in frontend.ports:
                     if number != port or protocol != "TCP":

@@ -252,7 +252,10 @@ def _set_or_drop(status: Obj, key: str, value: Any) -> None:
 
 
 def install(simulator: "Simulator") -> None:
-    proxy = ServiceProxy(simulator.api)
+    # The kube-vip that holds the management VIP announces the LoadBalancer addresses too (svc_enable, one
+    # leader for all services): while it fails over, they are on no node either (nodes/kube_vip.py).
+    proxy = ServiceProxy(simulator.api, announcing=lambda: not getattr(getattr(simulator, "kube_vip", None),
+                                                                       "failing_over", False))
     proxy.install()
     simulator.spawn(LoadBalancerController(simulator, proxy).run, "loadbalancer-controller")
     simulator.spawn(KubeVipServices(simulator).run, "kube-vip-services")

@@ -21,6 +21,9 @@ released), the lease's expiry plus a retry (`LEASE_SECONDS + RETRY_SECONDS`) aft
 node running, the API stays away until the holder's RKE2 is up again. A node that is not the holder comes and
 goes without the API noticing.
 
+The same leader announces every LoadBalancer Service's address (`svc_enable`, no per-service election), so those
+are unreachable during a failover too (`controllers/lb_datapath.py` asks `failing_over`).
+
 Not modelled: the Lease object itself (its renewals would be a write a second), an RKE2 restart on the holder
 without a reboot (the simulated RKE2 upgrade swaps the version in place), the ingress (VIP:443) path, and
 kube-vip's known faults (the VIP on two nodes, harvester/harvester#7293).
@@ -51,6 +54,12 @@ class KubeVip:
         running = sorted(name for name, node in fleet.nodes.items() if node.system.power == Power.RUNNING)
         self.holder = running[0] if running else ""
         self.transitions = 0
+        self._failovers = 0
+
+    @property
+    def failing_over(self) -> bool:
+        """The VIP (and every LoadBalancer address kube-vip announces) is on no node now."""
+        return self._failovers > 0
 
     def node_going_down(self, name: str, *, graceful: bool) -> None:
         """Called as a node starts to shut down or loses power (on the loop)."""
@@ -68,6 +77,7 @@ class KubeVip:
         server = self.simulator.server
         clock = self.simulator.clock
         server.vip_away(True)
+        self._failovers += 1
         log.info("kube-vip: VIP holder %s going down; the API at the VIP does not answer", leaving)
         try:
             await clock.sleep(wait)
@@ -80,4 +90,5 @@ class KubeVip:
             self.transitions += self.holder != leaving
             log.info("kube-vip: %s holds the VIP (transition %d)", self.holder, self.transitions)
         finally:
+            self._failovers -= 1
             server.vip_away(False)
