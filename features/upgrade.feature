@@ -46,6 +46,19 @@ Feature: Upgrading Harvester
     And every VM ran on an upgraded node at the end, having live-migrated
     And every VM has the same data checksum inside
 
+  @upgrades_cluster @vms
+  Scenario: A load balancer in front of the VMs keeps answering through the upgrade
+    A VM load balancer's address is announced by the same kube-vip leader as the cluster's VIP: when that node
+    reboots for the upgrade, the address moves to another node. Its users may see that, within the budget.
+    Given a Harvester cluster
+    And every node is Ready
+    And two running VMs on different nodes, each with random data and its checksum taken inside
+    And a load balancer in front of the VMs' SSH
+    When the cluster is upgraded to the target release
+    Then the upgrade completes within its phase budgets
+    And the load balancer answered through the upgrade, its outage within the VM outage budget
+    And every VM kept running through the upgrade, its SSH outage within the VM outage budget
+
   @vms
   Scenario: A VM pinned to a node keeps the upgrade from starting until it is shut off
     Harvester's upgrade webhook (checkNonLiveMigratableVMs, the same at every simulated version) refuses an

@@ -16,7 +16,7 @@ from infra.harvester.upgrade.evidence import collect_upgrade_diagnostics
 from infra.harvester.upgrade.follow import UpgradeAttempt, follow
 from infra.harvester.upgrade.preflight import check_release_file
 from infra.harvester.upgrade.record import attach_upgrade_record
-from infra.harvester.vms import ssh_probe
+from infra.harvester.vms import address_probe, ssh_probe
 from infra.report.attach import attach_text, attach_yaml
 from infra.report.facts import ScenarioFacts
 from infra.waits.budget import format_seconds
@@ -24,13 +24,19 @@ from infra.waits.catalogue import Wait, budget
 
 
 def _probes(cluster: Cluster, request: pytest.FixtureRequest) -> list[Probe]:
-    """The API always; each VM the scenario made (a `watched_vms` fixture) over SSH, as its user feels it."""
+    """The API always; each VM the scenario made (a `watched_vms` fixture) over SSH, as its user feels it; the
+    load balancer in front of them (`vm_load_balancer`), as a TCP connect from the cluster's network."""
     probes: list[Probe] = [ApiProbe.for_cluster(cluster)]
     try:
         watched = request.getfixturevalue("watched_vms")
     except pytest.FixtureLookupError:
         return probes
-    return probes + [ssh_probe(cluster, vm, watched.known_hosts) for vm in watched.vms]
+    probes += [ssh_probe(cluster, vm, watched.known_hosts) for vm in watched.vms]
+    try:
+        lb = request.getfixturevalue("vm_load_balancer")
+    except pytest.FixtureLookupError:
+        return probes
+    return probes + [address_probe(cluster, lb.probe_name, lb.address, lb.port, watched.known_hosts)]
 
 
 def _upgrade(cluster: Cluster, version: str | None, run_config: RunConfig, cleanup: CleanupStack, backend: Backend,

@@ -14,15 +14,18 @@ from infra.cluster import Capability, CapabilityMissing, Cluster
 from infra.config import RunConfig
 from infra.harvester.backups import (VmBackup, backup_target, restore_to_new_vm, take_backup, wait_backup_ready,
                                      wait_restored)
+from infra.harvester import ippool
 from infra.harvester.upgrade.follow import UpgradeAttempt
-from infra.harvester.vms import KUBEVIRT, GuestVm, VmRequest, create_vm, run_inside, wait_running
+from infra.harvester.vms import KUBEVIRT, GuestVm, VmRequest, address_probe, create_vm, run_inside, wait_running
 from infra.report.attach import attach_text
 from infra.scratch import scratch_dir
 from infra.ssh import generate_keypair
 from infra.waits.budget import Budget
 from infra.waits.catalogue import Wait, budget
+from infra.waits.poll import poll_until
 
 DATA_FILE = "e2e-data"
+LB_PORT = 2222          # the load balancer's listener in front of the guests' sshd (22)
 
 
 @dataclass
@@ -137,6 +140,56 @@ def restores_keep_data(cluster: Cluster, run_config: RunConfig, cleanup: Cleanup
             (f"VM {restore.vm.name} restored from {backup.kind} {backup.name}: the data's sha256 is {now}, "
              f"{backup.source.name} had {watched_vms.checksums[backup.source.name]} when it was taken")
     attach_text("VMs restored after the upgrade", "\n".join(lines))
+
+
+@dataclass(frozen=True)
+class VmLoadBalancer:
+    namespace: str
+    name: str
+    address: str
+    port: int
+
+    @property
+    def probe_name(self) -> str:
+        return f"lb {self.namespace}/{self.name} {self.address}:{self.port}"
+
+
+@given("a load balancer in front of the VMs' SSH", target_fixture="vm_load_balancer")
+def load_balancer_in_front(cluster: Cluster, run_config: RunConfig, cleanup: CleanupStack,
+                           watched_vms: WatchedVms) -> VmLoadBalancer:
+    """A pool-mode VM load balancer (its pool from the lab's test range) forwarding a TCP port to both VMs' sshd,
+    answering through a node before the story goes on."""
+    cluster.require(Capability.LB_ADDRESSES, "a load balancer with an address from a test IPPool")
+    assert cluster.lb_addresses is not None
+    kube, gone = cluster.kube(), budget(Wait.OBJECT_GONE, run_config)
+    namespace = run_config.vms.namespace
+    pool = ippool.create_pool(kube, cleanup, run_config.run_id, "vm-lb",
+                              {"scope": [{"project": "*", "namespace": namespace, "guestCluster": "*"}]}, gone,
+                              cluster.lb_addresses, size=2)
+    lb = ippool.create_vm_loadbalancer(kube, cleanup, run_config.run_id, namespace, "vm-lb", gone,
+                                       vms=[vm.name for vm in watched_vms.vms], pool=pool.name, port=LB_PORT,
+                                       backend_port=22)
+    _, address = ippool.wait_for_address(kube, lb, budget(Wait.OBJECT_STATE, run_config))
+    made = VmLoadBalancer(namespace, lb.name, address.ip, LB_PORT)
+    answers = address_probe(cluster, made.probe_name, made.address, made.port, watched_vms.known_hosts)
+    def answered() -> bool:
+        answers.attempt(3.0)          # refused (an OSError) until a backend's sshd listens: tried again
+        return True
+    poll_until(answered, budget(Wait.OBJECT_STATE, run_config),
+               f"load balancer {namespace}/{lb.name} to answer at {address.ip}:{LB_PORT}", interval_s=1.0)
+    attach_text("load balancer in front of the VMs",
+                f"{namespace}/{lb.name}: {address.ip}:{LB_PORT} (pool {address.pool}) -> port 22 of "
+                + ", ".join(vm.name for vm in watched_vms.vms))
+    return made
+
+
+@then("the load balancer answered through the upgrade, its outage within the VM outage budget")
+def load_balancer_answered(run_config: RunConfig, upgrade: UpgradeAttempt, vm_load_balancer: VmLoadBalancer) -> None:
+    assert upgrade.probes is not None, "the upgrade was not probed"
+    summary = upgrade.probes.probe(vm_load_balancer.probe_name)
+    assert summary.samples > 0, f"the load balancer {vm_load_balancer.probe_name} was never probed"
+    problems = upgrade.probes.check({"lb ": run_config.vms.outage_budget_s})
+    assert not problems, "; ".join(problems)
 
 
 @given("a running VM pinned to one node by a nodeSelector", target_fixture="pinned_vm")

@@ -237,6 +237,21 @@ def create_loadbalancer(kube: Kube, cleanup: CleanupStack, run_id: str, namespac
     return ObjectRef(LB_API, "LoadBalancer", name, namespace)
 
 
+def create_vm_loadbalancer(kube: Kube, cleanup: CleanupStack, run_id: str, namespace: str, role: str, budget: Budget,
+                           *, vms: list[str], pool: str, port: int, backend_port: int) -> ObjectRef:
+    """A VM load balancer as Harvester's UI makes one: a TCP listener in front of the VMs named (by the
+    `harvesterhci.io/vmName` label their template carries), its address from `pool`."""
+    name = object_name(run_id, role)
+    cleanup.delete_later(kube, LB_API, "LoadBalancer", name, namespace, budget=budget)
+    kube.create({"apiVersion": LB_API, "kind": "LoadBalancer",
+                 "metadata": {"name": name, "namespace": namespace, "labels": _labels(run_id)},
+                 "spec": {"description": "harvester-e2e: in front of the story's VMs", "workloadType": "vm",
+                          "ipam": "pool", "ipPool": pool,
+                          "listeners": [{"name": "tcp", "port": port, "protocol": "TCP", "backendPort": backend_port}],
+                          "backendServerSelector": {"harvesterhci.io/vmName": list(vms)}}})
+    return ObjectRef(LB_API, "LoadBalancer", name, namespace)
+
+
 def wait_for_address(kube: Kube, lb: ObjectRef, budget: Budget) -> tuple[Obj, LbAddress]:
     """Wait until the load balancer is Ready with an address from a pool."""
     found = kube.wait_for(LB_API, "LoadBalancer", lb.name,

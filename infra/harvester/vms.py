@@ -148,6 +148,38 @@ def wait_running(kube: Kube, vm: GuestVm, budget: Budget) -> dict[str, Any]:
     return found
 
 
+def jump_session(cluster: Cluster, node_name: str, known_hosts: Path) -> SshNode:
+    """A session of its own to a node (never the cluster's shared one: probes run on their own threads)."""
+    node = cluster.node(node_name)
+    assert node.ssh_host is not None and node.ssh_port is not None
+    return SshNode(SshTarget(node.name, node.ssh_host, node.ssh_port, user=node.ssh_user, key_file=node.ssh_key_file,
+                             password=node.ssh_password, host_key=node.ssh_host_key), KnownHosts(known_hosts))
+
+
+def address_probe(cluster: Cluster, name: str, host: str, port: int, known_hosts: Path, *, interval_s: float = 1.0,
+                  timeout_s: float = 3.0) -> CallableProbe:
+    """A TCP connect to host:port from the cluster's own network (a LoadBalancer's address, as its users on that
+    network reach it): a direct-tcpip channel through the first node that answers SSH. A node away for the
+    upgrade is passed over, not counted against the address; the attempt fails when a node that answers cannot
+    connect there, or when no node answers at all."""
+    def attempt(timeout: float) -> None:
+        for node in cluster.node_names():             # a new login each time, as for the VMs' probes
+            session = jump_session(cluster, node, known_hosts)
+            session.connect_timeout = timeout
+            try:
+                session.open_tunnel(host, port, timeout).close()
+                return
+            except ConnectionRefusedError:
+                raise                                  # the node is up; the address did not take the connection
+            except (OSError, EOFError, paramiko.SSHException):
+                continue                               # this node is away: try the next one
+            finally:
+                session.close()
+        raise ConnectionError(f"no node answered SSH to reach {host}:{port} from")
+
+    return CallableProbe(name, attempt, interval_s=interval_s, timeout_s=timeout_s)
+
+
 @contextlib.contextmanager
 def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Path) -> Iterator[SshNode]:
     """An SSH session to the guest, through `via_node`'s session (its own, so a probe never shares a node's);
@@ -156,10 +188,7 @@ def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Pat
     address = vm.address(cluster.kube())
     if not address:
         raise RuntimeError(f"VM {vm.namespace}/{vm.name} has no address yet (is its VMI running?)")
-    node = cluster.node(via_node)
-    assert node.ssh_host is not None and node.ssh_port is not None
-    jump = SshNode(SshTarget(node.name, node.ssh_host, node.ssh_port, user=node.ssh_user, key_file=node.ssh_key_file,
-                             password=node.ssh_password, host_key=node.ssh_host_key), KnownHosts(known_hosts))
+    jump = jump_session(cluster, via_node, known_hosts)
     session = SshNode(SshTarget(f"vm {vm.namespace}/{vm.name}", address, 22, user=vm.user, key_file=vm.key_file),
                       KnownHosts(known_hosts), via=jump)
     try:
