@@ -52,8 +52,9 @@ def main() -> int:
                "HARVESTER_E2E_HARVESTER_VERSION": "v1.4.2", "HARVESTER_E2E_UPGRADE__TARGET": "master-ce188325-head"}
     started = time.monotonic()
     run = subprocess.run([str(Path(sys.executable).with_name("harvester-e2e")), "run", f"--alluredir={results}", "-k", SCENARIO,
-                          "-p", "no:cacheprovider", "-q"], cwd=ROOT, env=environ, capture_output=True, text=True,
-                         timeout=3600)
+                          "-p", "no:cacheprovider", "-q",
+                          "--timeout=3600"], cwd=ROOT, env=environ, capture_output=True, text=True,
+                         timeout=3900)
     seconds = time.monotonic() - started
     found = attachments(results)
     if run.returncode != 0 or OUTAGES not in found:
