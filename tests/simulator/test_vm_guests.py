@@ -318,49 +318,56 @@ def test_a_vm_guest_keeps_its_files_and_boot_through_a_migration_and_gets_a_new_
     assert guest.ok("rm note.txt && ls") == "data.bin\n"
     host_key = guest.host_key
 
-    # a live migration: the guest pauses at the switch-over, then runs on the target with the same boot and files
-    timings: list[tuple[float, float, int]] = []          # commands on the open session
-    logins: list[tuple[float, float]] = []                 # new connections, login and one command each
-    stop = threading.Event()
+    # a live migration: the guest pauses at the switch-over, then runs on the target with the same boot and files.
+    # The pause lasts ~50 ms here: on a loaded machine no command may be in flight then, so up to three migrations
+    # are watched until one shows a held command and a held login; what must never happen is checked on each.
+    for attempt in range(3):
+        timings: list[tuple[float, float, int]] = []          # commands on the open session
+        logins: list[tuple[float, float]] = []                 # new connections, login and one command each
+        stop = threading.Event()
 
-    def hammer() -> None:
-        while not stop.is_set():
-            began = time.time()
-            status = guest.run("true", timeout=10)[0]
-            timings.append((began, time.time(), status))
+        def hammer() -> None:
+            while not stop.is_set():
+                began = time.time()
+                status = guest.run("true", timeout=10)[0]
+                timings.append((began, time.time(), status))
 
-    def connect() -> None:
-        while not stop.is_set():
-            began = time.time()
-            fresh = Guest(jump, ip)
-            fresh.ok("true")
-            logins.append((began, time.time()))
-            fresh.close()
-    workers = [threading.Thread(target=hammer, daemon=True), threading.Thread(target=connect, daemon=True)]
-    for worker in workers:
-        worker.start()
-    try:
-        migrate(c, ns, "web", "web-move")
-        assert finished_migration(c, ns, "web-move", 30)["status"]["phase"] == "Succeeded"
-        time.sleep(0.2)
-    finally:
-        stop.set()
+        def connect() -> None:
+            while not stop.is_set():
+                began = time.time()
+                fresh = Guest(jump, ip)
+                fresh.ok("true")
+                logins.append((began, time.time()))
+                fresh.close()
+        workers = [threading.Thread(target=hammer, daemon=True), threading.Thread(target=connect, daemon=True)]
+        before_move = c.get(ns, "virtualmachineinstances", "web")["status"]["nodeName"]
         for worker in workers:
-            worker.join(20)
-    after = c.get(ns, "virtualmachineinstances", "web")
-    target = after["status"]["nodeName"]
-    assert target != source and address(after) == ip, "a VLAN address stays with the guest"
-    pause = json.loads(after["metadata"]["annotations"][SWITCHOVER])
-    paused, resumed = micro(pause["pausedAt"]), micro(pause["resumedAt"])
-    assert all(status == 0 for _, _, status in timings), "the session rode through the migration"
-    slack = 0.002                                # pausedAt is stamped just before the guest stops
-    held = [(began, ended) for began, ended, _ in timings if began <= paused + slack and ended >= resumed]
-    assert held, f"no command was held by the {resumed - paused:.3f} s pause (hammered {len(timings)})"
-    assert not [t for t in timings if paused + slack < t[1] < resumed], "the paused guest answered"
-    assert all(ended >= resumed for began, ended, _ in timings if paused + slack <= began < resumed), \
-        "a command started in the pause answered during it"
-    assert logins and not [t for t in logins if paused + slack < t[1] < resumed], "a new login got in meanwhile"
-    assert [t for t in logins if t[0] < resumed and t[1] >= resumed], "no new connection waited for the resume"
+            worker.start()
+        try:
+            migrate(c, ns, "web", f"web-move-{attempt}")
+            assert finished_migration(c, ns, f"web-move-{attempt}", 30)["status"]["phase"] == "Succeeded"
+            time.sleep(0.2)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(20)
+        after = c.get(ns, "virtualmachineinstances", "web")
+        target = after["status"]["nodeName"]
+        assert target != before_move and address(after) == ip, "a VLAN address stays with the guest"
+        pause = json.loads(after["metadata"]["annotations"][SWITCHOVER])
+        paused, resumed = micro(pause["pausedAt"]), micro(pause["resumedAt"])
+        assert all(status == 0 for _, _, status in timings), "the session rode through the migration"
+        slack = 0.002                                # pausedAt is stamped just before the guest stops
+        assert not [t for t in timings if paused + slack < t[1] < resumed], "the paused guest answered"
+        assert all(ended >= resumed for began, ended, _ in timings if paused + slack <= began < resumed), \
+            "a command started in the pause answered during it"
+        assert logins and not [t for t in logins if paused + slack < t[1] < resumed], "a new login got in meanwhile"
+        held = [(began, ended) for began, ended, _ in timings if began <= paused + slack and ended >= resumed]
+        waited = [t for t in logins if t[0] < resumed and t[1] >= resumed]
+        if held and waited:
+            break
+    assert held, f"no command was held by the {resumed - paused:.3f} s pause in 3 migrations (hammered {len(timings)})"
+    assert waited, "no new connection waited for the resume in 3 migrations"
 
     assert guest.ok("cat /proc/sys/kernel/random/boot_id").strip() == boot_id, "the same session, the same boot"
     guest.close()
