@@ -6,7 +6,8 @@ It runs the story itself ("The cluster upgrades to the target release, and the V
 with `harvester-e2e run` and reads what the story attached to its report, so the figures are the ones a QA
 engineer finds in Allure. The simulated guests pause for KubeVirt's switch-over (0.1-0.5 simulated seconds) on
 each live migration; at time scale x10 that is 10-50 ms of wall time, shorter than the probes' interval, and a
-command arriving meanwhile is held, not refused: expect no outage, as on a healthy real cluster.
+command arriving meanwhile is held, not refused: expect no VM outage, as on a healthy real cluster. The API at
+the VIP is away while kube-vip fails over from a rebooting holder (1 simulated second): at x1 a probe sees it.
 
     python tests/bench/bench_vm_outage.py [--time-scale 10] [--picture artifacts/bench/vm-outages.png]
 """
