@@ -357,11 +357,13 @@ def test_a_vm_guest_keeps_its_files_and_boot_through_a_migration_and_gets_a_new_
         pause = json.loads(after["metadata"]["annotations"][SWITCHOVER])
         paused, resumed = micro(pause["pausedAt"]), micro(pause["resumedAt"])
         assert all(status == 0 for _, _, status in timings), "the session rode through the migration"
+        # Times are the client's: an answer sent just before the pause may arrive during it on a loaded machine,
+        # so what is checked is that nothing sent during the pause was answered before the guest resumed.
         slack = 0.002                                # pausedAt is stamped just before the guest stops
-        assert not [t for t in timings if paused + slack < t[1] < resumed], "the paused guest answered"
         assert all(ended >= resumed for began, ended, _ in timings if paused + slack <= began < resumed), \
-            "a command started in the pause answered during it"
-        assert logins and not [t for t in logins if paused + slack < t[1] < resumed], "a new login got in meanwhile"
+            "a command sent during the pause was answered before the guest resumed"
+        assert logins and all(ended >= resumed for began, ended in logins if paused + slack <= began < resumed), \
+            "a new login started during the pause got in before the guest resumed"
         held = [(began, ended) for began, ended, _ in timings if began <= paused + slack and ended >= resumed]
         waited = [t for t in logins if t[0] < resumed and t[1] >= resumed]
         if held and waited:
