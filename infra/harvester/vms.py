@@ -57,14 +57,17 @@ class GuestVm:
     def vmi(self, kube: Kube) -> dict[str, Any] | None:
         return kube.find(KUBEVIRT, "VirtualMachineInstance", self.name, self.namespace)
 
+    def placement(self, kube: Kube) -> tuple[str, str]:
+        """(the node its VMI runs on, its first interface's address); empty strings when not running."""
+        status = (self.vmi(kube) or {}).get("status") or {}
+        interfaces = status.get("interfaces") or []
+        return str(status.get("nodeName") or ""), str(interfaces[0].get("ipAddress") or "") if interfaces else ""
+
     def node(self, kube: Kube) -> str:
-        vmi = self.vmi(kube) or {}
-        return str((vmi.get("status") or {}).get("nodeName") or "")
+        return self.placement(kube)[0]
 
     def address(self, kube: Kube) -> str:
-        vmi = self.vmi(kube) or {}
-        interfaces = (vmi.get("status") or {}).get("interfaces") or []
-        return str(interfaces[0].get("ipAddress") or "") if interfaces else ""
+        return self.placement(kube)[1]
 
 
 def image_storage_class(kube: Kube, image: str) -> str:
@@ -181,11 +184,12 @@ def address_probe(cluster: Cluster, name: str, host: str, port: int, known_hosts
 
 
 @contextlib.contextmanager
-def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Path) -> Iterator[SshNode]:
-    """An SSH session to the guest, through `via_node`'s session (its own, so a probe never shares a node's);
-    both are closed on leaving. A pod-network address changes when the VM migrates (kubevirt#7967): open a new
-    session after one."""
-    address = vm.address(cluster.kube())
+def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Path, *,
+                  address: str | None = None) -> Iterator[SshNode]:
+    """An SSH session to the guest at `address` (default: the VMI's now), through `via_node`'s session (its own,
+    so a probe never shares a node's); both are closed on leaving. A pod-network address changes when the VM
+    migrates (kubevirt#7967): open a new session after one."""
+    address = address or vm.address(cluster.kube())
     if not address:
         raise RuntimeError(f"VM {vm.namespace}/{vm.name} has no address yet (is its VMI running?)")
     jump = jump_session(cluster, via_node, known_hosts)
@@ -200,18 +204,40 @@ def guest_session(cluster: Cluster, vm: GuestVm, via_node: str, known_hosts: Pat
 
 def ssh_probe(cluster: Cluster, vm: GuestVm, known_hosts: Path, *, interval_s: float = 1.0,
               timeout_s: float = 3.0) -> CallableProbe:
-    """What a user of the VM feels: each attempt logs in anew through the node the VMI runs on now (read from
-    the API, the last one known while the API is away) and runs `true`."""
-    last_node = {"name": vm.node(cluster.kube())}
+    """What a user of the VM feels: each attempt logs in anew through the node the VMI runs on now (another node
+    when that one is away), at its address now, and runs `true`. Node and address are read from the API with one
+    quick request, never the cluster's client that rides through an API outage: while the API is away (the API
+    probe's outage, not the VM's) the last ones known are used."""
+    quick = Kube(cluster.kubeconfig, context=cluster.context, unavailable_budget=0, transport_attempts=0,
+                 request_timeout=max(timeout_s / 3, 0.5))
+    node, address = vm.placement(cluster.kube())
+    last = {"node": node, "address": address}
 
     def attempt(timeout: float) -> None:
         try:
-            last_node["name"] = vm.node(cluster.kube()) or last_node["name"]
-        except Exception:  # noqa: BLE001 - the API is away: the VM may still answer through the last node
+            node, address = vm.placement(quick)
+            if node and address:
+                last.update(node=node, address=address)
+        except Exception:  # noqa: BLE001 - the API is away: the VM may still answer where it was
             pass
-        with guest_session(cluster, vm, last_node["name"], known_hosts) as session:
-            session.connect_timeout = timeout
-            session.run("true", timeout=timeout, check=True, budget=Budget("one probe attempt", timeout))
+        # Through its node first; when that node is away (rebooting for the upgrade after the VM left it, while
+        # the API could not say where the VM went), through any other node that answers.
+        for via in [last["node"], *(n for n in cluster.node_names() if n != last["node"])]:
+            jump = jump_session(cluster, via, known_hosts)
+            jump.connect_timeout = timeout
+            try:
+                jump.open_tunnel(last["address"], 22, timeout).close()
+            except ConnectionRefusedError:
+                raise                                  # the node is up; the guest's sshd did not answer
+            except (OSError, EOFError, paramiko.SSHException):
+                continue                               # this node is away: try the next one
+            finally:
+                jump.close()
+            with guest_session(cluster, vm, via, known_hosts, address=last["address"]) as session:
+                session.connect_timeout = timeout
+                session.run("true", timeout=timeout, check=True, budget=Budget("one probe attempt", timeout))
+            return
+        raise ConnectionError(f"no node answered SSH to reach VM {vm.namespace}/{vm.name} at {last['address']}")
 
     return CallableProbe(f"vm {vm.namespace}/{vm.name}", attempt, interval_s=interval_s, timeout_s=timeout_s)
 

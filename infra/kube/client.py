@@ -89,13 +89,16 @@ def _key(obj: Obj) -> tuple[str, str]:
 
 class Kube:
     def __init__(self, kubeconfig: Path, *, context: str | None = None, unavailable_budget: float = 300.0,
-                 request_timeout: float = 30.0, gone: Callable[[], str | None] | None = None) -> None:
+                 request_timeout: float = 30.0, gone: Callable[[], str | None] | None = None,
+                 transport_attempts: int = 8) -> None:
+        """`unavailable_budget`: how long a call rides through an unavailable API server; `transport_attempts`:
+        how often one GET is re-sent at the transport first (0 and 0: one quick look, as a probe needs)."""
         self.kubeconfig = Path(kubeconfig)
         self.context = context
         configuration = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(config_file=str(kubeconfig), context=context,
                                            client_configuration=configuration, persist_config=False)
-        configuration.retries = transport_retries()       # a fault costs the retry of one GET, not of discovery
+        configuration.retries = transport_retries(transport_attempts)   # a fault costs one GET's retry, not discovery's
         self.api_client = kubernetes.client.ApiClient(configuration)
         self.unavailable_budget = unavailable_budget
         self.gone = gone          # says why the API server will not come back (no point retrying), if known

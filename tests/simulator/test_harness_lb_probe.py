@@ -1,8 +1,9 @@
-"""The harness's load balancer probe (infra/harvester/vms.py `address_probe`) on the simulated Harvester: it
-reaches a VM load balancer's address from the cluster's network through a node, passes over a node that is
-down, and fails when the address takes no connection."""
+"""The harness's probes of what users reach (infra/harvester/vms.py) on the simulated Harvester: the load balancer
+probe reaches a VM load balancer's address from the cluster's network through a node, passes over a node that is
+down, and fails when the address takes no connection; the VM probe does not wait for an API that is away."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from infra.backends.simulator_client import SimulatorClient
 from infra.cluster import AddressRange
 from infra.harvester import ippool
-from infra.harvester.vms import KUBEVIRT, address_probe, run_inside
+from infra.harvester.vms import KUBEVIRT, address_probe, run_inside, ssh_probe
 from infra.waits.budget import Budget
 from infra.waits.poll import poll_until
 
@@ -57,3 +58,19 @@ def probe_passes_over_nodes_and_fails_on_refusal(made: HarnessCluster) -> None:
     kube.wait_for_gone(KUBEVIRT, "VirtualMachineInstance", "web", namespace="default", budget=Budget("VMI gone", 30))
     with pytest.raises(ConnectionRefusedError):
         probe.attempt(3.0)                                  # no backend left
+
+
+def test_a_vm_probe_does_not_count_the_api_being_away_against_the_vm(tmp_path: Path) -> None:
+    """The VM's placement is read with one quick request: while the API is away (refusing, then 503: an RKE2 restart),
+    the guest is still reached where it was, within the probe's timeout."""
+    with cluster_with_a_vm(tmp_path, RUN, version="v1.5.1", nodes=2, time_scale=60, vm_name="web") as made:
+        try:
+            run_inside(made.cluster, made.vm, made.known_hosts, "true", Budget("guest SSH", 60))
+            probe = ssh_probe(made.cluster, made.vm, made.known_hosts)
+            SimulatorClient(made.simulator.kubeconfig).inject(refuseConnectionsSeconds=3.0, unavailableSeconds=6.0)
+            started = time.monotonic()
+            probe.attempt(3.0)
+            assert time.monotonic() - started < 3.0, "the attempt waited for the API instead of the guest"
+        finally:
+            failures = made.cleanup.run()
+        assert failures == []
