@@ -126,7 +126,6 @@ class ApiServer:
         self._info = info or (lambda: {})
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
-        self._closers = 0                           # who keeps the listener closed now (refuse_connections)
         self._vip_away = 0                          # kube-vip failovers under way (vip_away)
         self._ssl: ssl.SSLContext | None = None
         self._streams: set[web.StreamResponse] = set()
@@ -178,25 +177,12 @@ class ApiServer:
 
     async def refuse_connections(self, seconds: float) -> None:
         """Close the listener for a while: clients see connection refused, as during an RKE2 restart."""
-        await self.close_listener()
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            await self.open_listener()
-
-    async def close_listener(self) -> None:
-        """Connections are refused and open watches end until every closer has called `open_listener` (a fault
-        and the VIP's failover may overlap)."""
-        self._closers += 1
         if self._site is not None:
             await self._site.stop()
             self._site = None
         self.api.store.close_all_watches()
-
-    async def open_listener(self) -> None:
-        self._closers = max(self._closers - 1, 0)
-        if self._closers == 0 and self._site is None and self._runner is not None:
-            await self._listen()
+        await asyncio.sleep(seconds)
+        await self._listen()
 
     async def stop(self) -> None:
         self.api.store.close_all_watches()
