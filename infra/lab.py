@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import json
 import secrets
 import shutil
 import signal
@@ -34,7 +33,7 @@ from typing import Any, Iterator
 import yaml
 from pydantic import SecretStr
 
-from infra.backends.simulated import SimulatorProcess, start_simulator_process
+from infra.backends.simulated import SimulatorProcess, configure_backup_target, start_simulator_process
 from infra.cluster import GuestTemplate, RancherAccess
 from infra.harvester.guest.cluster import FLEET_DEFAULT, PROVISIONING, provisioning_manifests
 from infra.kube import Kube
@@ -132,8 +131,7 @@ def _backup_target(host: Kube) -> None:
     """The lab's backup target, set once as its admins set it (Settings > backup-target)."""
     setting = host.find("harvesterhci.io/v1beta1", "Setting", "backup-target") or {}
     if not setting.get("value"):
-        host.patch("harvesterhci.io/v1beta1", "Setting", "backup-target",
-                   {"value": json.dumps({"type": "nfs", "endpoint": LAB_BACKUP_TARGET})})
+        configure_backup_target(host, LAB_BACKUP_TARGET)
 
 
 def _guest(directory: Path, rancher: RancherAccess, budget: Budget) -> tuple[str, Path]:

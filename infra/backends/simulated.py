@@ -22,6 +22,7 @@ import tenacity
 from infra.cluster import AddressRange, Cluster, GuestTemplate, NodeHandle, RancherAccess, Release
 from infra.config import RunConfig
 from infra.https import Endpoint
+from infra.kube import Kube
 from infra.simulator.rancher.releases import RANCHER_VERSIONS
 from infra.ssh import generate_keypair
 from infra.waits.budget import Budget
@@ -170,7 +171,7 @@ class SimulatedBackend(Backend):
         attach_node_power(self.config.run_id, cluster)     # node power through libvirt's test driver
         upload_vm_image(cluster, self.config.vms.image)
         if sim.backup_target is not None:
-            configure_backup_target(cluster, sim.backup_target)
+            configure_backup_target(cluster.kube(), sim.backup_target)
         return cluster
 
     def retire(self, cluster: Cluster) -> None:
@@ -313,10 +314,10 @@ def run_foreground(argv: list[str]) -> int:
     return main(argv, announce=announce)
 
 
-def configure_backup_target(cluster: Cluster, endpoint: str) -> None:
-    """The backup target, set as a lab's admins set theirs (Harvester's backup-target setting)."""
-    cluster.kube().patch("harvesterhci.io/v1beta1", "Setting", "backup-target",
-                         {"value": json.dumps({"type": "nfs", "endpoint": endpoint})})
+def configure_backup_target(kube: Kube, endpoint: str) -> None:
+    """An NFS backup target, set as a lab's admins set theirs (Harvester's backup-target setting)."""
+    kube.patch("harvesterhci.io/v1beta1", "Setting", "backup-target",
+               {"value": json.dumps({"type": "nfs", "endpoint": endpoint})})
 
 
 def upload_vm_image(cluster: Cluster, image: str) -> None:

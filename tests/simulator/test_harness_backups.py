@@ -43,7 +43,7 @@ def backups_restore_with_their_data(made: HarnessCluster) -> None:
     assert backup_target(kube) is None
     with pytest.raises(ApiFailure, match="backup target is not set"):
         take_backup(kube, vm, "vm-a-backup", "backup", run_id=RUN, cleanup=cleanup, gone=Budget("gone", 60))
-    configure_backup_target(cluster, "nfs://127.0.0.1:/exports/t")
+    configure_backup_target(kube, "nfs://127.0.0.1:/exports/t")
     assert backup_target(kube) == "nfs://127.0.0.1:/exports/t"
 
     backups = [take_backup(kube, vm, f"vm-a-{kind}", kind, run_id=RUN, cleanup=cleanup, gone=Budget("gone", 60))
