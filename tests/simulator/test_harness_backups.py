@@ -61,8 +61,8 @@ def backups_restore_with_their_data(made: HarnessCluster) -> None:
 
     # a backup Harvester reports in error fails the wait at once, with Harvester's message
     broken = take_backup(kube, vm, "vm-a-broken", "snapshot", run_id=RUN, cleanup=cleanup, gone=Budget("g", 60))
-    kube.patch(HARVESTER, "VirtualMachineBackup", broken.name, {"status": {"error": {"message": "disk on fire"}}},
-               namespace="default")
+    kube.patch(HARVESTER, "VirtualMachineBackup", broken.name,     # as Harvester records a failure, ready or not
+               {"status": {"readyToUse": False, "error": {"message": "disk on fire"}}}, namespace="default")
     with pytest.raises(BackupFailed, match="disk on fire"):
         wait_backup_ready(kube, broken, Budget("backup ready", 30))
 
